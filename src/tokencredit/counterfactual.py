@@ -1,0 +1,163 @@
+"""Inputs of the scoring forwards: the real input I and the counterfactual inputs I' (METHODS.md §1).
+
+Each builder returns keyword arguments for the backbone (`model.model`, a Qwen2-VL-style VLM)
+over the sequence prompt + completion, whose last T columns are the completion. Position ids are
+always passed explicitly, so left padding and the image's 3-D rope positions are right in every
+forward, and `mask_visual_attention` keeps exactly the real positions.
+
+- `drop_image`: `batch["text_prompt_ids"/"text_prompt_mask"]`, the prompt re-tokenized without the
+  image (left padded), followed by the same completion ids.
+- `mask_visual_attention`: the real tokens and positions with the image-token columns of the
+  attention mask set to 0, so no query sees the image.
+- `patch_blackening`, `gaussian_noise`, `blur`, `gray`: the real tokens with
+  `batch["cf_pixel_values"]`, which `perturb_pixel_values` makes from the real pixel values.
+
+Qwen2-VL pixel layout: each pixel_values row is one 14x14 patch of the resized, normalized image,
+channel-major, repeated over `temporal_patch_size` frames; rows run over 2x2 merge blocks. So
+perturbations work on the resized image, as VPPO's do.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray")
+PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray")
+
+BLACK_PROB = 0.5  # VPPO: each patch blackened independently with this probability
+NOISE_SIGMA = 189.0  # VPPO ablation: additive Gaussian noise, on the 0-255 scale
+BLUR_RADIUS = 6.0  # VPPO ablation: PIL GaussianBlur radius, i.e. the Gaussian's standard deviation in pixels
+GRAY_LEVEL = 128.0  # VPPO ablation: the whole image solid grey, on the 0-255 scale
+
+
+def image_token_mask(model: Any, input_ids: Tensor) -> Tensor:
+    return input_ids == model.config.image_token_id
+
+
+def position_ids(model: Any, input_ids: Tensor, attention_mask: Tensor, image_grid_thw: Tensor | None = None) -> Tensor:
+    """Rope positions: Qwen's 3-D positions [3, B, L] with images, plain [B, L] positions without."""
+    if image_grid_thw is not None:
+        get_rope_index = model.model.get_rope_index
+        kwargs = {"image_grid_thw": image_grid_thw, "attention_mask": attention_mask}
+        if "mm_token_type_ids" in inspect.signature(get_rope_index).parameters:  # transformers >= 5.2x
+            kwargs["mm_token_type_ids"] = image_token_mask(model, input_ids).long()  # 0 text, 1 image
+        positions, _ = get_rope_index(input_ids, **kwargs)
+        return positions
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _inputs(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, batch: dict[str, Any], pixel_values: Tensor | None) -> dict[str, Any]:
+    input_ids = torch.cat([prompt_ids, batch["completion_ids"]], dim=1)
+    attention_mask = torch.cat([prompt_mask, batch["completion_mask"]], dim=1).long()
+    grid = batch.get("image_grid_thw") if pixel_values is not None else None
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "position_ids": position_ids(model, input_ids, attention_mask, grid),
+        "pixel_values": pixel_values,
+        "image_grid_thw": grid,
+    }
+
+
+def real_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    return _inputs(model, batch["prompt_ids"], batch["prompt_mask"], batch, batch.get("pixel_values"))
+
+
+def counterfactual_inputs(model: Any, batch: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == "drop_image":
+        if "text_prompt_ids" not in batch or "text_prompt_mask" not in batch:
+            raise ValueError("counterfactual 'drop_image' needs batch['text_prompt_ids'] and batch['text_prompt_mask'] (the prompt without the image)")
+        return _inputs(model, batch["text_prompt_ids"], batch["text_prompt_mask"], batch, None)
+    if kind == "mask_visual_attention":
+        inputs = real_inputs(model, batch)
+        inputs["attention_mask"] = inputs["attention_mask"].masked_fill(image_token_mask(model, inputs["input_ids"]), 0)
+        # No query attends to an image position, so the vision tower's output cannot matter: skip it.
+        inputs["pixel_values"] = inputs["image_grid_thw"] = None
+        return inputs
+    if kind in PIXEL_PERTURBATIONS:
+        if batch.get("cf_pixel_values") is None:
+            raise ValueError(f"counterfactual {kind!r} needs batch['cf_pixel_values']; make it with tokencredit.counterfactual.perturb_pixel_values")
+        return _inputs(model, batch["prompt_ids"], batch["prompt_mask"], batch, batch["cf_pixel_values"])
+    raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
+
+
+def unpatchify(rows: Tensor, grid_thw: Sequence[int], patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2) -> Tensor:
+    """One image's pixel_values rows -> frames [t * temporal_patch_size, C, H, W]."""
+    t, h, w = (int(x) for x in grid_thw)
+    m, p = merge_size, patch_size
+    x = rows.reshape(t, h // m, w // m, m, m, -1, temporal_patch_size, p, p)
+    x = x.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)  # (t, tp, C, h/m, m, p, w/m, m, p)
+    return x.reshape(t * temporal_patch_size, -1, h * p, w * p)
+
+
+def patchify(frames: Tensor, grid_thw: Sequence[int], patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2) -> Tensor:
+    """Inverse of `unpatchify`."""
+    t, h, w = (int(x) for x in grid_thw)
+    m, p = merge_size, patch_size
+    x = frames.reshape(t, temporal_patch_size, -1, h // m, m, p, w // m, m, p)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(t * h * w, -1)
+
+
+def _gaussian_blur(frames: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of [N, C, H, W] with edge replication (PIL's GaussianBlur approximates this)."""
+    half = math.ceil(3 * sigma)
+    offsets = torch.arange(-half, half + 1, dtype=frames.dtype, device=frames.device)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = frames.shape[1]
+    x = F.pad(frames, (half, half, half, half), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def perturb_pixel_values(
+    kind: str,
+    pixel_values: Tensor,
+    image_grid_thw: Tensor,
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+    generator: torch.Generator,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    temporal_patch_size: int = 2,
+) -> Tensor:
+    """The counterfactual image I' of every image in a batch, as normalized pixel_values rows.
+
+    `image_mean`/`image_std` are the image processor's. Randomness (a fresh blackening mask or
+    noise per image, i.e. per response in a GRPO batch) comes only from `generator`.
+    """
+    if kind not in PIXEL_PERTURBATIONS:
+        raise ValueError(f"unknown image perturbation {kind!r}; perturbations are {list(PIXEL_PERTURBATIONS)}")
+    channels = len(image_mean)
+    mean = torch.tensor(image_mean, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
+    std = torch.tensor(image_std, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
+    n_rows = pixel_values.shape[0]
+    x = pixel_values.float().reshape(n_rows, channels, -1) * std + mean  # pixels in [0, 1]
+
+    def random(*shape: int, normal: bool = False) -> Tensor:
+        draw = torch.randn if normal else torch.rand
+        return draw(*shape, generator=generator, device=generator.device).to(x.device)
+
+    if kind == "patch_blackening":
+        x = x * (random(n_rows) >= BLACK_PROB).view(n_rows, 1, 1)
+    elif kind == "gaussian_noise":
+        x = (x + random(*x.shape, normal=True) * (NOISE_SIGMA / 255.0)).clamp(0.0, 1.0)
+    elif kind == "gray":
+        x = torch.full_like(x, GRAY_LEVEL / 255.0)
+    else:  # blur, image by image
+        sizes = image_grid_thw.prod(-1).tolist()
+        shape = dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=temporal_patch_size)
+        blurred = [
+            patchify(_gaussian_blur(unpatchify(rows, grid, **shape), BLUR_RADIUS), grid, **shape)
+            for rows, grid in zip(x.reshape(n_rows, -1).split(sizes), image_grid_thw.tolist())
+        ]
+        x = torch.cat(blurred).reshape(n_rows, channels, -1).clamp(0.0, 1.0)
+    return ((x - mean) / std).reshape(pixel_values.shape).to(pixel_values.dtype)

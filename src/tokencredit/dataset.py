@@ -1,0 +1,42 @@
+"""Load and check one split of the synthetic task; build its chat prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from tokencredit.synthetic import COLUMNS
+
+
+def load_split(data_dir: Path, split: str) -> pd.DataFrame:
+    """Read data_dir/{split}.parquet; check its columns, that it has rows, and that every image exists."""
+    path = Path(data_dir) / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"split file {path} does not exist")
+    frame = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks required column(s) {missing}")
+    if frame.empty:
+        raise ValueError(f"{path} has no rows: split {split!r} is empty")
+    for row_id, rel in zip(frame["id"], frame["image"]):
+        if not (Path(data_dir) / rel).is_file():
+            raise ValueError(f"{path}: image {Path(data_dir) / rel} of row id {row_id!r} does not exist")
+    return frame
+
+
+def load_image(data_dir: Path, relpath: str) -> Image.Image:
+    path = Path(data_dir) / relpath
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+
+
+def prompt_messages(question: str, with_image: bool = True) -> list[dict]:
+    """TRL conversational prompt: one user turn with the image placeholder, then the question."""
+    content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
+    return [{"role": "user", "content": content}]

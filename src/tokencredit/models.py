@@ -1,0 +1,61 @@
+"""Load a policy (the tiny local VLM or a real local checkpoint) as (model, processor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+import tokencredit.tiny_vlm  # noqa: F401  (registers the image-only processor with AutoProcessor)
+from tokencredit.params import ModelParams
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise FileNotFoundError naming `path` and what a loadable model directory lacks."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"policy checkpoint {path} does not exist or is not a directory")
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        missing.append(" or ".join(WEIGHT_FILES))
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        missing.append(" or ".join(TOKENIZER_FILES))
+    if missing:
+        raise FileNotFoundError(f"policy checkpoint {path} is incomplete: missing {'; '.join(missing)}")
+
+
+def load_policy(
+    path: str | Path, model_params: ModelParams | None = None, device: str | torch.device | None = None
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Model in eval mode on `device` (default: CUDA when available) and its processor, left-padding.
+
+    `model_params` supplies the attention kernel, trust_remote_code and the image pixel bounds
+    (without it: defaults, and the checkpoint's own pixel bounds). Weights keep their saved dtype.
+    """
+    path = Path(path)
+    check_checkpoint(path)
+    given = model_params is not None
+    model_params = model_params or ModelParams()
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            path,
+            dtype="auto",
+            attn_implementation=model_params.attn_implementation,
+            trust_remote_code=model_params.trust_remote_code,
+            local_files_only=True,
+        )
+        processor = AutoProcessor.from_pretrained(
+            path, trust_remote_code=model_params.trust_remote_code, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"cannot load policy checkpoint {path}: {err}") from err
+    if given:  # same images, same number of visual tokens, whatever the checkpoint's defaults
+        processor.image_processor.size = {"shortest_edge": model_params.min_pixels, "longest_edge": model_params.max_pixels}
+    processor.tokenizer.padding_side = "left"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), processor

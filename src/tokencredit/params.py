@@ -1,0 +1,254 @@
+"""Typed, validated parameters: one pydantic model per params section.
+
+Every stage receives only its own section, so a change to one section reruns only the jobs that
+read it. `load_params` is the single entry point: YAML files and `snakemake --config` overrides go
+through the same validation, and any error names the key path and the reason before a job runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Section(BaseModel):
+    """Base for every params section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    seed: int = Field(0, description="Seed of the synthetic generator; same seed, same bytes.")
+    image_size: int = Field(84, ge=28, description="Side of the square synthetic images, in pixels.")
+    families: list[Literal["count_color", "count_shape", "exists", "compare", "sum_digits"]] = Field(
+        default_factory=lambda: ["count_color"],
+        min_length=1,
+        description="Question families of the synthetic task.",
+    )
+    min_objects: int = Field(1, ge=1, description="Fewest shapes in an in-distribution image.")
+    max_objects: int = Field(6, ge=1, description="Most shapes in an in-distribution image.")
+    ood_min_objects: int = Field(7, ge=1, description="Fewest shapes in an out-of-distribution image.")
+    ood_max_objects: int = Field(9, ge=1, description="Most shapes in an out-of-distribution image.")
+    n_train: int = Field(4000, ge=1, description="Examples in the train split.")
+    n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
+    n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
+    n_test_ood: int = Field(300, ge=1, description="Examples in the out-of-distribution test split.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> DataParams:
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects ({self.min_objects}) > max_objects ({self.max_objects})")
+        if self.ood_min_objects > self.ood_max_objects:
+            raise ValueError(f"ood_min_objects ({self.ood_min_objects}) > ood_max_objects ({self.ood_max_objects})")
+        return self
+
+
+class ModelParams(Section):
+    path: str | None = Field(
+        None,
+        description="Local directory of a real Hugging Face checkpoint (e.g. Qwen2.5-VL-3B-Instruct). "
+        "When set, build_base is skipped and the tiny model below is not built.",
+    )
+    hidden_size: int = Field(128, ge=8, description="Tiny LLM hidden size.")
+    num_layers: int = Field(4, ge=1, description="Tiny LLM decoder layers.")
+    num_heads: int = Field(4, ge=1, description="Tiny LLM attention heads.")
+    num_kv_heads: int = Field(2, ge=1, description="Tiny LLM key/value heads.")
+    intermediate_size: int = Field(256, ge=8, description="Tiny LLM MLP width.")
+    vision_depth: int = Field(2, ge=1, description="Tiny vision tower depth.")
+    vision_hidden_size: int = Field(64, ge=8, description="Tiny vision tower width.")
+    vocab_size: int = Field(512, ge=64, description="Target vocabulary of the BPE tokenizer trained on the synthetic text.")
+    min_pixels: int = Field(84 * 84, ge=1, description="Image processor lower pixel bound.")
+    max_pixels: int = Field(84 * 84, ge=1, description="Image processor upper pixel bound.")
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        "eager", description="Attention kernel. `attn_image` needs attention weights, which only eager returns."
+    )
+    trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
+    seed: int = Field(0, description="Seed of the tiny model's initialisation.")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> ModelParams:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) is not divisible by num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) is not divisible by num_kv_heads ({self.num_kv_heads})")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) > max_pixels ({self.max_pixels})")
+        if self.path is not None and not Path(self.path).is_dir():
+            raise ValueError(f"local checkpoint directory {self.path!r} does not exist")
+        return self
+
+
+class SFTParams(Section):
+    max_steps: int = Field(600, ge=1, description="Upper bound on optimizer steps.")
+    target_accuracy: float | None = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Stop once greedy validation accuracy reaches this, leaving headroom for RL. None: run max_steps.",
+    )
+    batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
+    learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate.")
+    eval_every: int = Field(50, ge=1, description="Steps between validation checks.")
+    eval_examples: int = Field(100, ge=1, description="Validation examples used by each check.")
+    seed: int = Field(0, description="Seed of data order and initial state.")
+
+
+class MethodSpec(Section):
+    """One entry of the method grid: a registered weighting plus its hyperparameters.
+
+    Named variants (e.g. `tor_reasoning_only`) are specs with the same `weighting` and other
+    hyperparameters: ablations are parameter settings, not copies of code.
+    """
+
+    weighting: str = Field(description="Name in the weighting registry (tokencredit.weighting).")
+    hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
+    counterfactual: Literal[
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+    ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
+
+
+def _default_methods() -> dict[str, MethodSpec]:
+    """Every method of METHODS.md at its authors' defaults, plus the ablations the papers name."""
+    specs = {
+        "uniform": ("uniform", {}),
+        "entropy_topk": ("entropy_topk", {}),
+        "tor": ("tor", {}),
+        "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
+        "tor_perception_only": ("tor", {"gamma_r": 0.0}),
+        "vppo": ("vppo", {}),
+        "pgpo": ("pgpo", {}),
+        "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),
+        "pgpo_boosting_only": ("pgpo", {"tau": 0.0}),
+        "pgpo_no_norm": ("pgpo", {"normalize": False}),
+        "atrl": ("atrl", {}),
+        "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
+    }
+    return {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
+
+
+class TrainParams(Section):
+    algos: list[Literal["grpo", "dapo", "dr_grpo"]] = Field(default_factory=lambda: ["grpo"], min_length=1, description="Base algorithms of the grid.")
+    methods: list[str] = Field(default_factory=lambda: ["uniform"], min_length=1, description="Keys of `methods` that the grid trains.")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.")
+    max_steps: int = Field(30, ge=1, description="GRPO optimizer steps per run.")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step.")
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (G).")
+    max_completion_length: int = Field(48, ge=4, description="Token budget of one completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
+    entropy_penalty: float = Field(0.0, ge=0, description="VPPO's sampled-token entropy penalty coefficient (0.06 in the paper).")
+    format_reward: float = Field(0.0, ge=0, le=1, description="Weight of the format reward; accuracy gets 1 - this.")
+    max_dynamic_sampling_tries: int = Field(4, ge=1, description="DAPO: generation rounds allowed to fill a batch with mixed-reward groups.")
+    overlong_cache: int | None = Field(None, ge=1, description="DAPO overlong reward shaping L_cache (L_max = max_completion_length); None disables it.")
+    logging_steps: int = Field(1, ge=1, description="Steps between logged metrics.")
+    save_steps: int = Field(10, ge=1, description="Steps between checkpoints.")
+
+    @model_validator(mode="after")
+    def _grid(self) -> TrainParams:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} contain duplicates")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods {self.methods} contain duplicates")
+        return self
+
+
+class RolloutParams(Section):
+    num_samples: int = Field(4, ge=1, description="Samples per prompt cached for scoring.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    max_new_tokens: int = Field(48, ge=1, description="Token budget of one sample.")
+    batch_size: int = Field(32, ge=1, description="Prompts per generate call.")
+
+
+class ScoringParams(Section):
+    chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
+    attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
+
+
+class EvalParams(Section):
+    splits: list[Literal["test", "test_ood"]] = Field(default_factory=lambda: ["test", "test_ood"], min_length=1, description="Splits every policy is graded on.")
+    k: int = Field(4, ge=1, description="Samples per question for avg@k at `temperature`.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of avg@k.")
+    max_new_tokens: int = Field(48, ge=1, description="Token budget of one answer.")
+    batch_size: int = Field(64, ge=1, description="Prompts per generate call.")
+    without_image: bool = Field(True, description="Also grade greedily with the image removed (visual dependence).")
+
+
+class TrackingParams(Section):
+    experiment: str = Field("tokencredit", min_length=1, description="MLflow experiment name.")
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow backend; relative sqlite paths are resolved against the repo root.")
+
+
+class Params(Section):
+    data: DataParams = Field(default_factory=DataParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    sft: SFTParams = Field(default_factory=SFTParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    methods: dict[str, MethodSpec] = Field(
+        default_factory=_default_methods, description="Named method variants; train.methods picks the grid from these."
+    )
+    rollouts: RolloutParams = Field(default_factory=RolloutParams)
+    scoring: ScoringParams = Field(default_factory=ScoringParams)
+    eval: EvalParams = Field(default_factory=EvalParams)
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
+
+    @model_validator(mode="after")
+    def _methods_exist(self) -> Params:
+        from tokencredit.weighting import check_method  # torch-backed; imported only when validating
+
+        unknown = [m for m in self.train.methods if m not in self.methods]
+        if unknown:
+            raise ValueError(f"train.methods names {unknown}, which are not defined under methods (defined: {sorted(self.methods)})")
+        for name in self.train.methods:
+            check_method(name, self.methods[name])
+        return self
+
+
+class ParamsError(ValueError):
+    """Invalid parameters; the message lists every bad key path with its reason."""
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def validate(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a nested dict; raise ParamsError naming each bad key path."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format(err, source)) from None
+
+
+def load_params(path: str | Path) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"params file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    return validate(raw, str(path))
+
+
+def section_json(params: Params, name: str) -> str:
+    """One section as canonical JSON: what a Snakemake rule passes to its step (and its rerun key)."""
+    return json.dumps(getattr(params, name).model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def json_schema() -> dict[str, Any]:
+    return Params.model_json_schema(by_alias=True)
+
+
+if __name__ == "__main__":  # python -m tokencredit.params > params/schema.json
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))

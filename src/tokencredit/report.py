@@ -1,0 +1,368 @@
+"""The report: every policy's evaluation side by side, differences from `uniform`, training curves.
+
+Reads results/eval/{policy}/{split}.json and results/runs/{policy}/metrics.jsonl; writes
+summary.md, metrics.json (numbers for `dvc metrics show` / `dvc exp show`) and curves_*.png.
+Runs "{algo}-{method}-s{seed}" are grouped over seeds into one row "{algo}-{method}": mean ± 95 %
+Student-t interval over seeds. Reference policies ("sft") are single models shown first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tokencredit.atomic import atomic_path, write_json, write_text
+from tokencredit.papers import PAPER_RESULTS
+from tokencredit.stats import mean_ci, paired_bootstrap
+
+ALGOS = ("grpo", "dapo", "dr_grpo")
+# Method names may hold "-" or "_"; the seed suffix anchors the split.
+RUN_POLICY = re.compile(rf"^(?P<algo>{'|'.join(ALGOS)})-(?P<method>.+)-s(?P<seed>\d+)$")
+REFERENCE_POLICIES = ("base", "sft")
+SFT = "sft"
+BASELINE_METHOD = "uniform"
+SPLIT_ORDER = ("train", "validation", "test", "test_ood")
+EVAL_KEYS = (
+    "policy", "split", "n", "k", "greedy_accuracy", "avg_at_k", "per_family", "per_example"
+)
+# Summary metric -> the per-example score it averages (paired bootstrap input).
+PAIRED_SCORES = {"greedy_accuracy": "greedy_correct", "avg_at_k": "avg_at_k"}
+# One PNG per entry: the training metrics it plots side by side.
+CURVES = {
+    "reward": ("reward",),
+    "entropy": ("entropy",),
+    "weights": ("weight_mean", "weight_max", "frac_selected"),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    group: str  # the report row its seeds share: "sft" or "{algo}-{method}"
+    algo: str | None = None
+    method: str | None = None
+    seed: int | None = None
+
+
+def parse_policy(name: str) -> Policy:
+    if name in REFERENCE_POLICIES:
+        return Policy(name, name)
+    match = RUN_POLICY.match(name)
+    if match is None:
+        raise ValueError(
+            f"policy {name!r} is neither one of {REFERENCE_POLICIES} nor"
+            f" '{{algo}}-{{method}}-s{{seed}}' with algo in {ALGOS}"
+        )
+    algo, method = match["algo"], match["method"]
+    return Policy(name, f"{algo}-{method}", algo, method, int(match["seed"]))
+
+
+def _group_order(policy: Policy) -> tuple:
+    if policy.algo is None:
+        return (0, REFERENCE_POLICIES.index(policy.name), "")
+    return (1, ALGOS.index(policy.algo), policy.method != BASELINE_METHOD, policy.method)
+
+
+def _split_order(split: str) -> tuple:
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+def load_evals(files: list[Path]) -> dict[str, dict[str, list[dict]]]:
+    """{split: {group: [eval dicts, one per seed, by seed]}}, validated."""
+    seen: dict[tuple[str, str], Path] = {}
+    table: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for path in files:
+        path = Path(path)
+        try:
+            ev = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from exc
+        missing = [key for key in EVAL_KEYS if key not in ev]
+        if missing:
+            raise ValueError(f"{path}: missing keys {missing}")
+        key = (ev["policy"], ev["split"])
+        if key in seen:
+            raise ValueError(f"{path}: {key[0]!r} on {key[1]!r} was already read from {seen[key]}")
+        seen[key] = path
+        table[ev["split"]][parse_policy(ev["policy"]).group].append(ev)
+
+    def seed(ev: dict) -> int:
+        return parse_policy(ev["policy"]).seed or 0
+
+    def order(item: tuple[str, list[dict]]) -> tuple:
+        return _group_order(parse_policy(item[1][0]["policy"]))
+
+    return {
+        split: {group: sorted(evs, key=seed) for group, evs in sorted(groups.items(), key=order)}
+        for split, groups in sorted(table.items(), key=lambda item: _split_order(item[0]))
+    }
+
+
+def _finite(x: float | None) -> float | None:
+    """nan (e.g. the interval of one seed) becomes None: JSON has no nan."""
+    return None if x is None or math.isnan(x) else x
+
+
+def summarize(evals: list[dict]) -> dict:
+    """Mean ± 95 % CI over seeds of one group's evaluations on one split."""
+    summary: dict = {"n_seeds": len(evals), "n": evals[0]["n"], "k": evals[0]["k"]}
+    for key in ("greedy_accuracy", "avg_at_k"):
+        mean, half = mean_ci([ev[key] for ev in evals])
+        summary[f"{key}_mean"], summary[f"{key}_ci95"] = mean, _finite(half)
+    no_image = [
+        ev["greedy_accuracy_no_image"]
+        for ev in evals
+        if ev.get("greedy_accuracy_no_image") is not None
+    ]
+    summary["greedy_accuracy_no_image_mean"] = statistics.fmean(no_image) if no_image else None
+    return summary
+
+
+def per_example_mean(evals: list[dict], score: str) -> dict[str, float]:
+    """{example id: score averaged over the group's seeds}; every seed must cover the same ids."""
+    by_id: dict[str, list[float]] = {}
+    for ev in evals:
+        scores = {row["id"]: float(row[score]) for row in ev["per_example"]}
+        if by_id and scores.keys() != by_id.keys():
+            raise ValueError(
+                f"{ev['policy']} on {ev['split']}: per_example ids differ from its other seeds'"
+            )
+        for example_id, value in scores.items():
+            by_id.setdefault(example_id, []).append(value)
+    return {example_id: statistics.fmean(values) for example_id, values in by_id.items()}
+
+
+def compare_to_uniform(method: list[dict], uniform: list[dict]) -> dict[str, dict[str, float]]:
+    """Paired bootstrap over examples of method minus uniform, per summary metric."""
+    result = {}
+    for metric, score in PAIRED_SCORES.items():
+        ours, base = per_example_mean(method, score), per_example_mean(uniform, score)
+        if ours.keys() != base.keys():
+            raise ValueError(
+                f"{method[0]['policy']} and {uniform[0]['policy']} on {method[0]['split']}:"
+                " evaluated on different examples"
+            )
+        ids = sorted(ours)
+        result[metric] = paired_bootstrap([ours[i] for i in ids], [base[i] for i in ids])
+    return result
+
+
+def build_metrics(evals: dict[str, dict[str, list[dict]]]) -> dict:
+    """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform)}}."""
+    metrics: dict[str, dict] = defaultdict(dict)
+    for split, groups in evals.items():
+        sft = summarize(groups[SFT]) if SFT in groups else None
+        for group, evs in groups.items():
+            summary = summarize(evs)
+            policy = parse_policy(evs[0]["policy"])
+            if policy.algo is not None and sft is not None:
+                delta = summary["greedy_accuracy_mean"] - sft["greedy_accuracy_mean"]
+                summary["greedy_accuracy_delta_vs_sft"] = delta
+            uniform = groups.get(f"{policy.algo}-{BASELINE_METHOD}")
+            if policy.algo is not None and policy.method != BASELINE_METHOD and uniform:
+                summary["vs_uniform"] = compare_to_uniform(evs, uniform)
+            metrics[group][split] = summary
+    return dict(metrics)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _pct_ci(mean: float, half: float | None) -> str:
+    return _pct(mean) if half is None else f"{_pct(mean)} ± {_pct(half)}"
+
+
+def _signed(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _p_value(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_tables(metrics: dict, evals: dict) -> str:
+    parts = []
+    for split, groups in evals.items():
+        first = metrics[next(iter(groups))][split]
+        rows = []
+        for group in groups:
+            s = metrics[group][split]
+            delta = s.get("greedy_accuracy_delta_vs_sft")
+            rows.append(
+                [
+                    group,
+                    str(s["n_seeds"]),
+                    _pct_ci(s["greedy_accuracy_mean"], s["greedy_accuracy_ci95"]),
+                    _pct_ci(s["avg_at_k_mean"], s["avg_at_k_ci95"]),
+                    _pct(s["greedy_accuracy_no_image_mean"]),
+                    "" if delta is None else _signed(delta),
+                ]
+            )
+        header = [
+            "run",
+            "seeds",
+            "greedy acc %",
+            f"avg@{first['k']} %",
+            "no-image greedy acc %",
+            "greedy Δ vs sft (points)",
+        ]
+        title = f"### {split} (n = {first['n']} examples, k = {first['k']} samples)\n\n"
+        parts.append(title + _table(header, rows))
+    return "\n".join(parts)
+
+
+def uniform_table(metrics: dict, evals: dict) -> str:
+    rows = []
+    for split, groups in evals.items():
+        for group in groups:
+            comparison = metrics[group][split].get("vs_uniform")
+            if comparison is None:
+                continue
+            row = [group, split]
+            for metric in PAIRED_SCORES:
+                c = comparison[metric]
+                interval = f"[{_signed(c['ci_low'])}, {_signed(c['ci_high'])}]"
+                row += [f"{_signed(c['diff'])} {interval}", _p_value(c["p_value"])]
+            rows.append(row)
+    if not rows:
+        return "No method has a `uniform` run of the same algorithm to compare with.\n"
+    header = ["run", "split", "Δ greedy acc (points) [95 % CI]", "p"]
+    header += ["Δ avg@k (points) [95 % CI]", "p"]
+    return _table(header, rows)
+
+
+def family_tables(evals: dict) -> str:
+    parts = []
+    for split, groups in evals.items():
+        counts = {}
+        for evs in groups.values():
+            for ev in evs:
+                for family, stats in ev["per_family"].items():
+                    counts.setdefault(family, stats["n"])
+        families = sorted(counts)
+        rows = []
+        for group, evs in groups.items():
+            cells = []
+            for family in families:
+                values = [
+                    ev["per_family"][family]["greedy_accuracy"]
+                    for ev in evs
+                    if family in ev["per_family"]
+                ]
+                cells.append(_pct(statistics.fmean(values)) if values else "–")
+            rows.append([group, *cells])
+        header = ["run", *(f"{family} (n={counts[family]})" for family in families)]
+        parts.append(f"### {split}\n\n" + _table(header, rows))
+    return "\n".join(parts)
+
+
+def papers_table() -> str:
+    rows = []
+    for paper in PAPER_RESULTS:
+        results = " · ".join(f"{label} {value:.{paper.decimals}f}" for label, value in paper.results)
+        rows.append([paper.source, paper.model, paper.benchmark, results, paper.note])
+    return _table(["source", "model", "benchmark", "results", "note"], rows)
+
+
+def load_training_metrics(run_dir: Path) -> pd.DataFrame:
+    """One row per logged step of a run's metrics.jsonl."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+    frame = pd.DataFrame(rows)
+    if "step" not in frame:
+        raise ValueError(f"{path}: records have no 'step'")
+    return frame
+
+
+def plot_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """curves_{name}.png per CURVES entry with data: mean over seeds per method, min–max band."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend, renders with Agg
+
+    runs = [(parse_policy(Path(d).name), Path(d)) for d in run_dirs]
+    for policy, run_dir in runs:
+        if policy.algo is None:
+            raise ValueError(f"{run_dir}: a run dir must be named '{{algo}}-{{method}}-s{{seed}}'")
+    groups: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    for policy, run_dir in sorted(runs, key=lambda run: (_group_order(run[0]), run[0].seed)):
+        groups[policy.group].append(load_training_metrics(run_dir))
+    frames = [frame for group_frames in groups.values() for frame in group_frames]
+    written = []
+    for name, columns in CURVES.items():
+        present = [c for c in columns if any(c in frame for frame in frames)]
+        if not present:
+            continue
+        fig = Figure(figsize=(5 * len(present), 3.5), layout="constrained")
+        fig.suptitle("mean over seeds; band: min–max over seeds", fontsize="small")
+        axes = fig.subplots(1, len(present), squeeze=False)[0]
+        for ax, column in zip(axes, present):
+            for group, group_frames in groups.items():
+                with_column = [f[["step", column]] for f in group_frames if column in f]
+                if not with_column:
+                    continue
+                values = pd.concat(with_column).dropna().groupby("step")[column]
+                by_step = values.agg(["mean", "min", "max"])
+                label = f"{group} ({len(with_column)} seeds)"
+                (line,) = ax.plot(by_step.index, by_step["mean"], label=label)
+                ax.fill_between(
+                    by_step.index, by_step["min"], by_step["max"], color=line.get_color(), alpha=0.2
+                )
+            ax.set(title=column, xlabel="step")
+        axes[0].legend(fontsize="small")
+        path = Path(out_dir) / f"curves_{name}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        written.append(path)
+    return written
+
+
+def build_report(
+    eval_files: list[Path], run_dirs: list[Path], out_dir: Path, papers: bool = True
+) -> dict:
+    """Write summary.md, metrics.json and curves_*.png to out_dir; return the metrics."""
+    out_dir = Path(out_dir)
+    evals = load_evals(eval_files)
+    metrics = build_metrics(evals)
+    curves = plot_curves(run_dirs, out_dir)
+    sections = [
+        "# tokencredit report\n",
+        "Runs `{algo}-{method}` are grouped over seeds: mean ± 95 % Student-t interval over seeds "
+        "(no interval with one seed). Accuracies in %.\n",
+        "## Accuracy\n",
+        accuracy_tables(metrics, evals),
+        "## Difference from `uniform` (same algorithm)\n",
+        "Paired bootstrap over examples (each example's score averaged over seeds first); "
+        "p is two-sided for no difference.\n",
+        uniform_table(metrics, evals),
+        "## Greedy accuracy per question family (%, mean over seeds)\n",
+        family_tables(evals),
+    ]
+    if papers:
+        sections += [
+            "## Reported in the papers (not reproduced here; different models and benchmarks)\n",
+            papers_table(),
+        ]
+    if curves:
+        sections += ["## Training curves\n", *(f"![{p.stem}]({p.name})\n" for p in curves)]
+    write_text(out_dir / "summary.md", "\n".join(sections))
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,79 @@
+"""Row selection and concatenation of TRL GRPO generation batches.
+
+DAPO's dynamic sampling keeps only groups with mixed rewards and fills the batch from further
+generation rounds. Rounds differ in padded widths (prompts are left-padded, completions
+right-padded) and Qwen-style `pixel_values` are flat over image patches, so rows cannot be
+concatenated naively; these helpers do it once, for every key TRL's batch can hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+
+LEFT_PADDED = ("prompt_ids", "prompt_mask")
+RIGHT_PADDED = (
+    "completion_ids",
+    "completion_mask",
+    "old_per_token_logps",
+    "sampling_per_token_logps",
+    "ref_per_token_logps",
+    "importance_sampling_ratio",
+    "tool_mask",
+)
+# Per-token over prompt + completion: left part is padded like the prompt, right like the completion.
+PROMPT_AND_COMPLETION = ("mm_token_type_ids", "token_type_ids")
+
+
+def _pad(tensors: list[torch.Tensor], width: int, side: str, value: float) -> torch.Tensor:
+    out = []
+    for t in tensors:
+        missing = width - t.size(1)
+        pad = t.new_full((t.size(0), missing), value)
+        out.append(torch.cat([pad, t] if side == "left" else [t, pad], dim=1))
+    return torch.cat(out, dim=0)
+
+
+def merge_rows(batches: list[dict[str, Any]], rows: list[list[int]], pad_token_id: int) -> dict[str, Any]:
+    """Concatenate `batches[k][rows[k]]` over k into one batch with consistent padding."""
+    split = [split_pixel_values_by_grid(b) for b in batches]
+    index = [torch.as_tensor(r, dtype=torch.long) for r in rows]
+    merged: dict[str, Any] = {}
+    for key, first in split[0].items():
+        values = [b[key] for b in split]
+        if first is None or key == "num_items_in_batch":
+            continue
+        if isinstance(first, list):
+            merged[key] = [v[i] for v, r in zip(values, rows) for i in r]
+        elif key in LEFT_PADDED or key in RIGHT_PADDED:
+            side = "left" if key in LEFT_PADDED else "right"
+            value = pad_token_id if key in ("prompt_ids", "completion_ids") else 0
+            if key == "tool_mask":
+                value = 1
+            width = max(v.size(1) for v in values)
+            merged[key] = _pad([v[i] for v, i in zip(values, index)], width, side, value)
+        elif key in PROMPT_AND_COMPLETION:
+            p_widths = [b["prompt_ids"].size(1) for b in split]
+            prompts = [v[i, :p] for v, i, p in zip(values, index, p_widths)]
+            completions = [v[i, p:] for v, i, p in zip(values, index, p_widths)]
+            merged[key] = torch.cat(
+                [
+                    _pad(prompts, max(t.size(1) for t in prompts), "left", 0),
+                    _pad(completions, max(t.size(1) for t in completions), "right", 0),
+                ],
+                dim=1,
+            )
+        elif isinstance(first, torch.Tensor) and first.ndim >= 1:
+            merged[key] = torch.cat([v[i] for v, i in zip(values, index)], dim=0)
+        else:
+            merged[key] = first
+    mask = merged["completion_mask"] if "tool_mask" not in merged else merged["completion_mask"] * merged["tool_mask"]
+    merged["num_items_in_batch"] = mask.sum()
+    return unsplit_pixel_values_by_grid(merged)
+
+
+def mixed_groups(advantages: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Bool [num_groups]: groups whose rewards are not all equal (their advantages are not all 0)."""
+    return (advantages.view(-1, group_size) != 0).any(dim=1)

@@ -1,0 +1,88 @@
+"""Supervised cold start: teacher-force the target completions, stop with headroom left for RL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, ProcessorMixin
+
+from tokencredit.atomic import write_text
+from tokencredit.batching import encode_for_loss
+from tokencredit.evaluation import load_images, validation_accuracy
+from tokencredit.params import SFTParams
+
+EvalFn = Callable[[PreTrainedModel, ProcessorMixin, pd.DataFrame], dict[str, float]]
+LogFn = Callable[[dict, int], None]
+
+
+def batches(n_rows: int, batch_size: int, seed: int):
+    """Endless row indices: a fresh seeded permutation each epoch, cut into batches."""
+    generator = torch.Generator().manual_seed(seed)
+    pending: list[int] = []
+    while True:
+        while len(pending) < batch_size:
+            pending += torch.randperm(n_rows, generator=generator).tolist()
+        yield pending[:batch_size]
+        pending = pending[batch_size:]
+
+
+def train_sft(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    data_dir: Path,
+    sft_params: SFTParams,
+    eval_fn: EvalFn | None = None,
+    log_fn: LogFn | None = None,
+) -> list[dict]:
+    """AdamW on the cross-entropy of completion tokens; returns one record per validation check.
+
+    Every `eval_every` steps (and at the last step) `eval_fn(model, processor, val_rows)` scores
+    the first `eval_examples` validation rows (default: greedy accuracy with and without the
+    image); training stops once `val_accuracy` reaches `target_accuracy`.
+    """
+    p = sft_params
+    eval_fn = eval_fn or (lambda m, proc, df: validation_accuracy(m, proc, df, data_dir))
+    val_rows = val_df.head(p.eval_examples)
+    torch.manual_seed(p.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate)
+    history: list[dict] = []
+    losses: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    for step, rows in enumerate(batches(len(train_df), p.batch_size, p.seed), start=1):
+        chunk = train_df.iloc[rows]
+        batch = encode_for_loss(processor, list(chunk["question"]), load_images(chunk, data_dir), list(chunk["target"]))
+        batch.pop("completion_mask")  # labels already carry -100 outside completions
+        loss = model(**batch.to(model.device)).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+
+        if step % p.eval_every == 0 or step == p.max_steps:
+            record = {"step": step, "loss": sum(losses) / len(losses), **eval_fn(model, processor, val_rows)}
+            record["elapsed_s"] = time.perf_counter() - start
+            model.train()
+            losses = []
+            history.append(record)
+            if log_fn is not None:
+                log_fn(record, step)
+            if p.target_accuracy is not None and record["val_accuracy"] >= p.target_accuracy:
+                break
+        if step == p.max_steps:
+            break
+    model.eval()
+    return history
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    """training_log.jsonl: one JSON object per validation check."""
+    write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in history))

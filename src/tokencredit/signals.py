@@ -1,0 +1,299 @@
+"""Per-token signals of METHODS.md §1, scored with the rollout policy once per generation batch.
+
+Three layers, from the bottom:
+- `TokenSignals`: the [B, T] tensors that weighting methods read, one row per response.
+- chunked vocabulary math (`token_logp_and_entropy`, `exact_kl`): log-probs, entropy and exact KL
+  from final hidden states and the lm_head weight, `chunk_size` token positions at a time, so no
+  float32 [B, T, V] tensor ever exists.
+- `score_policy`: one forward with the image (logp, entropy, attention to the image) and at most
+  one counterfactual forward (logp_cf, and vis_kl when asked), under no_grad.
+
+Position convention: every signal of token t comes from the position that predicts o_t (the
+hidden state of the token before it), as in the policy loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, real_inputs
+
+SIGNALS = ("entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image")
+COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff"})
+
+
+class MissingSignalError(ValueError):
+    """A weighting method asked for a signal that was not scored."""
+
+
+@dataclass
+class TokenSignals:
+    """Signals of one batch of responses: `mask` [B, T] bool plus optional [B, T] float tensors.
+
+    Every present signal is 0 on padding (mask False).
+    """
+
+    mask: Tensor
+    entropy: Tensor | None = None
+    logp: Tensor | None = None
+    logp_cf: Tensor | None = None
+    vis_k3: Tensor | None = None
+    vis_kl: Tensor | None = None
+    vis_absdiff: Tensor | None = None
+    attn_image: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask.dtype != torch.bool or self.mask.dim() != 2:
+            raise ValueError(f"TokenSignals.mask must be a [B, T] bool tensor, got {self.mask.dtype} {tuple(self.mask.shape)}")
+        for name in self.available():
+            value = getattr(self, name)
+            if value.shape != self.mask.shape:
+                raise ValueError(f"TokenSignals.{name} has shape {tuple(value.shape)}, mask has {tuple(self.mask.shape)}")
+
+    def available(self) -> list[str]:
+        return [f.name for f in fields(self) if f.name != "mask" and getattr(self, f.name) is not None]
+
+    def require(self, name: str) -> Tensor:
+        if name not in SIGNALS:
+            raise ValueError(f"unknown signal {name!r}; signals are {list(SIGNALS)}")
+        value = getattr(self, name)
+        if value is None:
+            raise MissingSignalError(
+                f"signal {name!r} is missing (scored: {self.available()}); score it with score_policy(needs={{{name!r}, ...}})"
+            )
+        return value
+
+    @classmethod
+    def from_logps(cls, mask: Tensor, logp: Tensor, logp_cf: Tensor | None = None, **signals: Tensor) -> TokenSignals:
+        """Build signals, deriving vis_k3 and vis_absdiff from logp and logp_cf when logp_cf is given."""
+        if logp_cf is not None:
+            signals["vis_k3"] = k3(logp, logp_cf).masked_fill(~mask, 0.0)
+            signals["vis_absdiff"] = (logp - logp_cf).abs().masked_fill(~mask, 0.0)
+        return cls(mask=mask, logp=logp, logp_cf=logp_cf, **signals)
+
+
+def k3(logp: Tensor, logp_cf: Tensor) -> Tensor:
+    """Sampled-token KL(pi(.|I) || pi(.|I')) estimate, clamped as in VPPO's code (low_var_kl)."""
+    d = (logp_cf - logp).clamp(-20.0, 20.0)
+    return (d.exp() - d - 1.0).clamp(0.0, 10.0)
+
+
+def _log_probs(hidden: Tensor, weight: Tensor, temperature: float) -> Tensor:
+    logits = hidden.to(weight.dtype) @ weight.T
+    return torch.log_softmax(logits.float() / temperature, dim=-1)
+
+
+def token_logp_and_entropy(
+    hidden: Tensor, lm_head_weight: Tensor, target_ids: Tensor, temperature: float = 1.0, chunk_size: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """log pi(target) and full-vocabulary entropy per row of `hidden` [N, H], chunk_size rows at a time."""
+    logps, entropies = [hidden.new_zeros(0, dtype=torch.float32)], [hidden.new_zeros(0, dtype=torch.float32)]
+    for start in range(0, hidden.shape[0], chunk_size):
+        lp = _log_probs(hidden[start : start + chunk_size], lm_head_weight, temperature)
+        logps.append(lp.gather(-1, target_ids[start : start + chunk_size, None]).squeeze(-1))
+        entropies.append(-(lp.exp() * lp).sum(-1))
+    return torch.cat(logps), torch.cat(entropies)
+
+
+def exact_kl(
+    hidden_p: Tensor, hidden_q: Tensor, lm_head_weight: Tensor, temperature: float = 1.0, chunk_size: int = 1024
+) -> Tensor:
+    """KL(p || q) over the vocabulary per row, p and q given by hidden states [N, H]."""
+    kls = [hidden_p.new_zeros(0, dtype=torch.float32)]
+    for start in range(0, hidden_p.shape[0], chunk_size):
+        lp = _log_probs(hidden_p[start : start + chunk_size], lm_head_weight, temperature)
+        lq = _log_probs(hidden_q[start : start + chunk_size], lm_head_weight, temperature)
+        kls.append((lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0))  # clamp: rounding can dip below 0
+    return torch.cat(kls)
+
+
+def _decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
+    backbone = model.model
+    return getattr(backbone, "language_model", backbone).layers
+
+
+def check_attention_implementation(model: Any) -> None:
+    """attn_image reads attention weights, which only the eager kernel returns; fail before training."""
+    impl = _decoder_layers(model)[0].self_attn.config._attn_implementation
+    if impl != "eager":
+        raise ValueError(
+            f"signal 'attn_image' needs attention weights, but the model uses attn_implementation={impl!r}, "
+            "which does not return them; set model.attn_implementation: eager in params "
+            "(or load the model with attn_implementation='eager')"
+        )
+
+
+def _resolve_layers(model: Any, attention_layers: Iterable[int]) -> list[int]:
+    n = len(_decoder_layers(model))
+    layers = []
+    for i in attention_layers:
+        if not -n <= i < n:
+            raise ValueError(f"scoring.attention_layers: layer {i} is out of range for a model with {n} decoder layers")
+        if i % n not in layers:
+            layers.append(i % n)
+    if not layers:
+        raise ValueError("scoring.attention_layers is empty; attn_image needs at least one layer")
+    return layers
+
+
+@contextmanager
+def _image_attention(model: Any, layers: list[int], image_keys: Tensor, n_completion: int) -> Iterator[list[Tensor]]:
+    """Hooks on the chosen self-attention modules; each call appends the [B, T] mass on image keys.
+
+    The hook reduces the layer's [B, heads, L, L] weights right away, so no layer's full matrix
+    outlives its own forward.
+    """
+    found: list[Tensor] = []
+
+    def hook(module: torch.nn.Module, args: Any, output: tuple[Tensor, Tensor | None]) -> None:
+        weights = output[1]
+        if weights is None:
+            raise RuntimeError("attention module returned no weights; attn_image needs attn_implementation='eager'")
+        queries = weights[:, :, -n_completion - 1 : -1, :]  # positions predicting completion tokens
+        found.append(torch.einsum("bhqk,bk->bq", queries.float(), image_keys) / queries.shape[1])
+
+    all_layers = _decoder_layers(model)
+    handles = [all_layers[i].self_attn.register_forward_hook(hook) for i in layers]
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _completion_hidden(model: Any, inputs: dict[str, Any], n_completion: int) -> Tensor:
+    """Final hidden states [B, T, H] at the positions that predict the completion tokens."""
+    out = model.model(**inputs, use_cache=False)
+    return out.last_hidden_state[:, -n_completion - 1 : -1]
+
+
+_ROW_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "text_prompt_ids", "text_prompt_mask")
+_PIXEL_KEYS = ("pixel_values", "cf_pixel_values")
+
+
+def _image_offsets(model: Any, batch: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """Images and pixel rows before each response (B + 1 cumulative counts), from its image tokens."""
+    grid = batch["image_grid_thw"]
+    merge = model.config.vision_config.spatial_merge_size
+    tokens_per_image = (grid.prod(-1) // merge**2).tolist()
+    rows_per_image = grid.prod(-1).tolist()
+    image_tokens = (batch["prompt_ids"] == model.config.image_token_id).sum(1).tolist()
+    images, pixels, image = [0], [0], 0
+    for row, want in enumerate(image_tokens):
+        have, rows = 0, 0
+        while have < want and image < len(tokens_per_image):
+            have, rows, image = have + tokens_per_image[image], rows + rows_per_image[image], image + 1
+        if have != want:
+            raise ValueError(f"batch row {row}: its {want} image tokens do not match image_grid_thw")
+        images.append(image)
+        pixels.append(pixels[-1] + rows)
+    return images, pixels
+
+
+def _row_batches(model: Any, batch: dict[str, Any], batch_size: int | None) -> Iterator[dict[str, Any]]:
+    """Split a batch into groups of rows; pixel rows and grid rows follow the images of each response."""
+    n_rows = batch["completion_ids"].shape[0]
+    if batch_size is None or batch_size >= n_rows:
+        yield batch
+        return
+    has_images = batch.get("image_grid_thw") is not None
+    if has_images:
+        images, pixels = _image_offsets(model, batch)
+    for start in range(0, n_rows, batch_size):
+        end = min(start + batch_size, n_rows)
+        part = {k: batch[k][start:end] for k in _ROW_KEYS if k in batch}
+        if has_images:
+            part["image_grid_thw"] = batch["image_grid_thw"][images[start] : images[end]]
+            for k in _PIXEL_KEYS:
+                if k in batch:
+                    part[k] = batch[k][pixels[start] : pixels[end]]
+        yield part
+
+
+def _score_rows(
+    model: Any,
+    batch: dict[str, Any],
+    needs: set[str],
+    counterfactual: str | None,
+    chunk_size: int,
+    temperature: float,
+    layers: list[int] | None,
+) -> dict[str, Tensor]:
+    completion_ids = batch["completion_ids"]
+    mask = batch["completion_mask"].bool()
+    n_completion = completion_ids.shape[1]
+    weight = model.get_output_embeddings().weight  # the tied embedding when weights are tied
+
+    def scatter(values: Tensor) -> Tensor:
+        full = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        full[mask] = values.to(full.device)
+        return full
+
+    inputs = real_inputs(model, batch)
+    if layers is not None:
+        image_keys = (inputs["input_ids"] == model.config.image_token_id).float()
+        recorder = _image_attention(model, layers, image_keys, n_completion)
+    else:
+        recorder = nullcontext([])
+    with recorder as found:
+        hidden = _completion_hidden(model, inputs, n_completion)[mask]
+    targets = completion_ids[mask].to(hidden.device)
+    logp, entropy = token_logp_and_entropy(hidden, weight, targets, temperature, chunk_size)
+    out = {"logp": scatter(logp), "entropy": scatter(entropy)}
+    if layers is not None:
+        out["attn_image"] = (sum(found) / len(found)).masked_fill(~mask, 0.0)
+    if counterfactual is not None:
+        hidden_cf = _completion_hidden(model, counterfactual_inputs(model, batch, counterfactual), n_completion)[mask]
+        out["logp_cf"] = scatter(token_logp_and_entropy(hidden_cf, weight, targets, temperature, chunk_size)[0])
+        if "vis_kl" in needs:
+            out["vis_kl"] = scatter(exact_kl(hidden, hidden_cf, weight, temperature, chunk_size))
+    return out
+
+
+@torch.no_grad()
+def score_policy(
+    model: Any,
+    batch: dict[str, Any],
+    needs: Iterable[str],
+    counterfactual: str | None = None,
+    chunk_size: int = 1024,
+    temperature: float = 1.0,
+    attention_layers: Iterable[int] = (-1,),
+    batch_size: int | None = None,
+) -> TokenSignals:
+    """Score every completion token of a TRL GRPO batch with `model` (a Qwen2-VL-style VLM).
+
+    `batch` holds prompt_ids/prompt_mask [B, P] (left padded), completion_ids/completion_mask
+    [B, T], pixel_values and image_grid_thw, plus text_prompt_ids/text_prompt_mask for
+    `drop_image` and cf_pixel_values for image perturbations (see tokencredit.counterfactual).
+    Always returns logp and entropy; attn_image when needed; logp_cf, vis_k3 and vis_absdiff when
+    any counterfactual signal is needed (one extra forward), vis_kl only when needed.
+    `batch_size` rows go through the model at a time (None: all at once).
+    """
+    needs = set(needs)
+    unknown = needs - set(SIGNALS)
+    if unknown:
+        raise ValueError(f"unknown signals {sorted(unknown)}; signals are {list(SIGNALS)}")
+    if needs & COUNTERFACTUAL_SIGNALS:
+        if counterfactual not in COUNTERFACTUALS:
+            raise ValueError(
+                f"signals {sorted(needs & COUNTERFACTUAL_SIGNALS)} need a counterfactual, one of {list(COUNTERFACTUALS)}; got {counterfactual!r}"
+            )
+    else:
+        counterfactual = None
+    layers = None
+    if "attn_image" in needs:
+        check_attention_implementation(model)
+        layers = _resolve_layers(model, attention_layers)
+    parts = [
+        _score_rows(model, part, needs, counterfactual, chunk_size, temperature, layers)
+        for part in _row_batches(model, batch, batch_size)
+    ]
+    merged = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+    return TokenSignals.from_logps(mask=batch["completion_mask"].bool(), **merged)

@@ -1,0 +1,305 @@
+"""Synthetic visual-reasoning task whose target tokens carry ground-truth roles.
+
+Each image holds coloured shapes (circle, square, triangle; red, green, blue, yellow) on a plain
+background. Shapes sit in distinct cells of a square grid (3x3 for up to 9 shapes), jittered
+inside their cell: they never overlap, and the scan order of the chain of thought (row-major over
+cells) is unambiguous. At 84x84 a cell is 28 px, one merged Qwen2-VL vision token. Images of the
+`sum_digits` family also carry one digit (1-9) inside each shape.
+
+The chain of thought names EVERY object, in scan order, by the attribute(s) the question needs
+(a tiny model learns counting only when the listing is dense; see PLATFORM.md), then gives a
+short derivation and the answer:
+
+    count_color  "How many red shapes are there?"        <think>red blue red. red 2</think><answer>2</answer>
+    count_shape  "How many circles are there?"           <think>circle square circle. circle 2</think>...
+    exists       "Is there a blue triangle?"             <think>red circle blue triangle. blue triangle 1</think><answer>yes</answer>
+    compare      "Are there more red shapes than blue shapes?"  <think>red blue red. red 2 blue 1</think><answer>yes</answer>
+    sum_digits   "What is the sum of the digits?"        <think>3 5 1. sum 9</think><answer>9</answer>
+
+Role labelling rule (character spans over `target`, stored as JSON [start, end, role]):
+- perception: each word of the object listing (before the "."): it can only be read off the image.
+- reasoning: each word of the derivation (after the ".") and the answer value: derived content.
+- format: the tags <think>, </think>, <answer>, </answer> and the "." separator.
+Whitespace belongs to no span. A token takes the role of the first span it overlaps, i.e. the span
+of its first non-whitespace character; a token that overlaps no span is format (`token_roles`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from tokencredit.atomic import atomic_path, write_parquet
+from tokencredit.params import DataParams
+
+SPLITS = ("train", "validation", "test", "test_ood")
+COLORS = {"red": (220, 50, 50), "green": (50, 180, 70), "blue": (60, 100, 235), "yellow": (235, 205, 40)}
+COLOR_NAMES = tuple(COLORS)
+SHAPES = ("circle", "square", "triangle")
+ROLES = ("perception", "reasoning", "format")
+BACKGROUND = (64, 64, 64)
+DIGIT_INK = (0, 0, 0)
+COLUMNS = ("id", "split", "family", "question", "image", "answer", "answer_type", "target", "role_spans", "n_objects")
+
+# 3x5 bitmap glyphs of the digits 1-9: drawn pixel by pixel, so images never depend on a font file.
+DIGIT_GLYPHS = {
+    1: ("010", "110", "010", "010", "111"),
+    2: ("111", "001", "111", "100", "111"),
+    3: ("111", "001", "011", "001", "111"),
+    4: ("101", "101", "111", "001", "001"),
+    5: ("111", "100", "111", "001", "111"),
+    6: ("111", "100", "111", "101", "111"),
+    7: ("111", "001", "010", "010", "010"),
+    8: ("111", "101", "111", "101", "111"),
+    9: ("111", "101", "111", "001", "111"),
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    color: str
+    shape: str
+    cell: int  # row-major index in the grid: the scan order of the chain of thought
+    size: float  # side of the shape's bounding box, in pixels
+    cx: float
+    cy: float
+    digit: int | None
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    split: str
+    family: str
+    question: str
+    answer: str
+    answer_type: str
+    target: str
+    role_spans: list[tuple[int, int, str]]
+    shapes: list[Shape]
+
+
+class _Target:
+    """Builds the target text and its role spans piece by piece."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.spans: list[tuple[int, int, str]] = []
+
+    def add(self, text: str, role: str | None = None) -> None:
+        if role is not None:
+            self.spans.append((len(self.text), len(self.text) + len(text), role))
+        self.text += text
+
+    def words(self, words: list[str], role: str) -> None:
+        for i, word in enumerate(words):
+            if i:
+                self.add(" ")
+            self.add(word, role)
+
+
+def grid_side(params: DataParams) -> int:
+    """Cells per side: at least 3, enough for the largest scene of any split."""
+    return max(3, math.ceil(math.sqrt(max(params.max_objects, params.ood_max_objects))))
+
+
+def _scene(rng: np.random.Generator, n: int, grid: int, image_size: int, with_digits: bool) -> list[Shape]:
+    cell = image_size / grid
+    cells = np.sort(rng.choice(grid * grid, size=n, replace=False))
+    shapes = []
+    for c in cells:
+        # Shapes that carry a digit are larger, so the digit fits inside even a triangle.
+        size = cell * (rng.uniform(0.7, 0.85) if with_digits else rng.uniform(0.55, 0.8))
+        slack = (cell - size) / 2
+        cx = (c % grid + 0.5) * cell + rng.uniform(-slack, slack)
+        cy = (c // grid + 0.5) * cell + rng.uniform(-slack, slack)
+        shapes.append(
+            Shape(
+                color=COLOR_NAMES[rng.integers(len(COLOR_NAMES))],
+                shape=SHAPES[rng.integers(len(SHAPES))],
+                cell=int(c),
+                size=float(size),
+                cx=float(cx),
+                cy=float(cy),
+                digit=int(rng.integers(1, 10)) if with_digits else None,
+            )
+        )
+    return shapes
+
+
+def _question(rng: np.random.Generator, family: str, shapes: list[Shape]) -> tuple[str, str, str, _Target]:
+    """Question, answer, answer type and target of one family on one scene."""
+    t = _Target()
+    t.add("<think>", "format")
+    colors = [s.color for s in shapes]
+    if family == "count_color":
+        color = COLOR_NAMES[rng.integers(len(COLOR_NAMES))]
+        question, answer, answer_type = f"How many {color} shapes are there?", str(colors.count(color)), "integer"
+        t.words(colors, "perception")
+        derivation = [color, answer]
+    elif family == "count_shape":
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        kinds = [s.shape for s in shapes]
+        question, answer, answer_type = f"How many {shape}s are there?", str(kinds.count(shape)), "integer"
+        t.words(kinds, "perception")
+        derivation = [shape, answer]
+    elif family == "exists":
+        present = sorted({(s.color, s.shape) for s in shapes})
+        absent = [(c, k) for c in COLOR_NAMES for k in SHAPES if (c, k) not in present]
+        # Half the questions name a present object, so yes and no are balanced.
+        pool = present if (rng.random() < 0.5 or not absent) else absent
+        color, shape = pool[rng.integers(len(pool))]
+        count = sum(s.color == color and s.shape == shape for s in shapes)
+        question, answer, answer_type = f"Is there a {color} {shape}?", "yes" if count else "no", "yes_no"
+        t.words([w for s in shapes for w in (s.color, s.shape)], "perception")
+        derivation = [color, shape, str(count)]
+    elif family == "compare":
+        a, b = rng.choice(len(COLOR_NAMES), size=2, replace=False)
+        first, second = COLOR_NAMES[a], COLOR_NAMES[b]
+        n_first, n_second = colors.count(first), colors.count(second)
+        question = f"Are there more {first} shapes than {second} shapes?"
+        answer, answer_type = "yes" if n_first > n_second else "no", "yes_no"
+        t.words(colors, "perception")
+        derivation = [first, str(n_first), second, str(n_second)]
+    elif family == "sum_digits":
+        digits = [s.digit for s in shapes]
+        answer = str(sum(digits))
+        question, answer_type = "What is the sum of the digits?", "integer"
+        t.words([str(d) for d in digits], "perception")
+        derivation = ["sum", answer]
+    else:
+        raise ValueError(f"unknown question family {family!r} (known: count_color, count_shape, exists, compare, sum_digits)")
+    t.add(".", "format")
+    t.add(" ")
+    t.words(derivation, "reasoning")
+    t.add("</think>", "format")
+    t.add("<answer>", "format")
+    t.add(answer, "reasoning")
+    t.add("</answer>", "format")
+    return question, answer, answer_type, t
+
+
+def object_range(params: DataParams, split: str) -> tuple[int, int]:
+    if split == "test_ood":
+        return params.ood_min_objects, params.ood_max_objects
+    return params.min_objects, params.max_objects
+
+
+def split_size(params: DataParams, split: str) -> int:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
+    return getattr(params, f"n_{split}")
+
+
+def make_examples(params: DataParams, split: str) -> list[Example]:
+    """All examples of one split (scenes and texts, no pixels); deterministic from params.seed."""
+    n = split_size(params, split)
+    rng = np.random.default_rng([params.seed, SPLITS.index(split)])
+    lo, hi = object_range(params, split)
+    grid = grid_side(params)
+    examples = []
+    for i in range(n):
+        family = params.families[i % len(params.families)]  # round-robin keeps families balanced
+        shapes = _scene(rng, int(rng.integers(lo, hi + 1)), grid, params.image_size, family == "sum_digits")
+        question, answer, answer_type, target = _question(rng, family, shapes)
+        examples.append(
+            Example(f"{split}-{i:06d}", split, family, question, answer, answer_type, target.text, target.spans, shapes)
+        )
+    return examples
+
+
+def render(shapes: list[Shape], image_size: int) -> Image.Image:
+    image = Image.new("RGB", (image_size, image_size), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for s in shapes:
+        h = s.size / 2
+        box = (s.cx - h, s.cy - h, s.cx + h, s.cy + h)
+        fill = COLORS[s.color]
+        if s.shape == "circle":
+            draw.ellipse(box, fill=fill)
+        elif s.shape == "square":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(s.cx, s.cy - h), (s.cx + h, s.cy + h), (s.cx - h, s.cy + h)], fill=fill)
+        if s.digit is not None:
+            # A triangle's widest inner area is below its centre: put the digit at the centroid.
+            _draw_digit(draw, s.digit, s.cx, s.cy + (s.size / 6 if s.shape == "triangle" else 0), s.size)
+    return image
+
+
+def _draw_digit(draw: ImageDraw.ImageDraw, digit: int, cx: float, cy: float, size: float) -> None:
+    scale = max(1, round(size / 10))
+    x0, y0 = round(cx - 1.5 * scale), round(cy - 2.5 * scale)
+    for row, bits in enumerate(DIGIT_GLYPHS[digit]):
+        for col, bit in enumerate(bits):
+            if bit == "1":
+                x, y = x0 + col * scale, y0 + row * scale
+                draw.rectangle((x, y, x + scale - 1, y + scale - 1), fill=DIGIT_INK)
+
+
+def image_relpath(split: str, example_id: str) -> str:
+    return f"images/{split}/{example_id}.png"
+
+
+def _frame(examples: list[Example]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [e.id for e in examples],
+            "split": [e.split for e in examples],
+            "family": [e.family for e in examples],
+            "question": [e.question for e in examples],
+            "image": [image_relpath(e.split, e.id) for e in examples],
+            "answer": [e.answer for e in examples],
+            "answer_type": [e.answer_type for e in examples],
+            "target": [e.target for e in examples],
+            "role_spans": [json.dumps([list(s) for s in e.role_spans]) for e in examples],
+            "n_objects": pd.Series([len(e.shapes) for e in examples], dtype="int64"),
+        },
+        columns=list(COLUMNS),
+    )
+
+
+def write_splits(params: DataParams, data_dir: Path) -> None:
+    """Write data_dir/{split}.parquet and data_dir/images/{split}/{id}.png for every split.
+
+    Images of a split are written to a temporary directory renamed into place before the
+    parquet, so an existing parquet always points at a complete image directory.
+    """
+    data_dir = Path(data_dir)
+    for split in SPLITS:
+        examples = make_examples(params, split)
+        with atomic_path(data_dir / "images" / split, directory=True) as tmp:
+            for e in examples:
+                render(e.shapes, params.image_size).save(tmp / f"{e.id}.png", format="PNG")
+        write_parquet(data_dir / f"{split}.parquet", _frame(examples))
+
+
+def corpus(params: DataParams) -> list[str]:
+    """Questions and targets of the train split: the text a tokenizer is trained on."""
+    return [text for e in make_examples(params, "train") for text in (e.question, e.target)]
+
+
+def token_roles(offsets: list[tuple[int, int]], role_spans: list[tuple[int, int, str]]) -> list[str]:
+    """Role of each token, from its (start, end) character offsets over the target.
+
+    A token takes the role of the first span it overlaps (spans exclude whitespace, so this is
+    the span of its first non-whitespace character); a token overlapping none, or an empty
+    offset such as a special token's (0, 0), is "format".
+    """
+    spans = sorted((int(s), int(e), str(r)) for s, e, r in role_spans)
+    roles = []
+    for start, end in offsets:
+        role = "format"
+        if end > start:
+            for s, e, r in spans:
+                if s < end and e > start:
+                    role = r
+                    break
+        roles.append(role)
+    return roles

@@ -1,0 +1,184 @@
+"""Token weighting methods (METHODS.md §2-3): one module per method, one registry.
+
+    fn = build_weighting("tor", gamma_p=0.0)   # hparams override the method's defaults
+    w = fn(signals, advantages)                # TokenSignals, [B] -> w [B, T] >= 0, 0 on padding
+
+A method is a builder that validates its hyperparameters and returns the weight function; it
+registers itself with `@register(name, needs=..., counterfactual=...)`, so a new method is one
+new file (imported at the bottom of this module). Builder keyword defaults are the authors'
+defaults; a bad or unknown hyperparameter is a ValueError naming it. `weight_stats(w, mask)` gives
+the per-batch numbers to log (frac_selected, frac_boosted, weight_mean, weight_max).
+
+Batch-wide quantities (top-rho thresholds of entropy_topk and tor, VPPO's min/max over responses)
+are taken over exactly the rows a function is given. For thresholds over a global batch across
+processes, gather the signals first, weight the gathered batch, and keep the local rows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tokencredit.signals import SIGNALS, TokenSignals
+
+WeightFn = Callable[[TokenSignals, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Method:
+    build: Callable[..., WeightFn]
+    needs: frozenset[str]
+    counterfactual: str | None
+    defaults: dict[str, Any]
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, needs: Iterable[str] = (), counterfactual: str | None = None) -> Callable:
+    """Register the decorated builder as weighting `name`, which reads signals `needs`."""
+
+    def add(build: Callable[..., WeightFn]) -> Callable[..., WeightFn]:
+        if name in METHODS:
+            raise ValueError(f"weighting {name!r} is registered twice")
+        unknown = set(needs) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"weighting {name!r} needs unknown signals {sorted(unknown)}")
+        defaults = {p.name: p.default for p in inspect.signature(build).parameters.values()}
+        METHODS[name] = Method(build, frozenset(needs), counterfactual, defaults)
+        return build
+
+    return add
+
+
+def registered() -> list[str]:
+    return sorted(METHODS)
+
+
+def _method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown weighting {name!r}; registered: {registered()}")
+    return METHODS[name]
+
+
+def required_signals(name: str) -> set[str]:
+    return set(_method(name).needs)
+
+
+def default_counterfactual(name: str) -> str | None:
+    return _method(name).counterfactual
+
+
+def _check_types(name: str, defaults: dict[str, Any], hparams: dict[str, Any]) -> None:
+    unknown = sorted(set(hparams) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for weighting {name!r}; accepted: {sorted(defaults)}")
+    for key, value in hparams.items():
+        if isinstance(defaults[key], bool):
+            ok = isinstance(value, bool)
+        else:  # numeric; bool is an int subclass, so reject it explicitly
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok:
+            raise ValueError(f"{key}={value!r} must be a {type(defaults[key]).__name__}")
+
+
+def build_weighting(name: str, **hparams: Any) -> WeightFn:
+    method = _method(name)
+    _check_types(name, method.defaults, hparams)
+    weigh = method.build(**hparams)
+
+    def weights(signals: TokenSignals, advantages: Tensor) -> Tensor:
+        for signal in sorted(method.needs):
+            signals.require(signal)
+        if advantages.shape != signals.mask.shape[:1]:
+            raise ValueError(f"advantages have shape {tuple(advantages.shape)}, expected [{signals.mask.shape[0]}] (one per response)")
+        return weigh(signals, advantages).float().masked_fill(~signals.mask, 0.0)
+
+    weights.__name__ = name
+    return weights
+
+
+def check_method(name: str, spec: Any) -> None:
+    """Validate one `methods.<name>` params entry (a tokencredit.params.MethodSpec)."""
+    if spec.weighting not in METHODS:
+        raise ValueError(f"methods.{name}.weighting: unknown weighting {spec.weighting!r}; registered: {registered()}")
+    try:
+        build_weighting(spec.weighting, **spec.hparams)
+    except ValueError as err:
+        raise ValueError(f"methods.{name}.hparams: {err}") from None
+    if spec.counterfactual is not None and default_counterfactual(spec.weighting) is None:
+        raise ValueError(f"methods.{name}.counterfactual: weighting {spec.weighting!r} uses no counterfactual input")
+
+
+def weight_stats(w: Tensor, mask: Tensor) -> dict[str, float]:
+    """Per-batch statistics for logging: share of valid tokens with w > 0 and with w > 1, mean and max."""
+    valid = w[mask]
+    if valid.numel() == 0:
+        return {"frac_selected": 0.0, "frac_boosted": 0.0, "weight_mean": 0.0, "weight_max": 0.0}
+    return {
+        "frac_selected": (valid > 0).float().mean().item(),
+        "frac_boosted": (valid > 1).float().mean().item(),
+        "weight_mean": valid.mean().item(),
+        "weight_max": valid.max().item(),
+    }
+
+
+# Helpers shared by the methods.
+
+
+def check_range(key: str, value: float, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """ValueError naming `key` unless low <= value <= high (low < value when low_open)."""
+    if value < low or value > high or (low_open and value == low):
+        interval = f"{'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"{key}={value} must be in {interval}")
+
+
+def top_count(fraction: float, n: Tensor) -> Tensor:
+    """ceil(fraction * n), exact for fractions like 0.3 whose product lands a hair above an integer."""
+    return torch.ceil(fraction * n.double() - 1e-6).clamp(min=0).long()
+
+
+def _ranks(scores: Tensor) -> Tensor:
+    """Rank of each element along the last dim, largest first; ties go to the lower index."""
+    order = torch.argsort(scores, dim=-1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(-1, order, torch.arange(scores.shape[-1], device=scores.device).expand_as(order))
+    return ranks
+
+
+def batch_top_fraction(scores: Tensor, mask: Tensor, fraction: float) -> Tensor:
+    """Bool [B, T]: the ceil(fraction * N) valid tokens of the batch with the largest scores."""
+    masked = scores.float().masked_fill(~mask, -math.inf).flatten()
+    keep = _ranks(masked) < top_count(fraction, mask.sum())
+    return keep.view(mask.shape) & mask
+
+
+def row_top_fraction(scores: Tensor, mask: Tensor, fraction: float) -> Tensor:
+    """Bool [B, T]: per response, the ceil(fraction * n_i) valid tokens with the largest scores."""
+    masked = scores.float().masked_fill(~mask, -math.inf)
+    return (_ranks(masked) < top_count(fraction, mask.sum(1))[:, None]) & mask
+
+
+def row_min_max(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-response min and max over valid tokens (0 for responses without any)."""
+    has = mask.any(1)
+    low = scores.masked_fill(~mask, math.inf).amin(1)
+    high = scores.masked_fill(~mask, -math.inf).amax(1)
+    return torch.where(has, low, 0.0), torch.where(has, high, 0.0)
+
+
+def conserve_mass(w: Tensor, mask: Tensor) -> Tensor:
+    """Rescale each response so its weights sum to its length; all-zero responses stay 0."""
+    w = w * mask
+    total = w.sum(1, keepdim=True)
+    return w * mask.sum(1, keepdim=True) / total.clamp(min=torch.finfo(w.dtype).tiny)
+
+
+# Each import registers one method.
+from tokencredit.weighting import atrl, entropy_topk, pgpo, tor, uniform, vppo  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Pipeline steps: one thin entry point per Snakemake rule (`python -m steps.<rule>`)."""

@@ -1,0 +1,36 @@
+"""sft: cold-start supervised warm-up, stopped with headroom for RL."""
+
+import json
+from pathlib import Path
+
+from steps.common import parser, section, set_threads
+from tokencredit.atomic import atomic_path
+from tokencredit.dataset import load_split
+from tokencredit.models import load_policy
+from tokencredit.params import ModelParams, SFTParams
+from tokencredit.sft import train_sft
+from tokencredit.tracking import job_run
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--params", type=section(SFTParams), required=True)
+    p.add_argument("--model-params", type=section(ModelParams), required=True)
+    p.add_argument("--base", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    set_threads(args.threads)
+    model, processor = load_policy(args.base, args.model_params)
+    train, val = load_split(args.data, "train"), load_split(args.data, "validation")
+    with job_run("sft", params={"sft": args.params.model_dump()}, tags={"policy": "sft"}) as run:
+        history = train_sft(model, processor, train, val, args.data, args.params, log_fn=run.log_metrics)
+        with atomic_path(args.out, directory=True) as tmp:
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            (tmp / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""train: one weighted GRPO/DAPO run of the {algo} x {method} x {seed} grid."""
+
+import shutil
+from pathlib import Path
+
+from transformers.trainer_utils import get_last_checkpoint
+
+from steps.common import parser, section, set_threads
+from tokencredit.algorithms import get_algorithm
+from tokencredit.atomic import atomic_path
+from tokencredit.dataset import load_split
+from tokencredit.models import load_policy
+from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
+from tokencredit.tracking import job_run
+from tokencredit.training import MetricsLogger, build_trainer
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--params", type=section(TrainParams), required=True)
+    p.add_argument("--method-spec", type=section(MethodSpec), required=True)
+    p.add_argument("--scoring", type=section(ScoringParams), required=True)
+    p.add_argument("--model-params", type=section(ModelParams), required=True)
+    p.add_argument("--algo", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--sft", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    set_threads(args.threads)
+    run_name = args.out.name
+    # Checkpoints live outside the rule's output, so an interrupted run resumes instead of restarting.
+    checkpoints = Path("results/checkpoints") / run_name
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    metrics_path = checkpoints / "metrics.jsonl"
+    resume = get_last_checkpoint(str(checkpoints))
+    if resume is None:
+        metrics_path.unlink(missing_ok=True)
+
+    model, processor = load_policy(args.sft, args.model_params)
+    train = load_split(args.data, "train")
+    tags = {"policy": run_name, "algo": args.algo, "method": args.method, "seed": str(args.seed)}
+    params = {"train": args.params.model_dump(), "method": args.method_spec.model_dump(), "scoring": args.scoring.model_dump()}
+    with job_run("train", params=params, tags=tags, run_name=run_name) as run:
+        trainer = build_trainer(
+            model, processor, train, args.data, args.params, args.method_spec, args.scoring,
+            get_algorithm(args.algo), args.seed, checkpoints, callbacks=[MetricsLogger(metrics_path, run.log_metrics)],
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        with atomic_path(args.out, directory=True) as tmp:
+            trainer.model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            shutil.copy(metrics_path, tmp / "metrics.jsonl")
+        run.log_artifact(args.out / "metrics.jsonl")
+    shutil.rmtree(checkpoints)
+
+
+if __name__ == "__main__":
+    main()

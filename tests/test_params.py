@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tokencredit.params import Params, ParamsError, json_schema, load_params, section_json, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def merged(*files: str) -> dict:
+    raw: dict = {}
+    for name in files:
+        for key, value in yaml.safe_load((ROOT / name).read_text()).items():
+            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return raw
+
+
+@pytest.mark.parametrize("files", [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml")])
+def test_shipped_params_are_valid(files):
+    params = validate(merged(*files))
+    assert params.train.methods and set(params.train.methods) <= set(params.methods)
+
+
+def test_load_params_reads_yaml(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("train:\n  max_steps: 7\n")
+    assert load_params(path).train.max_steps == 7
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"train": {"max_stepz": 3}}, "train.max_stepz: Extra inputs are not permitted"),
+        ({"train": {"max_steps": "many"}}, "train.max_steps"),
+        ({"train": {"max_steps": 0}}, "train.max_steps: Input should be greater than or equal to 1"),
+        ({"data": {"min_objects": 5, "max_objects": 2}}, "min_objects (5) > max_objects (2)"),
+        ({"data": {"families": ["count_everything"]}}, "data.families.0"),
+        ({"train": {"seeds": [1, 1]}}, "duplicates"),
+        ({"train": {"methods": ["uniform", "nope"]}}, "train.methods names ['nope']"),
+        ({"methods": {"x": {"weighting": "no_such_method"}}, "train": {"methods": ["x"]}}, "no_such_method"),
+        ({"methods": {"t": {"weighting": "tor", "hparams": {"rho_r": 1.5}}}, "train": {"methods": ["t"]}}, "rho_r"),
+        ({"model": {"path": "/nonexistent/qwen"}}, "/nonexistent/qwen"),
+        ({"model": {"hidden_size": 130, "num_heads": 4}}, "not divisible"),
+        ({"eval": {"splits": ["train"]}}, "eval.splits.0"),
+    ],
+)
+def test_bad_params_name_the_key_and_reason(raw, expected):
+    with pytest.raises(ParamsError) as err:
+        validate(raw, "test.yaml")
+    assert expected in str(err.value)
+    assert "test.yaml" in str(err.value)
+
+
+def test_malformed_yaml_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+    with pytest.raises(ParamsError, match="does not exist"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_section_json_is_canonical_and_isolated():
+    a = validate({"train": {"max_steps": 5}})
+    b = validate({"train": {"max_steps": 5}, "eval": {"k": 8}})
+    assert section_json(a, "train") == section_json(b, "train")
+    assert section_json(a, "eval") != section_json(b, "eval")
+    assert json.loads(section_json(a, "train"))["max_steps"] == 5
+
+
+def test_exported_schema_is_current():
+    shipped = json.loads((ROOT / "params/schema.json").read_text())
+    assert shipped == json_schema()
+    out = subprocess.run([sys.executable, "-m", "tokencredit.params"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == shipped
+    assert set(shipped["properties"]) == set(Params.model_fields)

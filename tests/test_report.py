@@ -1,0 +1,210 @@
+"""The report on fake evaluations of sft + grpo-{uniform, entropy_topk} × 2 seeds."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tokencredit.report import build_report, parse_policy
+
+T95_DF1 = 12.7062  # two-sided 95 % Student t, 1 degree of freedom (2 seeds)
+FAMILIES = ["count_color", "count_color", "exists", "exists"]  # of examples e0..e3
+
+# policy -> (greedy_correct, avg_at_k, greedy_correct_no_image) per example e0..e3 on "test"
+TEST = {
+    "sft": ([1, 0, 0, 0], [0.5, 0.25, 0.0, 0.25], [0, 0, 0, 0]),
+    "grpo-uniform-s0": ([1, 1, 0, 0], [1.0, 0.5, 0.25, 0.25], [1, 0, 0, 0]),
+    "grpo-uniform-s1": ([1, 0, 0, 0], [0.75, 0.25, 0.0, 0.0], [0, 0, 0, 0]),
+    "grpo-entropy_topk-s0": ([1, 1, 1, 0], [1.0, 0.75, 0.5, 0.25], [1, 1, 0, 0]),
+    "grpo-entropy_topk-s1": ([1, 1, 0, 1], [1.0, 0.75, 0.5, 0.75], [1, 0, 0, 0]),
+}
+
+
+def fake_eval(policy: str, split: str, greedy: list, avg: list, no_image: list | None) -> dict:
+    per_example = [
+        {
+            "id": f"e{i}",
+            "family": FAMILIES[i],
+            "greedy_correct": greedy[i],
+            "avg_at_k": avg[i],
+            "greedy_correct_no_image": None if no_image is None else no_image[i],
+        }
+        for i in range(len(greedy))
+    ]
+    per_family = {}
+    for family in sorted(set(FAMILIES)):
+        rows = [r for r in per_example if r["family"] == family]
+        per_family[family] = {
+            "n": len(rows),
+            "greedy_accuracy": statistics.fmean(r["greedy_correct"] for r in rows),
+            "avg_at_k": statistics.fmean(r["avg_at_k"] for r in rows),
+        }
+    return {
+        "policy": policy,
+        "split": split,
+        "n": len(greedy),
+        "k": 4,
+        "greedy_accuracy": statistics.fmean(greedy),
+        "avg_at_k": statistics.fmean(avg),
+        "greedy_accuracy_no_image": None if no_image is None else statistics.fmean(no_image),
+        "per_family": per_family,
+        "per_example": per_example,
+    }
+
+
+def write_eval(root: Path, ev: dict) -> Path:
+    path = root / "eval" / ev["policy"] / f"{ev['split']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ev))
+    return path
+
+
+def write_run(root: Path, policy: str) -> Path:
+    run_dir = root / "runs" / policy
+    run_dir.mkdir(parents=True)
+    seed = parse_policy(policy).seed
+    lines = [
+        {
+            "step": step,
+            "reward": 0.1 * step + 0.05 * seed,
+            "reward_std": 0.2,
+            "entropy": 1.0 - 0.1 * step,
+            "loss": 0.0,
+            "step_time": 0.1,
+            "weight_mean": 1.0,
+            "weight_max": 2.0 + seed,
+            "frac_selected": 0.2,
+        }
+        for step in range(5)
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run_dir
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> tuple[dict, Path]:
+    evals = [write_eval(tmp_path, fake_eval(p, "test", *scores)) for p, scores in TEST.items()]
+    # A second split where the image-free score was not measured.
+    evals.append(write_eval(tmp_path, fake_eval("sft", "validation", [1, 1, 0, 0], [0.5] * 4, None)))
+    runs = [write_run(tmp_path, p) for p in TEST if p != "sft"]
+    out = tmp_path / "report"
+    return build_report(evals, runs, out), out
+
+
+def test_metrics_by_hand(report: tuple[dict, Path]) -> None:
+    metrics, out = report
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+    sft = metrics["sft"]["test"]
+    assert sft["greedy_accuracy_mean"] == 0.25 and sft["avg_at_k_mean"] == 0.25
+    assert sft["greedy_accuracy_ci95"] is None and sft["n_seeds"] == 1 and sft["n"] == 4
+    assert sft["greedy_accuracy_no_image_mean"] == 0.0
+    assert metrics["sft"]["validation"]["greedy_accuracy_no_image_mean"] is None
+
+    # seeds 0.5 and 0.25: mean 0.375, sd 0.25/sqrt(2), sem 0.125
+    uniform = metrics["grpo-uniform"]["test"]
+    assert uniform["greedy_accuracy_mean"] == 0.375
+    assert uniform["greedy_accuracy_ci95"] == pytest.approx(T95_DF1 * 0.125, rel=1e-4)
+    # avg@k seeds 0.5 and 0.25 again
+    assert uniform["avg_at_k_mean"] == 0.375
+    assert uniform["avg_at_k_ci95"] == pytest.approx(T95_DF1 * 0.125, rel=1e-4)
+    assert uniform["greedy_accuracy_no_image_mean"] == 0.125
+    assert uniform["greedy_accuracy_delta_vs_sft"] == 0.125
+    assert uniform["n_seeds"] == 2 and "vs_uniform" not in uniform
+
+    topk = metrics["grpo-entropy_topk"]["test"]
+    assert topk["greedy_accuracy_mean"] == 0.75 and topk["greedy_accuracy_ci95"] == 0.0
+    assert topk["avg_at_k_mean"] == 0.6875  # seeds 0.625 and 0.75: sem 0.0625
+    assert topk["avg_at_k_ci95"] == pytest.approx(T95_DF1 * 0.0625, rel=1e-4)
+    # per example over seeds: entropy_topk (1, 1, .5, .5) - uniform (1, .5, 0, 0) = (0, .5, .5, .5)
+    greedy = topk["vs_uniform"]["greedy_accuracy"]
+    assert greedy["diff"] == 0.375
+    assert 0.0 <= greedy["ci_low"] <= 0.375 <= greedy["ci_high"] <= 0.5
+    assert 0.0 < greedy["p_value"] < 0.1
+    # avg@k: (1, .75, .5, .5) - (.875, .375, .125, .125) = (.125, .375, .375, .375)
+    assert topk["vs_uniform"]["avg_at_k"]["diff"] == pytest.approx(0.3125)
+
+
+def test_summary_tables(report: tuple[dict, Path]) -> None:
+    _, out = report
+    md = (out / "summary.md").read_text()
+    assert "### test (n = 4 examples, k = 4 samples)" in md
+    assert "| sft | 1 | 25.0 | 25.0 | 0.0 |  |" in md
+    assert "| grpo-uniform | 2 | 37.5 ± 158.8 | 37.5 ± 158.8 | 12.5 | +12.5 |" in md
+    assert "| grpo-entropy_topk | 2 | 75.0 ± 0.0 | 68.8 ± 79.4 | 37.5 | +50.0 |" in md
+    assert "| grpo-entropy_topk | test | +37.5 [" in md
+    # per family: count_color (e0, e1), exists (e2, e3)
+    assert "| run | count_color (n=2) | exists (n=2) |" in md
+    assert "| grpo-uniform | 75.0 | 0.0 |" in md
+    assert "| grpo-entropy_topk | 100.0 | 50.0 |" in md
+    assert "## Reported in the papers (not reproduced here; different models and benchmarks)" in md
+    assert "GRPO 50.8 · ToR-GRPO 53.0 · DAPO 50.6 · ToR-DAPO 53.4" in md
+    assert "GRPO 50.90 · DAPO 52.69 · VPPO 54.08 · PGPO 54.70" in md
+    assert md.index("| sft |") < md.index("| grpo-uniform |") < md.index("| grpo-entropy_topk |")
+    assert "![curves_reward](curves_reward.png)" in md
+
+
+def test_curves_are_pngs(report: tuple[dict, Path]) -> None:
+    _, out = report
+    for name in ("reward", "entropy", "weights"):
+        path = out / f"curves_{name}.png"
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        with Image.open(path) as image:
+            image.verify()
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_curves_of_metrics_only_some_runs_log(tmp_path: Path) -> None:
+    runs = [write_run(tmp_path, p) for p in ("grpo-uniform-s0", "grpo-tor-s0")]
+    (runs[1] / "metrics.jsonl").write_text('{"step": 0, "reward": 0.1}\n{"step": 1, "reward": 0.2}\n')
+    path = write_eval(tmp_path, fake_eval("sft", "test", *TEST["sft"]))
+    build_report([path], runs, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "curves_entropy.png",
+        "curves_reward.png",
+        "curves_weights.png",
+    ]
+
+
+def test_without_papers(tmp_path: Path) -> None:
+    path = write_eval(tmp_path, fake_eval("sft", "test", *TEST["sft"]))
+    build_report([path], [], tmp_path / "out", papers=False)
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "Reported in the papers" not in md and "Training curves" not in md
+    assert "No method has a `uniform` run" in md
+
+
+def test_parse_policy() -> None:
+    policy = parse_policy("dr_grpo-tor_reasoning-only-s12")
+    assert (policy.algo, policy.method, policy.seed) == ("dr_grpo", "tor_reasoning-only", 12)
+    assert policy.group == "dr_grpo-tor_reasoning-only"
+    assert parse_policy("sft").group == "sft"
+    with pytest.raises(ValueError, match="'ppo-uniform-s0'"):
+        parse_policy("ppo-uniform-s0")
+    with pytest.raises(ValueError, match="'grpo-uniform'"):
+        parse_policy("grpo-uniform")
+
+
+def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
+    ev = fake_eval("sft", "test", *TEST["sft"])
+    del ev["per_example"]
+    bad = write_eval(tmp_path, ev)
+    with pytest.raises(ValueError, match=rf"{bad}: missing keys \['per_example'\]"):
+        build_report([bad], [], tmp_path / "out")
+    good = write_eval(tmp_path / "a", fake_eval("sft", "test", *TEST["sft"]))
+    with pytest.raises(ValueError, match="already read"):
+        build_report([good, good], [], tmp_path / "out")
+    ours = fake_eval("grpo-tor-s0", "test", [1, 0, 1], [1.0, 0.0, 1.0], None)
+    base = fake_eval("grpo-uniform-s0", "test", *TEST["grpo-uniform-s0"])
+    files = [write_eval(tmp_path / "b", ours), write_eval(tmp_path / "b", base)]
+    with pytest.raises(ValueError, match="different examples"):
+        build_report(files, [], tmp_path / "out")
+    run_dir = tmp_path / "runs" / "grpo-uniform-s0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"step": 0}\nnot json\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not JSON"):
+        build_report([good], [run_dir], tmp_path / "out")

@@ -1,0 +1,79 @@
+import pytest
+
+from tokencredit.rewards import accuracy_reward, extract_answer, format_reward, is_correct, overlong_penalty
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("<think>red red. red 2</think><answer>2</answer>", "2"),
+        ("<answer>1</answer> then <answer> 3 </answer>", "3"),
+        ("so the answer is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+        ("\\boxed{1} and \\boxed{4}", "4"),
+        ("<answer>5</answer> \\boxed{4}", "5"),
+        ("no answer here", None),
+        ("\\boxed{unclosed", None),
+        ("<answer>7", None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "prediction, answer, answer_type, expected",
+    [
+        ("2", "2", "integer", True),
+        ("2.0", "2", "integer", True),
+        ("\\frac{4}{2}", "2", "integer", True),
+        ("3", "2", "integer", False),
+        ("two", "2", "integer", False),
+        ("", "2", "integer", False),
+        (None, "2", "integer", False),
+        ("Yes", "yes", "yes_no", True),
+        (" no. ", "no", "yes_no", True),
+        ("yes", "no", "yes_no", False),
+        ("1", "yes", "yes_no", False),
+    ],
+)
+def test_is_correct(prediction, answer, answer_type, expected):
+    assert is_correct(prediction, answer, answer_type) is expected
+
+
+def test_is_correct_rejects_unknown_answer_type():
+    with pytest.raises(ValueError, match="'float'"):
+        is_correct("2", "2", "float")
+
+
+def test_accuracy_reward_strings_and_conversations():
+    completions = [
+        "<think>x</think><answer>2</answer>",
+        [{"role": "assistant", "content": "<think>x</think><answer>3</answer>"}],
+        [{"role": "assistant", "content": "<answer>YES</answer>"}],
+        "nothing",
+    ]
+    rewards = accuracy_reward(completions, answer=["2", "2", "yes", "1"], answer_type=["integer", "integer", "yes_no", "integer"], prompts=None)
+    assert rewards == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_accuracy_reward_needs_aligned_columns():
+    with pytest.raises(ValueError):
+        accuracy_reward(["<answer>1</answer>"], answer=["1", "2"], answer_type=["integer", "integer"])
+
+
+def test_format_reward():
+    completions = [
+        "<think>red. red 1</think><answer>1</answer>",
+        "  <think>a\nb</think><answer>1</answer>\n",
+        "<think>a</think> <answer>1</answer>",
+        "<answer>1</answer>",
+        "<think>a</think><answer>1</answer> trailing",
+        [{"role": "assistant", "content": "<think></think><answer></answer>"}],
+    ]
+    assert format_reward(completions) == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_overlong_penalty():
+    assert overlong_penalty([10, 40, 44, 48, 49], max_len=48, cache=8) == [0.0, 0.0, -0.5, -1.0, -1.0]
+    with pytest.raises(ValueError, match="cache"):
+        overlong_penalty([1], max_len=8, cache=9)

@@ -1,0 +1,262 @@
+"""Signals: TokenSignals, chunked vocabulary math, and score_policy on a tiny Qwen2.5-VL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+from tokencredit.signals import (
+    MissingSignalError,
+    TokenSignals,
+    exact_kl,
+    k3,
+    score_policy,
+    token_logp_and_entropy,
+)
+
+VOCAB = 96
+IMAGE, VIDEO, VISION_START, VISION_END, PAD = 90, 91, 92, 93, 2
+IMAGE_TOKENS = 9  # an 84x84 image: 6x6 patches of 14 px, merged 2x2
+
+
+def tiny_model(attn_implementation: str = "eager") -> Qwen2_5_VLForConditionalGeneration:
+    """A 2-layer Qwen2.5-VL built from its config alone (no download, no tokenizer)."""
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            max_position_embeddings=512,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=PAD,
+        ),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, fullatt_block_indexes=[0]),
+        image_token_id=IMAGE,
+        video_token_id=VIDEO,
+        vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END,
+    )
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(0)
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Three responses laid out as TRL's GRPOTrainer lays them out: left-padded prompts with one
+    image each, right-padded completions; plus the image-free prompts for drop_image."""
+    g = torch.Generator().manual_seed(seed)
+    texts = [[5, 6], [5], [5, 6, 7]]
+    tails = [[7, 8], [7], [7, 8, 9]]
+    prompts = [t + [VISION_START] + [IMAGE] * IMAGE_TOKENS + [VISION_END] + tail for t, tail in zip(texts, tails)]
+    text_prompts = [t + tail for t, tail in zip(texts, tails)]
+
+    def left_pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(map(len, rows))
+        ids = torch.tensor([[PAD] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        return ids, mask
+
+    prompt_ids, prompt_mask = left_pad(prompts)
+    text_prompt_ids, text_prompt_mask = left_pad(text_prompts)
+    completion_mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0]])
+    completion_ids = torch.randint(3, 80, completion_mask.shape, generator=g).masked_fill(completion_mask == 0, PAD)
+    return {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "pixel_values": torch.randn(36 * len(prompts), 3 * 2 * 14 * 14, generator=g),
+        "image_grid_thw": torch.tensor([[1, 6, 6]] * len(prompts)),
+        "text_prompt_ids": text_prompt_ids,
+        "text_prompt_mask": text_prompt_mask,
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> Qwen2_5_VLForConditionalGeneration:
+    return tiny_model()
+
+
+def full_forward(model, batch, output_attentions=False):
+    """Reference: the model's own forward with full logits."""
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    with torch.no_grad():
+        return ids, model(
+            input_ids=ids,
+            attention_mask=mask,
+            pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"],
+            mm_token_type_ids=(ids == IMAGE).long(),
+            output_attentions=output_attentions,
+        )
+
+
+# TokenSignals and k3
+
+
+def test_k3_matches_formula_and_clamps():
+    logp = torch.tensor([-1.0, -1.0, -1.0, -30.0])
+    logp_cf = torch.tensor([-1.0, -2.0, -0.5, 0.0])
+    d = torch.tensor([0.0, -1.0, 0.5, 20.0])
+    expected = (d.exp() - d - 1).clamp(0, 10)
+    assert torch.allclose(k3(logp, logp_cf), expected)
+    assert k3(logp, logp_cf)[3] == 10.0
+
+
+def test_from_logps_derives_visual_signals_zero_on_padding():
+    mask = torch.tensor([[True, True, False]])
+    s = TokenSignals.from_logps(mask, torch.tensor([[-1.0, -2.0, -5.0]]), torch.tensor([[-1.5, -1.0, -9.0]]))
+    assert torch.allclose(s.vis_absdiff, torch.tensor([[0.5, 1.0, 0.0]]))
+    assert torch.allclose(s.vis_k3, k3(s.logp, s.logp_cf) * mask)
+    assert s.available() == ["logp", "logp_cf", "vis_k3", "vis_absdiff"]
+
+
+def test_require_names_the_missing_signal():
+    s = TokenSignals(mask=torch.ones(1, 2, dtype=torch.bool), entropy=torch.zeros(1, 2))
+    assert s.require("entropy") is s.entropy
+    with pytest.raises(MissingSignalError, match="'vis_k3' is missing"):
+        s.require("vis_k3")
+    with pytest.raises(ValueError, match="unknown signal 'nope'"):
+        s.require("nope")
+
+
+def test_token_signals_validates_shapes():
+    with pytest.raises(ValueError, match="bool"):
+        TokenSignals(mask=torch.ones(1, 2))
+    with pytest.raises(ValueError, match="entropy has shape"):
+        TokenSignals(mask=torch.ones(1, 2, dtype=torch.bool), entropy=torch.zeros(2, 2))
+
+
+# Chunked vocabulary math
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 50])
+def test_chunked_logp_entropy_kl_match_unchunked(chunk_size):
+    g = torch.Generator().manual_seed(0)
+    n, h, v = 7, 8, 11
+    hidden, hidden_q = torch.randn(n, h, generator=g), torch.randn(n, h, generator=g)
+    weight = torch.randn(v, h, generator=g)
+    targets = torch.randint(0, v, (n,), generator=g)
+    temperature = 0.7
+    lp = torch.log_softmax(hidden @ weight.T / temperature, -1)
+    lq = torch.log_softmax(hidden_q @ weight.T / temperature, -1)
+    logp, entropy = token_logp_and_entropy(hidden, weight, targets, temperature, chunk_size)
+    assert torch.allclose(logp, lp.gather(-1, targets[:, None]).squeeze(-1), atol=1e-5)
+    assert torch.allclose(entropy, -(lp.exp() * lp).sum(-1), atol=1e-5)
+    kl = exact_kl(hidden, hidden_q, weight, temperature, chunk_size)
+    assert torch.allclose(kl, (lp.exp() * (lp - lq)).sum(-1), atol=1e-5)
+    assert torch.allclose(exact_kl(hidden, hidden, weight, temperature, chunk_size), torch.zeros(n), atol=1e-6)
+
+
+def test_chunked_math_on_no_tokens():
+    hidden, weight = torch.zeros(0, 4), torch.randn(5, 4)
+    logp, entropy = token_logp_and_entropy(hidden, weight, torch.zeros(0, dtype=torch.long))
+    assert logp.shape == entropy.shape == exact_kl(hidden, hidden, weight).shape == (0,)
+
+
+# score_policy on the tiny model
+
+
+def test_logp_and_entropy_match_the_models_own_forward(model):
+    batch = make_batch()
+    s = score_policy(model, batch, {"entropy", "logp"}, chunk_size=4, temperature=0.8)
+    _, out = full_forward(model, batch)
+    n = batch["completion_ids"].shape[1]
+    lp = torch.log_softmax(out.logits[:, -n - 1 : -1].float() / 0.8, -1)
+    mask = batch["completion_mask"].bool()
+    expected_logp = lp.gather(-1, batch["completion_ids"][..., None]).squeeze(-1) * mask
+    assert torch.allclose(s.logp, expected_logp, atol=1e-5)
+    assert torch.allclose(s.entropy, -(lp.exp() * lp).sum(-1) * mask, atol=1e-5)
+    assert s.logp_cf is None and s.attn_image is None
+
+
+def test_attention_hook_matches_output_attentions(model):
+    batch = make_batch()
+    s = score_policy(model, batch, {"attn_image"}, attention_layers=[0, -1])
+    ids, out = full_forward(model, batch, output_attentions=True)
+    n = batch["completion_ids"].shape[1]
+    image_keys = (ids == IMAGE).float()
+    per_layer = [(a[:, :, -n - 1 : -1, :] * image_keys[:, None, None, :]).sum(-1).mean(1) for a in out.attentions]
+    expected = sum(per_layer) / len(per_layer) * batch["completion_mask"]
+    assert torch.allclose(s.attn_image, expected, atol=1e-6)
+    hooks_before = [len(layer.self_attn._forward_hooks) for layer in model.model.language_model.layers]
+    last_only = score_policy(model, batch, {"attn_image"}, attention_layers=[1])
+    assert torch.allclose(last_only.attn_image, per_layer[1] * batch["completion_mask"], atol=1e-6)
+    assert [len(layer.self_attn._forward_hooks) for layer in model.model.language_model.layers] == hooks_before
+
+
+def test_counterfactual_signals_and_exact_kl(model):
+    batch = make_batch()
+    s = score_policy(model, batch, {"vis_kl", "vis_k3"}, counterfactual="mask_visual_attention", chunk_size=2)
+    mask = batch["completion_mask"].bool()
+    assert not torch.allclose(s.logp, s.logp_cf)
+    assert torch.allclose(s.vis_k3, k3(s.logp, s.logp_cf) * mask)
+    assert torch.allclose(s.vis_absdiff, (s.logp - s.logp_cf).abs() * mask)
+    assert (s.vis_kl >= 0).all() and (s.vis_kl[mask] > 0).all() and (s.vis_kl[~mask] == 0).all()
+    # vis_kl from full logits of both forwards
+    from tokencredit.counterfactual import counterfactual_inputs, real_inputs
+
+    n = batch["completion_ids"].shape[1]
+    with torch.no_grad():
+        lp = torch.log_softmax(model(**real_inputs(model, batch)).logits[:, -n - 1 : -1], -1)
+        lq = torch.log_softmax(model(**counterfactual_inputs(model, batch, "mask_visual_attention")).logits[:, -n - 1 : -1], -1)
+    assert torch.allclose(s.vis_kl, (lp.exp() * (lp - lq)).sum(-1) * mask, atol=1e-6)
+
+
+def test_row_batches_give_the_same_signals(model):
+    batch = make_batch()
+    batch["cf_pixel_values"] = batch["pixel_values"].flip(0)
+    needs = {"entropy", "attn_image", "vis_kl"}
+    whole = score_policy(model, batch, needs, counterfactual="patch_blackening")
+    for size in (1, 2):
+        parts = score_policy(model, batch, needs, counterfactual="patch_blackening", batch_size=size)
+        for name in whole.available():
+            assert torch.allclose(getattr(whole, name), getattr(parts, name), atol=1e-5), (name, size)
+
+
+def test_no_gradient_and_padding_zero(model):
+    s = score_policy(model, make_batch(), {"entropy", "attn_image", "vis_absdiff"}, counterfactual="drop_image")
+    for name in s.available():
+        value = getattr(s, name)
+        assert not value.requires_grad
+        assert (value[~s.mask] == 0).all()
+        assert torch.isfinite(value).all()
+
+
+def test_clear_errors(model):
+    batch = make_batch()
+    with pytest.raises(ValueError, match="need a counterfactual"):
+        score_policy(model, batch, {"vis_k3"})
+    with pytest.raises(ValueError, match="unknown signals"):
+        score_policy(model, batch, {"entropy", "saliency"})
+    with pytest.raises(ValueError, match="attention_layers: layer 2 is out of range"):
+        score_policy(model, batch, {"attn_image"}, attention_layers=[2])
+
+
+def test_non_eager_attention_is_refused_before_scoring():
+    sdpa = tiny_model("sdpa")
+    with pytest.raises(ValueError, match="model.attn_implementation: eager"):
+        score_policy(sdpa, make_batch(), {"attn_image"})
+    assert score_policy(sdpa, make_batch(), {"entropy"}).entropy is not None  # other signals do not need eager
+
+
+def test_every_method_weights_scored_signals(model):
+    """The trainer's path: score what a method needs with its default counterfactual, then weigh."""
+    from tokencredit.counterfactual import perturb_pixel_values
+    from tokencredit.weighting import build_weighting, default_counterfactual, registered, required_signals
+
+    batch = make_batch()
+    batch["cf_pixel_values"] = perturb_pixel_values(
+        "patch_blackening", batch["pixel_values"], batch["image_grid_thw"], (0.5,) * 3, (0.25,) * 3, torch.Generator().manual_seed(0)
+    )
+    for name in registered():
+        s = score_policy(model, batch, required_signals(name), counterfactual=default_counterfactual(name))
+        w = build_weighting(name)(s, torch.randn(len(s.mask)))
+        assert torch.isfinite(w).all() and (w >= 0).all() and (w[~s.mask] == 0).all(), name

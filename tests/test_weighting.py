@@ -1,0 +1,274 @@
+"""Weighting methods: each pinned on hand-checkable tensors, plus properties shared by all."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokencredit.params import MethodSpec, _default_methods
+from tokencredit.signals import MissingSignalError, TokenSignals
+from tokencredit.weighting import (
+    build_weighting,
+    check_method,
+    default_counterfactual,
+    registered,
+    required_signals,
+    weight_stats,
+)
+
+T_ = torch.tensor
+
+
+def signals(mask, **values) -> TokenSignals:
+    mask = T_(mask, dtype=torch.bool)
+    return TokenSignals(mask=mask, **{k: T_(v, dtype=torch.float32) * mask for k, v in values.items()})
+
+
+def weigh(name, s, **hparams):
+    return build_weighting(name, **hparams)(s, torch.zeros(s.mask.shape[0]))
+
+
+# Registry and validation
+
+
+def test_registry_lists_every_method_with_its_needs():
+    assert registered() == ["atrl", "entropy_topk", "pgpo", "tor", "uniform", "vppo"]
+    assert required_signals("tor") == {"entropy", "vis_absdiff"}
+    assert required_signals("vppo") == required_signals("pgpo") == {"vis_k3"}
+    assert required_signals("atrl") == {"attn_image"}
+    assert required_signals("uniform") == set()
+    assert default_counterfactual("tor") == "drop_image"
+    assert default_counterfactual("vppo") == "patch_blackening"
+    assert default_counterfactual("pgpo") == "mask_visual_attention"
+    assert default_counterfactual("atrl") is None and default_counterfactual("entropy_topk") is None
+
+
+def test_unknown_names_and_bad_hparams_are_named():
+    with pytest.raises(ValueError, match=r"unknown weighting 'nope'; registered: \['atrl'"):
+        build_weighting("nope")
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['rho'\] for weighting 'tor'"):
+        build_weighting("tor", rho=0.3)
+    with pytest.raises(ValueError, match=r"rho=1.5 must be in \(0.0, 1.0\]"):
+        build_weighting("entropy_topk", rho=1.5)
+    with pytest.raises(ValueError, match="gamma_p=-0.5"):
+        build_weighting("tor", gamma_p=-0.5)
+    with pytest.raises(ValueError, match="normalize='no' must be a bool"):
+        build_weighting("pgpo", normalize="no")
+    with pytest.raises(ValueError, match="k=True must be a float"):
+        build_weighting("vppo", k=True)
+    with pytest.raises(ValueError, match="anchor_fraction=0"):
+        build_weighting("atrl", anchor_fraction=0)
+
+
+def test_check_method_names_the_params_entry():
+    for name, spec in _default_methods().items():
+        check_method(name, spec)
+    with pytest.raises(ValueError, match="methods.x.weighting: unknown weighting 'nope'"):
+        check_method("x", MethodSpec(weighting="nope"))
+    with pytest.raises(ValueError, match="methods.x.hparams: .*beta_min=2"):
+        check_method("x", MethodSpec(weighting="vppo", hparams={"beta_min": 2}))
+    with pytest.raises(ValueError, match="methods.x.counterfactual: weighting 'uniform' uses no counterfactual"):
+        check_method("x", MethodSpec(weighting="uniform", counterfactual="drop_image"))
+    check_method("x", MethodSpec(weighting="tor", counterfactual="mask_visual_attention"))
+
+
+def test_missing_signal_and_bad_advantages_are_clear():
+    s = signals([[1, 1]], entropy=[[0.1, 0.2]])
+    with pytest.raises(MissingSignalError, match="'vis_absdiff' is missing"):
+        weigh("tor", s)
+    with pytest.raises(ValueError, match="advantages have shape"):
+        build_weighting("uniform")(s, torch.zeros(2))
+
+
+def test_weight_stats():
+    mask = T_([[True, True, True, False]])
+    stats = weight_stats(T_([[0.0, 1.0, 2.0, 9.0]]), mask)
+    assert stats == pytest.approx({"frac_selected": 2 / 3, "frac_boosted": 1 / 3, "weight_mean": 1.0, "weight_max": 2.0})
+    assert weight_stats(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool))["weight_mean"] == 0.0
+
+
+# Methods on hand-checkable tensors
+
+
+def test_uniform_is_the_mask():
+    s = signals([[1, 1, 0], [1, 0, 0]])
+    assert torch.equal(weigh("uniform", s), T_([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+
+
+def test_entropy_topk_keeps_ceil_rho_n_and_rescales():
+    # 8 valid tokens; rho 0.25 keeps 2 (entropies 0.9 and 0.8), each weighted 8 / 2
+    s = signals([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]], entropy=[[0.1, 0.9, 0.2, 0.3, 5.0], [0.8, 0.4, 0.5, 0.6, 5.0]])
+    expected = T_([[0, 4.0, 0, 0, 0], [4.0, 0, 0, 0, 0]])
+    assert torch.equal(weigh("entropy_topk", s, rho=0.25), expected)
+    # 0.3 * 10 lands a hair above 3 in floating point: still 3 kept; ties go to earlier tokens
+    s = signals([[1] * 10], entropy=[[1.0] * 10])
+    w = weigh("entropy_topk", s, rho=0.3)
+    assert torch.equal(w, T_([[10 / 3] * 3 + [0.0] * 7]))
+    assert weigh("entropy_topk", s, rho=0.2).sum() == pytest.approx(10.0)  # loss mass = #valid
+
+
+def test_tor_gammas_on_reasoning_and_perception_sets():
+    # 10 valid tokens, rho 0.3 -> 3 per set. T_r = {0, 1, 2} by entropy; T_p = {2, 3, 4} by absdiff
+    s = signals(
+        [[1] * 10 + [0]],
+        entropy=[[0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 9.0]],
+        vis_absdiff=[[0.0, 0.0, 3.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 9.0]],
+    )
+    assert torch.equal(weigh("tor", s), T_([[1.0, 1.0, 1.0, 0.5, 0.5, 0, 0, 0, 0, 0, 0]]))
+    assert torch.equal(weigh("tor", s, gamma_p=0.0), T_([[1.0, 1.0, 1.0] + [0.0] * 8]))
+    assert torch.equal(weigh("tor", s, gamma_r=0.0), T_([[0.0, 0.0, 0.0, 0.5, 0.5] + [0.0] * 6]))
+    assert torch.equal(weigh("tor", s, rho_r=0.0, gamma_p=2.0), T_([[0.0, 0.0, 2.0, 2.0, 2.0] + [0.0] * 6]))
+
+
+def test_tor_thresholds_are_over_the_batch():
+    # all of response 0's scores beat response 1's: the batch-wide top 50 % is response 0
+    s = signals([[1, 1], [1, 1]], entropy=[[5.0, 6.0], [1.0, 2.0]], vis_absdiff=[[0.0, 0.0], [0.0, 0.0]])
+    assert torch.equal(weigh("tor", s, rho_r=0.5, rho_p=0.0), T_([[1.0, 1.0], [0.0, 0.0]]))
+
+
+def test_vppo_gates_ceil_k_n_per_response_and_alphas_average_one():
+    s = signals(
+        [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]],
+        vis_k3=[[0.5, 0.1, 0.4, 0.2, 0.3], [0.0, 0.3, 0.0, 0, 0], [0.2, 0.2, 0.2, 0.2, 0]],
+    )
+    w = weigh("vppo", s)  # k 0.4, beta_min 0.9
+    kept = w > 0
+    assert kept.sum(1).tolist() == [2, 2, 2]  # ceil(0.4*5), ceil(0.4*3), ceil(0.4*4)
+    assert kept[0].tolist() == [True, False, True, False, False]
+    assert kept[1].tolist() == [True, True, False, False, False]  # tie at 0.0: the earlier token
+    # mean scores 0.3, 0.1, 0.2 -> n = 1, 0, 0.5; mu = 0.5; beta_max = 0.9 + 0.1 / 0.5 = 1.1
+    alpha = w.amax(1)
+    assert alpha.tolist() == pytest.approx([1.1, 0.9, 1.0])
+    assert alpha.mean().item() == pytest.approx(1.0)
+    # equal mean scores: alpha = 1
+    flat = signals([[1, 1], [1, 1]], vis_k3=[[0.1, 0.3], [0.2, 0.2]])
+    assert torch.equal(weigh("vppo", flat, k=1.0), T_([[1.0, 1.0], [1.0, 1.0]]))
+
+
+def test_vppo_ignores_empty_responses_in_batch_statistics():
+    s = signals([[1, 1], [0, 0], [1, 1]], vis_k3=[[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    w = weigh("vppo", s, k=1.0, beta_min=0.5)
+    # n = 0 and 1, mu = 0.5, beta_max = 1.5
+    assert torch.allclose(w, T_([[0.5, 0.5], [0.0, 0.0], [1.5, 1.5]]))
+
+
+def test_pgpo_gate_and_mass_conservation():
+    # log1p(e^x - 1) = x: scores 0, 0.2, 0.6, 1.0 normalise to I = 0, 0.2, 0.6, 1
+    raw = [math.expm1(x) for x in (0.0, 0.2, 0.6, 1.0)]
+    s = signals([[1, 1, 1, 1, 0]], vis_k3=[raw + [7.0]])
+    omega = weigh("pgpo", s, normalize=False)
+    # tau 0.4, beta 2: 0 / 0.4, 0.2 / 0.4, 1 + 2 * 0.2 / 0.6, 1 + 2 * 0.6 / 0.6
+    assert omega[0].tolist() == pytest.approx([0.0, 0.5, 1 + 2 / 3, 3.0, 0.0], abs=1e-6)
+    w = weigh("pgpo", s)
+    assert w.sum().item() == pytest.approx(4.0)
+    assert torch.allclose(w, omega * 4 / omega.sum(), atol=1e-6)
+    # suppression-only: nothing above 1 before normalising; boosting-only: nothing below 1
+    assert weigh("pgpo", s, tau=1.0, normalize=False).max() <= 1.0 + 1e-6
+    assert (weigh("pgpo", s, tau=0.0, normalize=False)[s.mask] >= 1.0).all()
+
+
+def test_pgpo_sums_to_each_response_length():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(6, 9, generator=g) > 0.3
+    s = TokenSignals(mask=mask, vis_k3=torch.rand(6, 9, generator=g) * 3 * mask)
+    w = weigh("pgpo", s)
+    assert torch.allclose(w.sum(1), mask.sum(1).float(), atol=1e-4)
+
+
+def test_pgpo_constant_scores_fall_back_to_uniform():
+    # normalized or not: equal scores carry no contrast, every token keeps weight 1
+    s = signals([[1, 1, 1], [1, 0, 0]], vis_k3=[[0.2, 0.2, 0.2], [0.4, 0, 0]])
+    assert torch.equal(weigh("pgpo", s), s.mask.float())
+    assert torch.equal(weigh("pgpo", s, normalize=False), s.mask.float())
+
+
+def test_atrl_anchor_band_weights_and_ablation():
+    # 10 tokens: anchors = ceil(0.15 * 10) = 2 highest attention (tokens 3 and 7)
+    attn = [[0.1, 0.2, 0.1, 0.9, 0.1, 0.2, 0.1, 0.8, 0.1, 0.1]]
+    s = signals([[1] * 10], attn_image=attn)
+    raw = weigh("atrl", s, normalize=False)
+    assert raw[0].tolist() == pytest.approx([0.5, 0.5, 0.5, 1.5, 0.5, 0.5, 0.5, 1.5, 0.5, 0.5])
+    w = weigh("atrl", s)
+    assert w.sum().item() == pytest.approx(10.0)
+    assert torch.allclose(w, raw * 10 / raw.sum())
+    low = weigh("atrl", s, low_connectivity_only=True)
+    assert low[0, 3] == low[0, 7] == 0.0
+    assert low[0].tolist() == pytest.approx([1.25, 1.25, 1.25, 0, 1.25, 1.25, 1.25, 0, 1.25, 1.25])
+
+
+def test_atrl_selects_per_response():
+    s = signals([[1, 1, 1, 1], [1, 1, 1, 1]], attn_image=[[0.9, 0.8, 0.7, 0.6], [0.1, 0.2, 0.05, 0.0]])
+    anchors = weigh("atrl", s, anchor_fraction=0.25, normalize=False) == 1.5
+    assert anchors.tolist() == [[True, False, False, False], [False, True, False, False]]
+
+
+# Properties shared by every method
+
+VARIANTS = [(name, {}) for name in registered()] + [(spec.weighting, dict(spec.hparams)) for spec in _default_methods().values()]
+
+
+@st.composite
+def batches(draw):
+    b, t = draw(st.integers(1, 5)), draw(st.integers(1, 9))
+    seed = draw(st.integers(0, 2**16))
+    mode = draw(st.sampled_from(["random", "constant", "no_tokens", "empty_rows", "one_token"]))
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(b, t, generator=g) > 0.3
+    if mode == "no_tokens":
+        mask[:] = False
+    elif mode == "empty_rows":
+        mask[::2] = False
+    elif mode == "one_token":
+        mask[:] = False
+        mask[:, 0] = True
+    values = {}
+    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image"):
+        v = torch.full((b, t), 0.7) if mode == "constant" else torch.rand(b, t, generator=g) * 5
+        values[name] = v * mask
+    return TokenSignals(mask=mask, **values), torch.randn(b, generator=g)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=batches(), variant=st.sampled_from(VARIANTS))
+def test_weights_are_finite_nonnegative_and_zero_on_padding(batch, variant):
+    s, advantages = batch
+    name, hparams = variant
+    w = build_weighting(name, **hparams)(s, advantages)
+    assert w.shape == s.mask.shape and w.dtype == torch.float32
+    assert torch.isfinite(w).all()
+    assert (w >= 0).all()
+    assert (w[~s.mask] == 0).all()
+    stats = weight_stats(w, s.mask)
+    assert all(math.isfinite(v) for v in stats.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=batches())
+def test_mass_conserving_methods_sum_to_lengths(batch):
+    s, advantages = batch
+    lengths = s.mask.sum(1).float()
+    for name in ("pgpo", "atrl"):
+        w = build_weighting(name)(s, advantages)
+        assert torch.allclose(w.sum(1), lengths, atol=1e-3)
+
+
+def test_atrl_low_connectivity_only_never_weights_anchors():
+    # one-token responses: the token is the anchor, so the ablation leaves nothing to train
+    s = signals([[1, 0], [1, 1]], attn_image=[[0.3, 0.0], [0.1, 0.2]])
+    w = weigh("atrl", s, anchor_fraction=0.5, low_connectivity_only=True)
+    assert torch.equal(w, T_([[0.0, 0.0], [2.0, 0.0]]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=batches(), fraction=st.floats(0.01, 1.0))
+def test_selection_counts_are_ceilings(batch, fraction):
+    s, advantages = batch
+    n_valid = int(s.mask.sum())
+    kept = build_weighting("entropy_topk", rho=fraction)(s, advantages) > 0
+    assert int(kept.sum()) == math.ceil(round(fraction * n_valid, 9))
+    gated = build_weighting("vppo", k=fraction)(s, advantages) > 0
+    assert gated.sum(1).tolist() == [math.ceil(round(fraction * int(n), 9)) for n in s.mask.sum(1)]

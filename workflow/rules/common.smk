@@ -1,0 +1,41 @@
+import os
+
+from snakemake.exceptions import WorkflowError
+
+from tokencredit.params import ParamsError, section_json, validate
+from tokencredit.synthetic import SPLITS
+
+try:
+    P = validate(config, "params (params/default.yaml + --configfile/--config overrides)")
+except ParamsError as err:
+    raise WorkflowError(str(err)) from None
+
+# Steps run as `python -m steps.<rule>` from any --directory.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
+# MLflow's own variables, so every step (and `mlflow ui`) sees the same backend.
+os.environ.setdefault("MLFLOW_TRACKING_URI", P.tracking.tracking_uri)
+os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", P.tracking.experiment)
+
+RUNS = [f"{a}-{m}-s{s}" for a in P.train.algos for m in P.train.methods for s in P.train.seeds]
+POLICIES = ["sft", *RUNS]
+
+
+wildcard_constraints:
+    algo="grpo|dapo|dr_grpo",
+    method="[A-Za-z0-9_]+",
+    seed=r"\d+",
+    split="|".join(SPLITS),
+
+
+def section(name):
+    """A params section as JSON: the rule's own rerun key and its step's argument."""
+    return section_json(P, name)
+
+
+def base_model():
+    return P.model.path or "results/models/base"
+
+
+def policy_dir(policy):
+    return "results/models/sft" if policy == "sft" else f"results/runs/{policy}"
