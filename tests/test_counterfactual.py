@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
 from test_signals import IMAGE, make_batch, tiny_model
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from tokencredit.counterfactual import (
+    counterfactual_batch,
     counterfactual_inputs,
     patchify,
     perturb_pixel_values,
@@ -154,3 +159,47 @@ def test_missing_counterfactual_inputs_are_named(model):
         counterfactual_inputs(model, batch, "blur")
     with pytest.raises(ValueError, match="unknown counterfactual 'none'"):
         counterfactual_inputs(model, batch, "none")
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with Qwen's special tokens and a chat template that renders image parts."""
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
+    vocab = {w: i for i, w in enumerate(specials + ["[UNK]", "user", "assistant", "How", "many", "red", "?"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="<|endoftext|>", additional_special_tokens=specials)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }} {% for p in m['content'] %}"
+        "{% if p['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ p['text'] }}{% endif %}"
+        "{% endfor %}<|im_end|> {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+    )
+    return tokenizer
+
+
+def test_counterfactual_batch_drops_image_parts_and_left_pads():
+    tokenizer = word_tokenizer()
+    prompts = [
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many red ?"}]}],
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many ?"}]}],
+    ]
+    extra = counterfactual_batch("drop_image", {"prompt_ids": torch.zeros(2, 1)}, [{"prompt": p} for p in prompts], tokenizer, torch.Generator())
+    with_image = tokenizer.apply_chat_template(conversation=prompts, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    span = [tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")]
+    for row, ids in enumerate(with_image):
+        start = ids.index(span[0])
+        expected = ids[:start] + ids[start + len(span) :]
+        mask = extra["text_prompt_mask"][row].bool()
+        assert extra["text_prompt_ids"][row][mask].tolist() == expected
+        assert mask.tolist() == sorted(mask.tolist())  # left padded
+    assert extra["text_prompt_ids"][1, 0] == tokenizer.pad_token_id
+
+
+def test_counterfactual_batch_perturbs_pixels_with_the_processors_layout(processed):
+    _, pixel_values, grid = processed
+    processor = SimpleNamespace(image_processor=Qwen2VLImageProcessorPil())
+    batch = {"pixel_values": pixel_values, "image_grid_thw": grid}
+    extra = counterfactual_batch("gray", batch, [], processor, torch.Generator())
+    assert torch.allclose(extra["cf_pixel_values"], perturb("gray", pixel_values, grid))
+    assert counterfactual_batch("mask_visual_attention", batch, [], processor, torch.Generator()) == {}
+    with pytest.raises(ValueError, match="unknown counterfactual 'sepia'"):
+        counterfactual_batch("sepia", batch, [], processor, torch.Generator())

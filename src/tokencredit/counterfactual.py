@@ -12,6 +12,8 @@ forward, and `mask_visual_attention` keeps exactly the real positions.
 - `patch_blackening`, `gaussian_noise`, `blur`, `gray`: the real tokens with
   `batch["cf_pixel_values"]`, which `perturb_pixel_values` makes from the real pixel values.
 
+`counterfactual_batch` builds those extra batch keys from TRL's raw input rows and processor.
+
 Qwen2-VL pixel layout: each pixel_values row is one 14x14 patch of the resized, normalized image,
 channel-major, repeated over `temporal_patch_size` frames; rows run over 2x2 merge blocks. So
 perturbations work on the resized image, as VPPO's do.
@@ -85,6 +87,46 @@ def counterfactual_inputs(model: Any, batch: dict[str, Any], kind: str) -> dict[
         if batch.get("cf_pixel_values") is None:
             raise ValueError(f"counterfactual {kind!r} needs batch['cf_pixel_values']; make it with tokencredit.counterfactual.perturb_pixel_values")
         return _inputs(model, batch["prompt_ids"], batch["prompt_mask"], batch, batch["cf_pixel_values"])
+    raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
+
+
+def _without_images(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversational prompt with its image parts removed."""
+    return [
+        {**m, "content": [p for p in m["content"] if p.get("type") != "image"]} if isinstance(m["content"], list) else m
+        for m in prompt
+    ]
+
+
+def counterfactual_batch(
+    kind: str, batch: dict[str, Any], inputs: list[dict[str, Any]], processing_class: Any, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """The batch keys a counterfactual needs beyond TRL's batch, built from TRL's raw `inputs` rows.
+
+    drop_image: text_prompt_ids/text_prompt_mask, each row's conversational prompt without its
+    image parts through the chat template, left padded. Pixel perturbations: cf_pixel_values, with
+    the image processor's normalization and patch layout. mask_visual_attention needs nothing.
+    """
+    if kind == "drop_image":
+        tokenized = processing_class.apply_chat_template(
+            conversation=[_without_images(x["prompt"]) for x in inputs], add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        rows = [torch.as_tensor(ids) for ids in tokenized["input_ids"]]
+        width = max(len(r) for r in rows)
+        pad_id = getattr(processing_class, "tokenizer", processing_class).pad_token_id
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :], mask[i, width - len(r) :] = r, 1
+        device = batch["prompt_ids"].device
+        return {"text_prompt_ids": ids.to(device), "text_prompt_mask": mask.to(device)}
+    if kind in PIXEL_PERTURBATIONS:
+        ip = processing_class.image_processor
+        layout = {"patch_size": ip.patch_size, "merge_size": ip.merge_size, "temporal_patch_size": ip.temporal_patch_size}
+        pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
+        return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, **layout)}
+    if kind == "mask_visual_attention":
+        return {}
     raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
 
 

@@ -52,8 +52,8 @@ def load_policy(
         processor = AutoProcessor.from_pretrained(
             path, trust_remote_code=model_params.trust_remote_code, local_files_only=True
         )
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"cannot load policy checkpoint {path}: {err}") from err
+    except Exception as err:  # corrupt weights raise library-specific errors: name the checkpoint
+        raise ValueError(f"cannot load policy checkpoint {path}: {type(err).__name__}: {err}") from err
     if given:  # same images, same number of visual tokens, whatever the checkpoint's defaults
         processor.image_processor.size = {"shortest_edge": model_params.min_pixels, "longest_edge": model_params.max_pixels}
     processor.tokenizer.padding_side = "left"

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from tokencredit.counterfactual import counterfactual_inputs
+from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
-from tokencredit.signals import score_policy
+from tokencredit.signals import TokenSignals, check_attention_implementation, score_policy
 from tokencredit.weighting import weight_stats
 
 
@@ -52,7 +52,11 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
         self.dynamic_sampling_tries = dynamic_sampling_tries
+        if "attn_image" in self.needs:
+            check_attention_implementation(self.model)
+        # Separate streams: extra DAPO prompts and counterfactual noise do not perturb each other.
         self._extra_prompts = torch.Generator().manual_seed(self.args.seed)
+        self._counterfactual_noise = torch.Generator().manual_seed(self.args.seed + 1)
 
     # -- generation: DAPO dynamic sampling --------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -103,25 +107,34 @@ class WeightedGRPOTrainer(GRPOTrainer):
     # -- token weights ----------------------------------------------------------------------------------
     def _weight_advantages(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
-        cf_batch = None
-        if self.counterfactual is not None:
-            cf_batch = counterfactual_inputs(self.counterfactual, batch, inputs, self.processing_class, self._extra_prompts)
-        signals = score_policy(
-            self.model,
-            batch,
-            needs=self.needs,
-            cf_batch=cf_batch,
-            counterfactual=self.counterfactual,
-            chunk_size=self.chunk_size,
-            temperature=self.temperature,
-            attention_layers=self.attention_layers,
-        )
+        signals = self._signals(batch, inputs)
         signal_time = time.perf_counter() - start
         advantages = batch["advantages"]
         w = self.weighting(signals, advantages)
         batch["advantages"] = advantages.unsqueeze(1) * w
         metrics = self._metrics["train" if self.model.training else "eval"]
         metrics["signals/time_s"].append(signal_time)
-        for name, value in weight_stats(w, signals).items():
+        for name, value in weight_stats(w, signals.mask).items():
             metrics[f"weights/{name}"].append(value)
+        for name in sorted(self.needs):
+            values = getattr(signals, name)[signals.mask]
+            metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
         return batch
+
+    def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
+        """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`."""
+        mask = batch["completion_mask"].bool()
+        if not self.needs:
+            return TokenSignals(mask=mask)
+        extra = {}
+        if self.counterfactual is not None:
+            extra = counterfactual_batch(self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise)
+        return score_policy(
+            self.model,
+            {**batch, **extra},
+            needs=self.needs,
+            counterfactual=self.counterfactual,
+            chunk_size=self.chunk_size,
+            temperature=self.temperature,
+            attention_layers=self.attention_layers,
+        )

@@ -78,7 +78,6 @@ def grpo_config(train: TrainParams, algo: Algorithm, reward_weights: list[float]
         report_to="none",
         use_cpu=not on_gpu,
         bf16=on_gpu,
-        gradient_checkpointing=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
         log_completions=False,

@@ -1,0 +1,124 @@
+"""The tiny VLM: build, save, reload; chat template; loss batches; clear errors for bad checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokencredit import synthetic
+from tokencredit.batching import IGNORE_INDEX, encode_for_loss, encode_prompts
+from tokencredit.dataset import load_image, load_split
+from tokencredit.models import load_policy
+from tokencredit.params import DataParams, ModelParams
+from tokencredit.tiny_vlm import build_base
+
+SMALL = ModelParams(
+    hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+    vision_depth=1, vision_hidden_size=32, vocab_size=300,
+)  # fmt: skip
+DATA = DataParams(n_train=24, n_validation=4, n_test=4, n_test_ood=4)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data")
+    synthetic.write_splits(DATA, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "base"
+    build_base(SMALL, synthetic.corpus(DATA), path)
+    return path
+
+
+def test_build_is_seeded_and_reload_gives_identical_logits(base_dir, data_dir, tmp_path):
+    build_base(SMALL, synthetic.corpus(DATA), tmp_path / "again")
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (base_dir / "model.safetensors").read_bytes()
+
+    model, processor = load_policy(base_dir, SMALL)
+    assert model.config._attn_implementation == "eager" and not model.training
+    rows = load_split(data_dir, "train").head(2)
+    batch = encode_prompts(processor, list(rows["question"]), [load_image(data_dir, r) for r in rows["image"]])
+    model.save_pretrained(tmp_path / "copy")
+    processor.save_pretrained(tmp_path / "copy")
+    copy, copy_processor = load_policy(tmp_path / "copy", SMALL)
+    again = encode_prompts(copy_processor, list(rows["question"]), [load_image(data_dir, r) for r in rows["image"]])
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, copy(**again).logits)
+
+
+def test_chat_template_and_tags(base_dir):
+    _, processor = load_policy(base_dir)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many red shapes are there?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>How many red shapes are there?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    tokenizer = processor.tokenizer
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    ids = tokenizer("<think>red blue. red 1</think><answer>1</answer><|im_end|>", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>red blue. red 1</think><answer>1</answer>"
+    assert all(len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == 1 for tag in ("<think>", "</answer>"))
+
+
+def test_encode_for_loss_masks_prompt_and_padding(base_dir, data_dir):
+    model, processor = load_policy(base_dir)
+    rows = load_split(data_dir, "train").head(3)
+    questions = list(rows["question"])
+    images = [load_image(data_dir, r) for r in rows["image"]]
+    targets = ["<think>red. red 1</think><answer>1</answer>", "<think>x</think><answer>0</answer>", list(rows["target"])[2]]
+    batch = encode_for_loss(processor, questions, images, targets)
+    width = batch["completion_mask"].shape[1]
+    prompt_width = batch["input_ids"].shape[1] - width
+    assert (batch["labels"][:, :prompt_width] == IGNORE_INDEX).all()
+    for row, target in enumerate(targets):
+        n = int(batch["completion_mask"][row].sum())
+        expected = processor.tokenizer(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        assert batch["labels"][row, prompt_width : prompt_width + n].tolist() == expected
+        assert (batch["labels"][row, prompt_width + n :] == IGNORE_INDEX).all()
+    assert batch["pixel_values"].shape[0] == int(batch["image_grid_thw"].prod(dim=1).sum())
+
+    # Padding does not change the completion's log-probs: batched rows equal one-row batches.
+    def completion_logps(b):
+        mask = b["completion_mask"]
+        with torch.no_grad():
+            logits = model(**{k: v for k, v in b.items() if k not in ("labels", "completion_mask")}).logits
+        ids = b["input_ids"][:, -mask.shape[1] :]
+        logps = torch.log_softmax(logits[:, -mask.shape[1] - 1 : -1], -1).gather(2, ids[..., None])[..., 0]
+        return logps, mask
+
+    logps, mask = completion_logps(batch)
+    for row in range(3):
+        one, one_mask = completion_logps(encode_for_loss(processor, questions[row : row + 1], images[row : row + 1], targets[row : row + 1]))
+        n = int(one_mask.sum())
+        torch.testing.assert_close(logps[row, :n], one[0, :n], atol=1e-5, rtol=0)
+
+    text_only = encode_for_loss(processor, questions, None, targets)
+    assert "pixel_values" not in text_only
+    assert torch.equal(text_only["labels"][:, -width:], batch["labels"][:, -width:])
+    assert torch.equal(text_only["completion_mask"], batch["completion_mask"])
+
+
+def test_token_id_completions_are_used_as_given(base_dir):
+    _, processor = load_policy(base_dir)
+    batch = encode_for_loss(processor, ["How many red shapes are there?"], None, [[5, 6, 7]])
+    assert batch["labels"][0, -3:].tolist() == [5, 6, 7]
+
+
+def test_load_policy_errors_name_the_path_and_the_missing_file(base_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        load_policy(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((base_dir / name).read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"broken.*model\.safetensors"):
+        load_policy(broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="broken.*header"):
+        load_policy(broken)
