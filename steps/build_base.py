@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from steps.common import parser, section
+from tokencredit.manifest import write_manifest
 from tokencredit.params import ModelParams
 from tokencredit.tiny_vlm import build_base
 from tokencredit.tracking import job_run
@@ -20,6 +21,7 @@ def main() -> None:
     corpus = [*train["question"], *train["target"]]
     with job_run("build_base", params={"model": args.params.model_dump()}):
         build_base(args.params, corpus, args.out)
+        write_manifest(args.out)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
 """sft: cold-start supervised warm-up, stopped with headroom for RL."""
 
-import json
 from pathlib import Path
 
 from steps.common import parser, section, set_threads
-from tokencredit.atomic import atomic_path
 from tokencredit.dataset import load_split
-from tokencredit.models import load_policy
+from tokencredit.manifest import write_manifest
+from tokencredit.models import load_policy, save_policy
 from tokencredit.params import ModelParams, SFTParams
-from tokencredit.sft import train_sft
+from tokencredit.sft import history_jsonl, train_sft
 from tokencredit.tracking import job_run
 
 
@@ -26,10 +25,9 @@ def main() -> None:
     train, val = load_split(args.data, "train"), load_split(args.data, "validation")
     with job_run("sft", params={"sft": args.params.model_dump()}, tags={"policy": "sft"}) as run:
         history = train_sft(model, processor, train, val, args.data, args.params, log_fn=run.log_metrics)
-        with atomic_path(args.out, directory=True) as tmp:
-            model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            (tmp / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        save_policy(model, processor, args.out, extra_files={"training_log.jsonl": history_jsonl(history)})
+        write_manifest(args.out)
+        run.log_artifact(args.out / "training_log.jsonl")
 
 
 if __name__ == "__main__":

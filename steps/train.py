@@ -7,9 +7,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from steps.common import parser, section, set_threads
 from tokencredit.algorithms import get_algorithm
-from tokencredit.atomic import atomic_path
 from tokencredit.dataset import load_split
-from tokencredit.models import load_policy
+from tokencredit.manifest import write_manifest
+from tokencredit.models import load_policy, save_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
 from tokencredit.tracking import job_run
 from tokencredit.training import MetricsLogger, build_trainer
@@ -49,10 +49,8 @@ def main() -> None:
             get_algorithm(args.algo), args.seed, checkpoints, callbacks=[MetricsLogger(metrics_path, run.log_metrics)],
         )
         trainer.train(resume_from_checkpoint=resume)
-        with atomic_path(args.out, directory=True) as tmp:
-            trainer.model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            shutil.copy(metrics_path, tmp / "metrics.jsonl")
+        save_policy(trainer.model, processor, args.out, extra_files={"metrics.jsonl": metrics_path.read_text()})
+        write_manifest(args.out)
         run.log_artifact(args.out / "metrics.jsonl")
     shutil.rmtree(checkpoints)
 

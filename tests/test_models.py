@@ -94,7 +94,8 @@ def test_encode_for_loss_masks_prompt_and_padding(base_dir, data_dir):
 
     logps, mask = completion_logps(batch)
     for row in range(3):
-        one, one_mask = completion_logps(encode_for_loss(processor, questions[row : row + 1], images[row : row + 1], targets[row : row + 1]))
+        one_row = slice(row, row + 1)
+        one, one_mask = completion_logps(encode_for_loss(processor, questions[one_row], images[one_row], targets[one_row]))
         n = int(one_mask.sum())
         torch.testing.assert_close(logps[row, :n], one[0, :n], atol=1e-5, rtol=0)
 
@@ -102,6 +103,15 @@ def test_encode_for_loss_masks_prompt_and_padding(base_dir, data_dir):
     assert "pixel_values" not in text_only
     assert torch.equal(text_only["labels"][:, -width:], batch["labels"][:, -width:])
     assert torch.equal(text_only["completion_mask"], batch["completion_mask"])
+
+    # One prompt without its image in an otherwise multimodal batch: that row equals the text-only row.
+    mixed = encode_for_loss(processor, questions, [images[0], None, images[2]], targets)
+    assert mixed["image_grid_thw"].shape[0] == 2
+    mixed_logps, _ = completion_logps(mixed)
+    text_logps, _ = completion_logps(text_only)
+    n0, n1 = (int(m) for m in text_only["completion_mask"][:2].sum(dim=1))
+    torch.testing.assert_close(mixed_logps[0, :n0], logps[0, :n0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed_logps[1, :n1], text_logps[1, :n1], atol=1e-5, rtol=0)
 
 
 def test_token_id_completions_are_used_as_given(base_dir):
@@ -122,3 +132,16 @@ def test_load_policy_errors_name_the_path_and_the_missing_file(base_dir, tmp_pat
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="broken.*header"):
         load_policy(broken)
+
+
+def test_a_checkpoint_naming_the_full_qwen_processor_loads_without_torchvision(base_dir, tmp_path):
+    # Real Qwen2.5-VL checkpoints name Qwen2_5_VLProcessor, whose video processor needs torchvision.
+    real = tmp_path / "real"
+    real.mkdir()
+    for file in base_dir.iterdir():
+        text_or_bytes = file.read_bytes()
+        if file.name in ("processor_config.json", "tokenizer_config.json"):
+            text_or_bytes = text_or_bytes.replace(b"ImageOnlyQwen2_5_VLProcessor", b"Qwen2_5_VLProcessor")
+        (real / file.name).write_bytes(text_or_bytes)
+    model, processor = load_policy(real)
+    assert processor.image_processor is not None and processor.tokenizer.padding_side == "left"

@@ -4,24 +4,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from tokencredit.params import Params, ParamsError, json_schema, load_params, section_json, validate
+from tokencredit.params import Params, ParamsError, deep_merge, json_schema, load_params, section_json, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def merged(*files: str) -> dict:
-    raw: dict = {}
-    for name in files:
-        for key, value in yaml.safe_load((ROOT / name).read_text()).items():
-            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    return raw
-
-
 @pytest.mark.parametrize("files", [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml")])
 def test_shipped_params_are_valid(files):
-    params = validate(merged(*files))
+    params = load_params(*(ROOT / f for f in files))
     assert params.train.methods and set(params.train.methods) <= set(params.methods)
 
 
@@ -62,6 +52,13 @@ def test_malformed_yaml_file(tmp_path):
         load_params(path)
     with pytest.raises(ParamsError, match="does not exist"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_deep_merge_overrides_key_by_key():
+    base = {"train": {"max_steps": 30, "seeds": [0, 1]}, "eval": {"k": 4}}
+    merged = deep_merge(base, {"train": {"seeds": [3]}})
+    assert merged == {"train": {"max_steps": 30, "seeds": [3]}, "eval": {"k": 4}}
+    assert base["train"]["seeds"] == [0, 1]
 
 
 def test_section_json_is_canonical_and_isolated():

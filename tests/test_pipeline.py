@@ -1,35 +1,39 @@
-"""End to end: the smoke pipeline through Snakemake, then what reruns after a change (dry runs)."""
+"""End to end: the smoke pipeline through `dvc repro` (which runs Snakemake) in a git copy of the
+project, then what reruns after a change (Snakemake's own dry runs), and a DVC round trip."""
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tokencredit.params import merged_params
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_EXPERIMENT_NAME", None)
-    cmd = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir),
-        "--profile", str(ROOT / "workflow/profiles/default"),
-        "--configfile", str(ROOT / "params/smoke.yaml"),
-        "--cores", "2",
-        *args,
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(name, None)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     if check and out.returncode != 0:
-        raise AssertionError(f"snakemake failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-8000:]}")
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-8000:]}")
     return out
+
+
+def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(project, "snakemake", "--cores", "2", *args, check=check)
+
+
+def git(cwd: Path, *args: str) -> None:
+    run(cwd, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args)
 
 
 def planned_jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
@@ -44,9 +48,21 @@ def planned_jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir)
-    return workdir
+    """A git + DVC copy of the project whose default params are the smoke set, reproduced by `dvc repro`."""
+    project = tmp_path_factory.mktemp("workspace") / "project"
+    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").stdout.split()
+    for name in files:
+        src = ROOT / name
+        if src.is_file() or src.is_symlink():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            (project / name).symlink_to(src.readlink()) if src.is_symlink() else shutil.copy2(src, project / name)
+    smoke = merged_params(ROOT / "params/default.yaml", ROOT / "params/smoke.yaml")
+    (project / "params/default.yaml").write_text(yaml.safe_dump(smoke))
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "smoke")
+    run(project, "dvc", "repro")
+    return project
 
 
 def test_smoke_pipeline_produces_the_report(smoke_run):
@@ -80,22 +96,34 @@ def test_nothing_to_do_after_a_complete_run(smoke_run):
 def test_train_change_reruns_only_train_evaluate_report(smoke_run, tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("train:\n  max_steps: 3\n")
-    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", str(ROOT / "params/smoke.yaml"), str(override)))
+    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", str(override)))
     assert jobs == {"train": 1, "evaluate": 2, "report": 1}
 
 
 def test_eval_change_reruns_only_evaluate_report(smoke_run, tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("eval:\n  k: 3\n")
-    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", str(ROOT / "params/smoke.yaml"), str(override)))
+    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", str(override)))
     assert jobs == {"evaluate": 4, "report": 1}
+
+
+def test_dvc_pull_into_a_fresh_clone_is_up_to_date(smoke_run):
+    git(smoke_run, "add", "-A")
+    git(smoke_run, "commit", "-qm", "results")  # dvc.lock: the hashes of this run's outputs
+    run(smoke_run, "dvc", "push")
+    clone = smoke_run.parent / "clone"
+    git(smoke_run.parent, "clone", "-q", str(smoke_run), str(clone))
+    run(clone, "dvc", "pull")
+    assert (clone / "results/report/metrics.json").read_bytes() == (smoke_run / "results/report/metrics.json").read_bytes()
+    assert planned_jobs(snakemake(clone, "-n")) == {}
+    assert "Nothing to be done" in snakemake(clone, "-n").stdout + snakemake(clone, "-n").stderr
 
 
 def test_bad_params_fail_before_any_job_and_keep_outputs(smoke_run, tmp_path):
     before = (smoke_run / "results/report/metrics.json").read_bytes()
     override = tmp_path / "bad.yaml"
     override.write_text("train:\n  methods: [uniform, no_such_method]\n")
-    out = snakemake(smoke_run, "--configfile", str(ROOT / "params/smoke.yaml"), str(override), check=False)
+    out = snakemake(smoke_run, "--configfile", str(override), check=False)
     assert out.returncode != 0
     assert "no_such_method" in out.stdout + out.stderr
     assert (smoke_run / "results/report/metrics.json").read_bytes() == before

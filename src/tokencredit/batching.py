@@ -4,7 +4,8 @@ Layout of a loss batch, as in TRL: prompts left-padded to width P, completions r
 width C, concatenated: input_ids[:, :P] is the prompt, input_ids[:, P:] the completion. So the
 logits that predict the completion are logits[:, P - 1 : -1], and `completion_mask` is [B, C].
 Passing `images=None` gives the same batch with the image removed from every prompt (the
-counterfactual of a text-only forward), with identical completion tokens.
+counterfactual of a text-only forward), with identical completion tokens; a None entry in
+`images` removes the image of that prompt only.
 """
 
 from __future__ import annotations
@@ -20,22 +21,23 @@ from tokencredit.dataset import prompt_messages
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
 
 
-def prompt_texts(processor: ProcessorMixin, questions: Sequence[str], with_image: bool) -> list[str]:
-    """Each question rendered by the chat template, ending with the assistant turn's header."""
-    return [
-        processor.apply_chat_template(prompt_messages(q, with_image=with_image), add_generation_prompt=True, tokenize=False)
-        for q in questions
-    ]
+Images = Sequence[Image.Image | None] | None  # one per question (None: that prompt has no image), or None for all
 
 
-def encode_prompts(
-    processor: ProcessorMixin, questions: Sequence[str], images: Sequence[Image.Image] | None
-) -> BatchFeature:
-    """Left-padded prompts (one image each, or none when `images` is None), ready for `model.generate`."""
-    if images is not None and len(images) != len(questions):
+def prompt_text(processor: ProcessorMixin, question: str, with_image: bool) -> str:
+    """The question rendered by the chat template, ending with the assistant turn's header."""
+    messages = prompt_messages(question, with_image=with_image)
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def encode_prompts(processor: ProcessorMixin, questions: Sequence[str], images: Images) -> BatchFeature:
+    """Left-padded prompts with their images, ready for `model.generate`."""
+    images = [None] * len(questions) if images is None else list(images)
+    if len(images) != len(questions):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions")
-    texts = prompt_texts(processor, questions, with_image=images is not None)
-    kwargs = {"images": list(images)} if images is not None else {}
+    texts = [prompt_text(processor, q, with_image=image is not None) for q, image in zip(questions, images)]
+    present = [image for image in images if image is not None]
+    kwargs = {"images": present} if present else {}
     return processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
 
 
@@ -50,7 +52,7 @@ def completion_token_ids(processor: ProcessorMixin, completion: str | Sequence[i
 def encode_for_loss(
     processor: ProcessorMixin,
     questions: Sequence[str],
-    images: Sequence[Image.Image] | None,
+    images: Images,
     completions: Sequence[str] | Sequence[Sequence[int]],
 ) -> BatchFeature:
     """Prompt + completion batch for teacher forcing.

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
-from tokencredit.batching import encode_prompts
+from tokencredit.batching import Images, encode_prompts
 from tokencredit.dataset import load_image
 from tokencredit.params import EvalParams
 from tokencredit.rewards import extract_answer, is_correct
@@ -22,7 +22,7 @@ def generate(
     model: PreTrainedModel,
     processor: ProcessorMixin,
     questions: Sequence[str],
-    images: Sequence[Image.Image] | None,
+    images: Images,
     n: int = 1,
     temperature: float = 0.0,
     max_new_tokens: int = 48,
@@ -33,7 +33,10 @@ def generate(
     if temperature == 0 and n != 1:
         raise ValueError(f"greedy decoding gives one completion per question, got n={n}")
     torch.manual_seed(seed)
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
+    # Plain temperature sampling: no top-k / top-p truncation from the generation config.
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    if temperature == 0:
+        sampling = {"do_sample": False}
     was_training = model.training
     model.eval()
     completions: list[list[str]] = []
@@ -62,7 +65,7 @@ def greedy_correct(
     model: PreTrainedModel,
     processor: ProcessorMixin,
     df: pd.DataFrame,
-    images: Sequence[Image.Image] | None,
+    images: Images,
     max_new_tokens: int,
     batch_size: int,
 ) -> list[int]:
@@ -122,7 +125,11 @@ def evaluate_policy(
     ]
     frame = pd.DataFrame(per_example)
     per_family = {
-        str(family): {"n": len(g), "greedy_accuracy": float(g["greedy_correct"].mean()), "avg_at_k": float(g["avg_at_k"].mean())}
+        str(family): {
+            "n": len(g),
+            "greedy_accuracy": float(g["greedy_correct"].mean()),
+            "avg_at_k": float(g["avg_at_k"].mean()),
+        }
         for family, g in frame.groupby("family", sort=True)
     }
     return {

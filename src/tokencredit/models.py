@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
-import tokencredit.tiny_vlm  # noqa: F401  (registers the image-only processor with AutoProcessor)
+from tokencredit.atomic import atomic_path
 from tokencredit.params import ModelParams
+from tokencredit.tiny_vlm import ImageOnlyQwen2_5_VLProcessor  # importing also registers it with AutoProcessor
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -41,17 +42,17 @@ def load_policy(
     check_checkpoint(path)
     given = model_params is not None
     model_params = model_params or ModelParams()
+    trust = model_params.trust_remote_code
     try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust, local_files_only=True)
         model = AutoModelForImageTextToText.from_pretrained(
-            path,
-            dtype="auto",
-            attn_implementation=model_params.attn_implementation,
-            trust_remote_code=model_params.trust_remote_code,
-            local_files_only=True,
-        )
-        processor = AutoProcessor.from_pretrained(
-            path, trust_remote_code=model_params.trust_remote_code, local_files_only=True
-        )
+            path, config=config, dtype="auto", attn_implementation=model_params.attn_implementation,
+            trust_remote_code=trust, local_files_only=True,
+        )  # fmt: skip
+        # Real Qwen2.5-VL checkpoints name the full processor, whose video half needs torchvision;
+        # the project feeds images only, so every Qwen2.5-VL loads the image-only processor.
+        loader = ImageOnlyQwen2_5_VLProcessor if config.model_type == "qwen2_5_vl" else AutoProcessor
+        processor = loader.from_pretrained(path, trust_remote_code=trust, local_files_only=True)
     except Exception as err:  # corrupt weights raise library-specific errors: name the checkpoint
         raise ValueError(f"cannot load policy checkpoint {path}: {type(err).__name__}: {err}") from err
     if given:  # same images, same number of visual tokens, whatever the checkpoint's defaults
@@ -59,3 +60,14 @@ def load_policy(
     processor.tokenizer.padding_side = "left"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), processor
+
+
+def save_policy(
+    model: PreTrainedModel, processor: ProcessorMixin, out_dir: str | Path, extra_files: dict[str, str] | None = None
+) -> None:
+    """Save a loadable policy directory atomically, with optional extra text files (e.g. a training log)."""
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)

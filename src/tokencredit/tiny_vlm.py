@@ -64,8 +64,8 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
         super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
 
 
-# exist_ok: Qwen2_5_VLConfig already maps to the full processor; real checkpoints still load theirs
-# because their processor config names it, and ours names this class.
+# exist_ok: Qwen2_5_VLConfig already maps to the full processor. AutoProcessor picks the class a
+# directory names (ours names this one); models.load_policy uses this class for any Qwen2.5-VL.
 AutoProcessor.register(Qwen2_5_VLConfig, ImageOnlyQwen2_5_VLProcessor, exist_ok=True)
 
 

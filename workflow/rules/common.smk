@@ -33,8 +33,18 @@ def section(name):
     return section_json(P, name)
 
 
+def manifest(directory):
+    """Rules depend on a model directory through its content manifest (see tokencredit.manifest)."""
+    return f"{directory}.manifest.json"
+
+
+def model_dir(path):
+    return str(path).removesuffix(".manifest.json")
+
+
 def base_model():
-    return P.model.path or "results/models/base"
+    """A local real checkpoint as is, or the tiny model built by build_base."""
+    return P.model.path or manifest("results/models/base")
 
 
 def policy_dir(policy):

@@ -4,13 +4,14 @@ if P.model.path is None:
         input:
             train="results/data/train.parquet",
         output:
-            directory("results/models/base"),
+            model=directory("results/models/base"),
+            manifest=manifest("results/models/base"),
         params:
             model=section("model"),
         log:
             "results/logs/build_base.log",
         shell:
-            "python -m steps.build_base --params {params.model:q} --train {input.train} --out {output} > {log} 2>&1"
+            "python -m steps.build_base --params {params.model:q} --train {input.train} --out {output.model} > {log} 2>&1"
 
 
 rule sft:
@@ -19,13 +20,15 @@ rule sft:
         train="results/data/train.parquet",
         validation="results/data/validation.parquet",
     output:
-        directory("results/models/sft"),
+        model=directory("results/models/sft"),
+        manifest=manifest("results/models/sft"),
     params:
         sft=section("sft"),
         model=section("model"),
+        base=lambda wc, input: model_dir(input.base),
     threads: 2
     log:
         "results/logs/sft.log",
     shell:
-        "python -m steps.sft --params {params.sft:q} --model-params {params.model:q} --base {input.base}"
-        " --data results/data --out {output} --threads {threads} > {log} 2>&1"
+        "python -m steps.sft --params {params.sft:q} --model-params {params.model:q} --base {params.base}"
+        " --data results/data --out {output.model} --threads {threads} > {log} 2>&1"

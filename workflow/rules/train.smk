@@ -1,9 +1,10 @@
 rule train:
     input:
-        sft="results/models/sft",
+        sft=manifest("results/models/sft"),
         train="results/data/train.parquet",
     output:
-        directory("results/runs/{algo}-{method}-s{seed}"),
+        model=directory("results/runs/{algo}-{method}-s{seed}"),
+        manifest=manifest("results/runs/{algo}-{method}-s{seed}"),
     params:
         train=section("train"),
         # Only this run's method spec: editing another method's hyperparameters reruns nothing here.
@@ -17,4 +18,4 @@ rule train:
         "python -m steps.train --params {params.train:q} --method-spec {params.method:q}"
         " --scoring {params.scoring:q} --model-params {params.model:q}"
         " --algo {wildcards.algo} --method {wildcards.method} --seed {wildcards.seed}"
-        " --sft {input.sft} --data results/data --out {output} --threads {threads} > {log} 2>&1"
+        " --sft results/models/sft --data results/data --out {output.model} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,38 @@
+"""Content manifests of model directories.
+
+Snakemake compares a directory input by modification time only, and `dvc pull` restores files
+with fresh timestamps, so a fresh clone would look out of date. Rules therefore depend on a small
+JSON manifest (the sha256 of every file) beside each model directory: Snakemake checksums small
+files, so a restored manifest with the same content is recognised as unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tokencredit.atomic import write_json
+
+SUFFIX = ".manifest.json"
+
+
+def manifest_path(directory: str | Path) -> Path:
+    directory = Path(directory)
+    return directory.with_name(directory.name + SUFFIX)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | Path) -> Path:
+    """Write `<directory>.manifest.json` listing every file of `directory` with its sha256."""
+    directory = Path(directory)
+    files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
+    target = manifest_path(directory)
+    write_json(target, {"directory": directory.name, "files": files})
+    return target
