@@ -11,6 +11,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/rollouts.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -1,20 +1,36 @@
-"""prepare_data: the synthetic splits with ground-truth token roles."""
+"""prepare_data: the synthetic splits with ground-truth token roles, or a local real training set;
+with --benchmark, one local benchmark (the prepare_benchmark rule)."""
 
 from pathlib import Path
 
 from steps.common import parser, section
-from tokencredit.params import DataParams
+from tokencredit.params import BenchmarkSpec, DataParams, PromptParams
+from tokencredit.sources.benchmark import write_benchmark
+from tokencredit.sources.training import write_training_splits
 from tokencredit.synthetic import write_splits
 from tokencredit.tracking import job_run
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--params", type=section(DataParams), required=True)
+    p.add_argument("--params", type=section(DataParams), help="the data section (training data)")
+    p.add_argument("--benchmark", help="name of the benchmark to convert, with --spec")
+    p.add_argument("--spec", type=section(BenchmarkSpec), help="its benchmarks.<name> entry")
+    p.add_argument("--prompt", type=section(PromptParams), default=PromptParams(), help="the prompt section (real data)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    with job_run("prepare_data", params={"data": args.params.model_dump()}):
-        write_splits(args.params, args.out)
+    if (args.params is None) == (args.benchmark is None) or (args.benchmark is None) != (args.spec is None):
+        p.error("give either --params, or --benchmark with --spec")
+    if args.benchmark is not None:
+        params = {"benchmark": args.spec.model_dump(), "prompt": args.prompt.model_dump()}
+        with job_run("prepare_benchmark", params=params, tags={"benchmark": args.benchmark}) as run:
+            run.log_metrics({"skipped_rows": write_benchmark(args.benchmark, args.spec, args.prompt, args.out)})
+    elif args.params.source == "synthetic":
+        with job_run("prepare_data", params={"data": args.params.model_dump()}):
+            write_splits(args.params, args.out)
+    else:
+        with job_run("prepare_data", params={"data": args.params.model_dump(), "prompt": args.prompt.model_dump()}) as run:
+            run.log_metrics({"skipped_rows": write_training_splits(args.params, args.prompt, args.out)})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""report: tables of runs x splits with confidence intervals, and training curves."""
+"""report: tables of runs x splits with confidence intervals, training curves, token analysis, index.html."""
 
 from pathlib import Path
 
-from steps.common import parser
-from tokencredit.report import build_report
+from steps.common import parser, section
+from tokencredit.params import AnalysisParams
+from tokencredit.report import build_html, build_report
 from tokencredit.tracking import job_run
 
 
@@ -11,12 +12,16 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--evals", type=Path, nargs="+", required=True)
     p.add_argument("--runs", type=Path, nargs="*", default=[])
+    p.add_argument("--scores", type=Path, nargs="*", default=[], help="token score tables (results/scores/...) to analyse")
+    p.add_argument("--analysis", type=section(AnalysisParams), default=AnalysisParams())
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    with job_run("report") as run:
+    with job_run("report", params={"analysis": args.analysis.model_dump()}) as run:
         build_report(args.evals, args.runs, args.out)
+        build_html(args.out, args.evals, args.scores, args.analysis)
         for path in sorted(args.out.iterdir()):
-            run.log_artifact(path)
+            if path.is_file() and not path.name.startswith("."):
+                run.log_artifact(path)
 
 
 if __name__ == "__main__":

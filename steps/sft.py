@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from steps.common import parser, section, set_threads
-from tokencredit.dataset import load_split
+from tokencredit.dataset import REQUIRED, load_split
 from tokencredit.manifest import write_manifest
 from tokencredit.models import load_policy, save_policy
 from tokencredit.params import ModelParams, SFTParams
@@ -22,7 +22,8 @@ def main() -> None:
     args = p.parse_args()
     set_threads(args.threads)
     model, processor = load_policy(args.base, args.model_params)
-    train, val = load_split(args.data, "train"), load_split(args.data, "validation")
+    with_target = (*REQUIRED, "target")  # SFT imitates the target chain of thought
+    train, val = load_split(args.data, "train", with_target), load_split(args.data, "validation", with_target)
     with job_run("sft", params={"sft": args.params.model_dump()}, tags={"policy": "sft"}) as run:
         history = train_sft(model, processor, train, val, args.data, args.params, log_fn=run.log_metrics)
         save_policy(model, processor, args.out, extra_files={"training_log.jsonl": history_jsonl(history)})

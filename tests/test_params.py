@@ -69,6 +69,15 @@ def test_section_json_is_canonical_and_isolated():
     assert json.loads(section_json(a, "train"))["max_steps"] == 5
 
 
+def test_grid_keys_stay_out_of_the_sections_rules_receive():
+    """Adding a seed, method or split creates jobs; it must not change (and so rerun) existing ones."""
+    a = validate({"train": {"seeds": [0], "methods": ["uniform"]}})
+    b = validate({"train": {"seeds": [0, 1], "methods": ["uniform", "tor"]}, "eval": {"splits": ["test"]}})
+    assert section_json(a, "train") == section_json(b, "train")
+    assert section_json(a, "eval") == section_json(b, "eval")
+    assert "seeds" not in json.loads(section_json(a, "train"))
+
+
 def test_exported_schema_is_current():
     shipped = json.loads((ROOT / "params/schema.json").read_text())
     assert shipped == json_schema()

@@ -78,6 +78,19 @@ def test_smoke_pipeline_produces_the_report(smoke_run):
     assert (smoke_run / "mlflow.db").is_file()
 
 
+def test_smoke_pipeline_caches_scores_and_writes_the_html_report(smoke_run):
+    for policy in ("sft", "grpo-uniform-s0"):
+        assert (smoke_run / f"results/rollouts/{policy}/test.parquet").is_file()
+        assert (smoke_run / f"results/scores/{policy}/test.parquet").is_file()
+    assert not list(smoke_run.glob("results/checkpoints/rollouts/*"))  # shards are removed once merged
+    page = (smoke_run / "results/report/index.html").read_text()
+    assert 'id="viewer-data"' in page and "AUROC for perception tokens" in page
+    analysis = json.loads((smoke_run / "results/report/analysis.json").read_text())
+    sft = [r for r in analysis["auroc"] if r["policy"] == "sft" and r["family"] == "all"]
+    assert {r["signal"] for r in sft} >= {"entropy", "attn_image", "vis_k3.patch_blackening", "vis_absdiff.drop_image"}
+    assert all(r["ci_low"] <= r["auroc"] <= r["ci_high"] for r in sft if r["auroc"] is not None)
+
+
 def test_mlflow_records_every_job(smoke_run):
     from mlflow.tracking import MlflowClient
 
@@ -86,6 +99,7 @@ def test_mlflow_records_every_job(smoke_run):
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     stages = sorted(r.data.tags.get("stage") for r in runs)
     assert stages.count("evaluate") == 4 and stages.count("train") == 1
+    assert stages.count("rollouts") == 2 and stages.count("score") == 2
     assert {"prepare_data", "build_base", "sft", "report"} <= set(stages)
 
 
@@ -93,18 +107,32 @@ def test_nothing_to_do_after_a_complete_run(smoke_run):
     assert planned_jobs(snakemake(smoke_run, "-n")) == {}
 
 
-def test_train_change_reruns_only_train_evaluate_report(smoke_run, tmp_path):
-    override = tmp_path / "override.yaml"
-    override.write_text("train:\n  max_steps: 3\n")
-    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", str(override)))
-    assert jobs == {"train": 1, "evaluate": 2, "report": 1}
+def dry_run(project: Path, tmp_path: Path, override: str) -> dict[str, int]:
+    path = tmp_path / "override.yaml"
+    path.write_text(override)
+    return planned_jobs(snakemake(project, "-n", "--configfile", str(path)))
+
+
+def test_train_change_reruns_only_the_runs_jobs(smoke_run, tmp_path):
+    jobs = dry_run(smoke_run, tmp_path, "train:\n  max_steps: 3\n")
+    assert jobs == {"train": 1, "evaluate": 2, "rollouts": 1, "score": 1, "report": 1}
 
 
 def test_eval_change_reruns_only_evaluate_report(smoke_run, tmp_path):
-    override = tmp_path / "override.yaml"
-    override.write_text("eval:\n  k: 3\n")
-    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", str(override)))
-    assert jobs == {"evaluate": 4, "report": 1}
+    # A grading parameter: no generation of rollouts.
+    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 3\n") == {"evaluate": 4, "report": 1}
+
+
+def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
+    assert dry_run(smoke_run, tmp_path, "score:\n  batch_size: 7\n") == {"score": 2, "report": 1}
+    # Every method variant is weighted on every policy's tokens, trained in the grid or not.
+    tor = "methods:\n  uniform: {weighting: uniform}\n  tor: {weighting: tor, hparams: {rho_r: 0.2}}\n"
+    assert dry_run(smoke_run, tmp_path, tor) == {"score": 2, "report": 1}
+    assert dry_run(smoke_run, tmp_path, "analysis:\n  n_bootstrap: 50\n") == {"report": 1}
+
+
+def test_a_changed_rollout_cache_key_regenerates(smoke_run, tmp_path):
+    assert dry_run(smoke_run, tmp_path, "rollouts:\n  temperature: 0.7\n") == {"rollouts": 2, "score": 2, "report": 1}
 
 
 def test_dvc_pull_into_a_fresh_clone_is_up_to_date(smoke_run):

@@ -1,6 +1,7 @@
 import pytest
 
-from tokencredit.rewards import accuracy_reward, extract_answer, format_reward, is_correct, overlong_penalty
+from tokencredit.graders import accuracy_reward, is_correct
+from tokencredit.rewards import extract_answer, format_reward, overlong_penalty
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,11 @@ def test_overlong_penalty():
     assert overlong_penalty([10, 40, 44, 48, 49], max_len=48, cache=8) == [0.0, 0.0, -0.5, -1.0, -1.0]
     with pytest.raises(ValueError, match="cache"):
         overlong_penalty([1], max_len=8, cache=9)
+
+
+def test_math_equal_reads_whole_expressions_not_a_leading_number():
+    from tokencredit.rewards import math_equal
+
+    assert math_equal("2.0", "2") and math_equal("\\frac{1}{2}", "0.5")
+    assert not math_equal("2\\sqrt{3}", "2")
+    assert is_correct("2\\sqrt{3}", "2", "integer") is False

@@ -1,4 +1,4 @@
-"""Load and check one split of the synthetic task; build its chat prompt."""
+"""Load and check one split (synthetic or converted from a real dataset); build its chat prompt."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from tokencredit.synthetic import COLUMNS
+# What training and evaluation read; synthetic splits also carry target/role_spans (SFT checks those).
+REQUIRED = ("id", "family", "question", "image", "answer", "answer_type")
 
 
-def load_split(data_dir: Path, split: str) -> pd.DataFrame:
+def load_split(data_dir: Path, split: str, required: tuple[str, ...] = REQUIRED) -> pd.DataFrame:
     """Read data_dir/{split}.parquet; check its columns, that it has rows, and that every image exists."""
     path = Path(data_dir) / f"{split}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"split file {path} does not exist")
     frame = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks required column(s) {missing}")
     if frame.empty:

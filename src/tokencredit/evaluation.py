@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from tokencredit.batching import Images, encode_prompts
 from tokencredit.dataset import load_image
 from tokencredit.params import EvalParams
-from tokencredit.rewards import extract_answer, is_correct
+from tokencredit.graders import score
 
 
 @torch.no_grad()
@@ -58,7 +58,7 @@ def generate(
 
 def grade(completions: Sequence[str], answer: str, answer_type: str) -> list[int]:
     """1 for each completion whose extracted answer is correct, else 0."""
-    return [int(is_correct(extract_answer(c), answer, answer_type)) for c in completions]
+    return [score(c, answer, answer_type) for c in completions]
 
 
 def greedy_correct(

@@ -8,11 +8,18 @@ through the same validation, and any error names the key path and the reason bef
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+# Marks keys that choose WHICH jobs exist (the grid), not how one job runs: they are left out of the
+# section a rule receives, so adding a seed or a method reruns none of the existing jobs.
+GRID = {"grid": True}
+BENCHMARK_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 class Section(BaseModel):
@@ -37,6 +44,18 @@ class DataParams(Section):
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
     n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
     n_test_ood: int = Field(300, ge=1, description="Examples in the out-of-distribution test split.")
+    source: str = Field(
+        "synthetic",
+        description="'synthetic' (the built-in task, all keys above) or a training-set adapter of tokencredit.sources "
+        "(geometry3k, virl39k, mmk12) reading the local copy at `path` into train and validation splits; without a "
+        "published validation split, n_validation train rows (chosen with `seed`) are held out.",
+    )
+    path: str | None = Field(None, description="Local copy of the published training set (its release directory); required unless source is synthetic.")
+    limit: int | None = Field(None, ge=1, description="Real training set: keep only its first N train rows (None: all).")
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="Real training set: a malformed row (missing field, broken image, unknown answer type) "
+        "stops with an error naming its file, row and field, or is skipped, counted and logged.",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> DataParams:
@@ -44,6 +63,17 @@ class DataParams(Section):
             raise ValueError(f"min_objects ({self.min_objects}) > max_objects ({self.max_objects})")
         if self.ood_min_objects > self.ood_max_objects:
             raise ValueError(f"ood_min_objects ({self.ood_min_objects}) > ood_max_objects ({self.ood_max_objects})")
+        return self
+
+    @model_validator(mode="after")
+    def _real_source(self) -> DataParams:
+        if self.source == "synthetic":
+            if self.path is not None:
+                raise ValueError(f"path {self.path!r} is set, but source 'synthetic' reads no files")
+            return self
+        from tokencredit.sources import check_source  # imported only for real data
+
+        check_source(self.source, self.path, "train")
         return self
 
 
@@ -138,11 +168,15 @@ def _default_methods() -> dict[str, MethodSpec]:
 
 
 class TrainParams(Section):
-    algos: list[Literal["grpo", "dapo", "dr_grpo"]] = Field(default_factory=lambda: ["grpo"], min_length=1, description="Base algorithms of the grid.")
-    methods: list[str] = Field(default_factory=lambda: ["uniform"], min_length=1, description="Keys of `methods` that the grid trains.")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.")
+    algos: list[Literal["grpo", "dapo", "dr_grpo"]] = Field(
+        default_factory=lambda: ["grpo"], min_length=1, description="Base algorithms of the grid.", json_schema_extra=GRID
+    )
+    methods: list[str] = Field(
+        default_factory=lambda: ["uniform"], min_length=1, description="Keys of `methods` that the grid trains.", json_schema_extra=GRID
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.", json_schema_extra=GRID)
     max_steps: int = Field(30, ge=1, description="GRPO optimizer steps per run.")
-    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (1e-6 in the papers' 3B/7B runs).")
     prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step.")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (G).")
     max_completion_length: int = Field(48, ge=4, description="Token budget of one completion.")
@@ -154,6 +188,17 @@ class TrainParams(Section):
     overlong_cache: int | None = Field(None, ge=1, description="DAPO overlong reward shaping L_cache (L_max = max_completion_length); None disables it.")
     logging_steps: int = Field(1, ge=1, description="Steps between logged metrics.")
     save_steps: int = Field(10, ge=1, description="Steps between checkpoints.")
+    num_processes: int = Field(
+        1, ge=1, description="Processes one run trains on (one per GPU; gloo processes on CPU), launched by `accelerate launch`. "
+        "prompts_per_step stays the global batch; batch-wide weighting statistics are taken over it.",
+    )
+    distributed: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
+        "ddp", description="Multi-process engine: the accelerate config workflow/accelerate/<this>.yaml."
+    )
+    use_vllm: bool = Field(False, description="Generate rollouts with vLLM (must be installed) instead of transformers' generate.")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="vLLM in the training processes, or a separate `trl vllm-serve` server (TRL's modes)."
+    )
 
     @model_validator(mode="after")
     def _grid(self) -> TrainParams:
@@ -161,6 +206,11 @@ class TrainParams(Section):
             raise ValueError(f"seeds {self.seeds} contain duplicates")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods {self.methods} contain duplicates")
+        if self.prompts_per_step % self.num_processes:
+            raise ValueError(
+                f"prompts_per_step ({self.prompts_per_step}) is not divisible by num_processes ({self.num_processes}): "
+                "every process must hold whole prompt groups"
+            )
         return self
 
 
@@ -168,7 +218,8 @@ class RolloutParams(Section):
     num_samples: int = Field(4, ge=1, description="Samples per prompt cached for scoring.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     max_new_tokens: int = Field(48, ge=1, description="Token budget of one sample.")
-    batch_size: int = Field(32, ge=1, description="Prompts per generate call.")
+    batch_size: int = Field(32, ge=1, description="Prompts per generate call; also one shard of the rollout cache, the unit generation resumes from.")
+    seed: int = Field(0, description="Sampling seed; each shard is reseeded from it, so a resumed cache equals an uninterrupted one.")
 
 
 class ScoringParams(Section):
@@ -176,8 +227,43 @@ class ScoringParams(Section):
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
 
 
+class ScoreParams(Section):
+    """The `score` rule: signals and method weights on cached rollouts. Training never reads this section."""
+
+    batch_size: int = Field(64, ge=1, description="Responses per scoring forward.")
+    weighting_prompts: int = Field(
+        8, ge=1, description="Prompts whose samples form one batch for the methods' batch-wide statistics "
+        "(top-rho thresholds, VPPO's min/max), as train.prompts_per_step does in training.",
+    )
+    counterfactuals: list[Literal[
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+    ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
+    seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
+
+
+class AnalysisParams(Section):
+    """The report's token analysis of the scores (the `report` rule)."""
+
+    splits: list[Literal["test", "test_ood"]] = Field(
+        default_factory=lambda: ["test"],
+        description="Synthetic splits whose rollouts are generated, scored and analysed (the analysis needs the synthetic "
+        "task's ground-truth token roles: with a real training set nothing is analysed).",
+        json_schema_extra=GRID,
+    )
+    n_bootstrap: int = Field(200, ge=10, description="Bootstrap resamples (of responses) for the AUROC confidence intervals.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
+    top_fraction: float = Field(0.15, gt=0, le=1, description="Share of a response's tokens whose signal mass measures concentration (AT-RL's 15 % anchors).")
+    viewer_responses: int = Field(8, ge=1, description="Sampled responses per policy shown in the token viewer.")
+    seed: int = Field(0, description="Seed of the bootstrap and of the viewer's choice of responses.")
+
+
 class EvalParams(Section):
-    splits: list[Literal["test", "test_ood"]] = Field(default_factory=lambda: ["test", "test_ood"], min_length=1, description="Splits every policy is graded on.")
+    splits: list[Literal["test", "test_ood"]] = Field(
+        default_factory=lambda: ["test", "test_ood"], description="Synthetic splits every policy is graded on (none with a real training set).", json_schema_extra=GRID
+    )
+    benchmarks: list[str] = Field(
+        default_factory=list, description="Keys of `benchmarks` every policy is graded on (results/eval/{policy}/{benchmark}.json).", json_schema_extra=GRID
+    )
     k: int = Field(4, ge=1, description="Samples per question for avg@k at `temperature`.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of avg@k.")
     max_new_tokens: int = Field(48, ge=1, description="Token budget of one answer.")
@@ -185,9 +271,76 @@ class EvalParams(Section):
     without_image: bool = Field(True, description="Also grade greedily with the image removed (visual dependence).")
 
 
+class PromptParams(Section):
+    """The user text of real datasets and benchmarks. The synthetic task keeps its own format."""
+
+    template: str = Field(
+        "{question}",
+        description="`{question}` is replaced by the item's question (with its choices), e.g. '{question} You first think "
+        "... enclosed within <think> </think> tags. Then, provide your final answer enclosed within \\\\boxed{}.' "
+        "The system turn is the chat template's default (Qwen2.5-VL: 'You are a helpful assistant.').",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _one_question(cls, template: str) -> str:
+        if template.count("{question}") != 1:
+            raise ValueError(f"template must hold {{question}} exactly once, got {template!r}")
+        return template
+
+
+class BenchmarkSpec(Section):
+    """One entry of `benchmarks`: a local copy of a published benchmark and the rows to grade."""
+
+    source: str = Field(description="Adapter in tokencredit.sources, e.g. mathvista, mathverse, hallusionbench.")
+    path: str = Field(description="Local copy of the published benchmark (its release directory).")
+    split: str | None = Field(None, description="Published split to read; None: the adapter's default (e.g. testmini).")
+    where: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Keep only rows whose published field (dotted when nested, e.g. metadata.subject) has one of these "
+        "values, e.g. {problem_version: [Vision Only]} for MathVerse's vision-only subset.",
+    )
+    limit: int | None = Field(None, ge=1, description="Keep only the first N rows (after `where`).")
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="A malformed row stops with an error naming it, or is skipped, counted and logged."
+    )
+
+    @model_validator(mode="after")
+    def _readable(self) -> BenchmarkSpec:
+        from tokencredit.sources import check_source  # imported only when benchmarks are defined
+
+        check_source(self.source, self.path, self.split)
+        return self
+
+
 class TrackingParams(Section):
     experiment: str = Field("tokencredit", min_length=1, description="MLflow experiment name.")
     tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow backend; relative sqlite paths are resolved against the repo root.")
+
+
+class JobResources(Section):
+    """What one job of a rule asks its executor for: Snakemake resources, submitted by the SLURM profile."""
+
+    gpus: int = Field(0, ge=0, description="GPUs per job (Snakemake resource `gpu`); a train job needs one per process.")
+    gpu_model: str | None = Field(None, description="GPU model the job needs, e.g. h100 (`gpu_model`); None: any.")
+    mem_mb: int | None = Field(None, ge=1, description="Host memory per job in MB (`mem_mb`); None: the profile's default.")
+    runtime: int | None = Field(None, ge=1, description="Wall-clock limit per job in minutes (`runtime`); None: the profile's default.")
+    partition: str | None = Field(None, description="SLURM partition (`slurm_partition`); None: the profile's default.")
+
+    def snakemake(self) -> dict[str, int | str]:
+        """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`)."""
+        named = {"gpu": self.gpus or None, "gpu_model": self.gpu_model, "mem_mb": self.mem_mb, "runtime": self.runtime, "slurm_partition": self.partition}
+        return {key: value for key, value in named.items() if value is not None}
+
+
+class ResourcesParams(Section):
+    """Resources per rule. They choose where jobs run, not what they compute: changing them reruns nothing."""
+
+    sft: JobResources = Field(default_factory=JobResources)
+    train: JobResources = Field(default_factory=JobResources)
+    rollouts: JobResources = Field(default_factory=JobResources)
+    score: JobResources = Field(default_factory=JobResources)
+    evaluate: JobResources = Field(default_factory=JobResources)
 
 
 class Params(Section):
@@ -200,8 +353,39 @@ class Params(Section):
     )
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     scoring: ScoringParams = Field(default_factory=ScoringParams)
+    score: ScoreParams = Field(default_factory=ScoreParams)
+    analysis: AnalysisParams = Field(default_factory=AnalysisParams)
     eval: EvalParams = Field(default_factory=EvalParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
+    resources: ResourcesParams = Field(default_factory=ResourcesParams)
+    prompt: PromptParams = Field(default_factory=PromptParams)
+    benchmarks: dict[str, BenchmarkSpec] = Field(
+        default_factory=dict, description="Named local benchmarks; eval.benchmarks picks the ones graded."
+    )
+
+    @model_validator(mode="after")
+    def _eval_targets(self) -> Params:
+        bad = [name for name in self.benchmarks if not BENCHMARK_NAME.fullmatch(name) or name in ("train", "validation", "test", "test_ood")]
+        if bad:
+            raise ValueError(f"benchmark names {bad} must be letters, digits and _ and must not name a data split")
+        unknown = [name for name in self.eval.benchmarks if name not in self.benchmarks]
+        if unknown:
+            raise ValueError(f"eval.benchmarks names {unknown}, which are not defined under benchmarks (defined: {sorted(self.benchmarks)})")
+        if self.data.source != "synthetic" and self.eval.splits:
+            raise ValueError(f"eval.splits {self.eval.splits} are synthetic splits, but data.source is {self.data.source!r}: grade eval.benchmarks instead")
+        if not self.eval.splits and not self.eval.benchmarks:
+            raise ValueError("eval.splits and eval.benchmarks are both empty: nothing would be graded")
+        if self.data.source != "synthetic" and self.model.path is None:
+            # Real data has no target chains of thought for the tiny model's SFT: RL starts from a checkpoint.
+            raise ValueError(f"data.source is {self.data.source!r}: set model.path to the local checkpoint RL starts from")
+        return self
+
+    @model_validator(mode="after")
+    def _one_gpu_per_process(self) -> Params:
+        gpus, processes = self.resources.train.gpus, self.train.num_processes
+        if gpus and gpus != processes:
+            raise ValueError(f"resources.train.gpus ({gpus}) must equal train.num_processes ({processes}): one process per GPU")
+        return self
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:
@@ -268,8 +452,10 @@ def load_params(*paths: str | Path) -> Params:
 
 
 def section_json(params: Params, name: str) -> str:
-    """One section as canonical JSON: what a Snakemake rule passes to its step (and its rerun key)."""
-    return json.dumps(getattr(params, name).model_dump(mode="json", by_alias=True), sort_keys=True)
+    """One section as canonical JSON, grid keys left out: what a rule passes to its step (and its rerun key)."""
+    section = getattr(params, name)
+    grid = {key for key, field in type(section).model_fields.items() if field.json_schema_extra == GRID}
+    return json.dumps(section.model_dump(mode="json", by_alias=True, exclude=grid), sort_keys=True)
 
 
 def json_schema() -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 Reads results/eval/{policy}/{split}.json and results/runs/{policy}/metrics.jsonl; writes
 summary.md, metrics.json (numbers for `dvc metrics show` / `dvc exp show`) and curves_*.png.
+`build_html` then adds index.html (tokencredit.report_html) and, from the token scores,
+analysis.json (tokencredit.analysis).
 Runs "{algo}-{method}-s{seed}" are grouped over seeds into one row "{algo}-{method}": mean ± 95 %
 Student-t interval over seeds. Reference policies ("sft") are single models shown first.
 """
@@ -20,6 +22,7 @@ import pandas as pd
 
 from tokencredit.atomic import atomic_path, write_json, write_text
 from tokencredit.papers import PAPER_RESULTS
+from tokencredit.params import AnalysisParams
 from tokencredit.stats import mean_ci, paired_bootstrap
 
 ALGOS = ("grpo", "dapo", "dr_grpo")
@@ -366,3 +369,21 @@ def build_report(
     write_text(out_dir / "summary.md", "\n".join(sections))
     write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def build_html(out_dir: Path, eval_files: list[Path], score_files: list[Path], params: AnalysisParams) -> dict | None:
+    """Write index.html and analysis.json ({} without scores) beside summary.md; return the analysis."""
+    from tokencredit.analysis import analyze, load_scores  # pandas-heavy, torch via scoring: only when asked
+    from tokencredit.report_html import viewer_data, write_index
+
+    out_dir = Path(out_dir)
+    images = {path.name: path.read_bytes() for path in sorted(out_dir.glob("curves_*.png"))}
+    analysis = viewer = None
+    if score_files:
+        evals = [ev for groups in load_evals(eval_files).values() for evs in groups.values() for ev in evs]
+        scores = load_scores(score_files)
+        analysis = analyze(scores, evals, params)
+        viewer = viewer_data(scores, params.viewer_responses, params.seed)
+    write_json(out_dir / "analysis.json", analysis or {})
+    write_index(out_dir / "index.html", (out_dir / "summary.md").read_text(), images, analysis, viewer)
+    return analysis

@@ -1,4 +1,6 @@
-"""Verifiable rewards: answer extraction, correctness, and TRL reward functions."""
+"""Verifiable-reward building blocks: answer extraction, math equivalence, format and length rewards.
+
+Correctness per answer type lives in tokencredit.graders, which builds on these."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from math_verify import parse, verify
 
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FORMAT = re.compile(r"^<think>.*</think><answer>.*</answer>$", re.DOTALL)
-ANSWER_TYPES = ("integer", "yes_no")
 
 
 def _last_boxed(text: str) -> str | None:
@@ -42,20 +43,17 @@ def _normalize(text: str) -> str:
     return " ".join(text.strip().strip(".").lower().split())
 
 
-def is_correct(prediction: str | None, answer: str, answer_type: str) -> bool:
-    """Numbers are compared by math-verify (so "2.0" equals "2"); yes/no case-insensitively."""
-    if answer_type not in ANSWER_TYPES:
-        raise ValueError(f"unknown answer_type {answer_type!r} (known: {', '.join(ANSWER_TYPES)})")
-    if prediction is None:
-        return False
+def math_equal(prediction: str, answer: str) -> bool:
+    """Same text once normalised, else equivalent for math-verify, both read as LaTeX math.
+
+    Wrapped in $…$ on purpose: bare, math-verify reads only a leading number ("2\\sqrt{3}" as 2).
+    """
     if _normalize(prediction) == _normalize(answer):
         return True
-    if answer_type == "yes_no":
-        return False
     # math-verify times out with SIGALRM, which only the main thread may set.
     limit = 5 if threading.current_thread() is threading.main_thread() else None
-    gold = parse(answer, parsing_timeout=limit)
-    pred = parse(prediction, parsing_timeout=limit)
+    gold = parse(f"${answer.strip().strip('$')}$", parsing_timeout=limit)
+    pred = parse(f"${prediction.strip().strip('$')}$", parsing_timeout=limit)
     return bool(gold and pred and verify(gold, pred, timeout_seconds=limit))
 
 
@@ -67,13 +65,6 @@ def completion_text(completion: str | list[dict]) -> str:
     if isinstance(content, list):  # multimodal message: join its text parts
         return "".join(part.get("text", "") for part in content)
     return content
-
-
-def accuracy_reward(completions: list, answer: list[str], answer_type: list[str], **kwargs) -> list[float]:
-    return [
-        float(is_correct(extract_answer(completion_text(c)), a, t))
-        for c, a, t in zip(completions, answer, answer_type, strict=True)
-    ]
 
 
 def format_reward(completions: list, **kwargs) -> list[float]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,3 +304,31 @@ def token_roles(offsets: list[tuple[int, int]], role_spans: list[tuple[int, int,
                     break
         roles.append(role)
     return roles
+
+
+# Pieces of a completion, in the order the labelling rule tries them: a tag, the "." separator,
+# whitespace, a word (anything up to whitespace, "." or a tag), or a stray "<".
+_PIECE = re.compile(r"(?P<tag></?(?:think|answer)>)|(?P<dot>\.)|(?P<space>\s+)|(?P<word>[^\s.<]+|<)")
+
+
+def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
+    """Role spans of ANY completion text (e.g. a sampled one), by the rule that labels the targets.
+
+    Tags and the first "." inside <think> are format; words inside <think> before that "." are
+    perception (the object listing), words after it and inside <answer> are reasoning. Words
+    outside both tags, and any later ".", get no span (format for `token_roles`), as do
+    whitespace. On a generated target this returns exactly its `role_spans`.
+    """
+    spans: list[tuple[int, int, str]] = []
+    region = None  # None (outside tags), "listing", "derivation" or "answer"
+    for piece in _PIECE.finditer(text):
+        start, end = piece.span()
+        if piece["tag"]:
+            spans.append((start, end, "format"))
+            region = {"<think>": "listing", "<answer>": "answer"}.get(piece["tag"])
+        elif piece["dot"] and region == "listing":
+            spans.append((start, end, "format"))
+            region = "derivation"
+        elif piece["word"] and region is not None:
+            spans.append((start, end, "perception" if region == "listing" else "reasoning"))
+    return spans

@@ -4,22 +4,36 @@ One training step, top to bottom:
   TRL generates G completions per prompt and computes rewards and group advantages A_i
   → (DAPO) groups with equal rewards are dropped and more prompts generated until the batch is full
   → the rollout policy scores every completion token (no grad): the signals the method needs
-  → w = weighting(signals, A) → per-token advantages A_i · w_{i,t}
+  → w = weighting(signals, A) over the GLOBAL batch → per-token advantages A_i · w_{i,t}
   → TRL's clipped loss (GRPO/DAPO/Dr. GRPO normaliser) and the optimizer step.
 For w ≥ 0, weighting the advantage equals weighting the clipped per-token loss (METHODS.md §2).
+
+Several processes (`accelerate launch`): each generates, scores and trains on its own rows, but the
+weighting sees every process's rows, so its batch-wide statistics (entropy_topk's and ToR's top-ρ
+thresholds, VPPO's min/max over responses) are those of the global batch, exactly as with one
+process; each process then keeps the weights of its own rows. Prompt groups never straddle
+processes (TrainParams checks it), so DAPO's per-group decisions stay local.
+
+Every step logs the seconds spent in generation, rewards and signals (`time/*_s`); the rest of
+the step is the policy update.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch import Tensor
 from trl import GRPOTrainer
+from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
-from tokencredit.signals import TokenSignals, check_attention_implementation, score_policy
+from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
 from tokencredit.weighting import weight_stats
 
 
@@ -48,27 +62,55 @@ class WeightedGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.weighting = weighting
         self.needs = set(needs)
-        self.counterfactual = counterfactual if self.needs & {"logp_cf", "vis_k3", "vis_kl", "vis_absdiff"} else None
+        self.counterfactual = counterfactual if self.needs & COUNTERFACTUAL_SIGNALS else None
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
         self.dynamic_sampling_tries = dynamic_sampling_tries
         if "attn_image" in self.needs:
             check_attention_implementation(self.model)
+        self._check_whole_groups_per_process()
         # Separate streams: extra DAPO prompts and counterfactual noise do not perturb each other.
+        # Extra prompts are drawn for the global batch, so every process shares that stream; noise
+        # is drawn per row, so each process has its own.
+        rank = self.accelerator.process_index
         self._extra_prompts = torch.Generator().manual_seed(self.args.seed)
-        self._counterfactual_noise = torch.Generator().manual_seed(self.args.seed + 1)
+        self._counterfactual_noise = torch.Generator().manual_seed(self.args.seed + 1 + 1000 * rank)
+        self._seconds: dict[str, float] = defaultdict(float)  # per generation batch: generation, reward, signals
+
+    def _check_whole_groups_per_process(self) -> None:
+        """TRL splits the global batch across processes in contiguous rows; DAPO judges groups locally."""
+        rows = self.args.per_device_train_batch_size * self.args.steps_per_generation
+        if self.dynamic_sampling_tries and rows % self.num_generations:
+            raise ValueError(
+                f"DAPO dynamic sampling needs whole prompt groups on every process, but each of the "
+                f"{self.accelerator.num_processes} processes holds {rows} rows for groups of {self.num_generations}: "
+                "make train.prompts_per_step divisible by train.num_processes"
+            )
 
     # -- generation: DAPO dynamic sampling --------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._seconds.clear()
         batch = super()._generate_and_score_completions(inputs)
         if self.dynamic_sampling_tries and self.model.training:
             batch, inputs = self._fill_with_mixed_groups(batch, inputs)
-        return self._weight_advantages(batch, inputs)
+        batch = self._weight_advantages(batch, inputs)
+        for part, seconds in self._seconds.items():
+            self._mode_metrics()[f"time/{part}_s"].append(seconds)
+        return batch
+
+    def _generate(self, *args: Any, **kwargs: Any):
+        with self._timed("generation"):
+            return super()._generate(*args, **kwargs)
+
+    def _calculate_rewards(self, *args: Any, **kwargs: Any):
+        with self._timed("reward"):
+            return super()._calculate_rewards(*args, **kwargs)
 
     def _draw_inputs(self, num_prompts: int) -> list[dict[str, Any]]:
-        """Fresh prompts from the train set (seeded), each repeated G times like TRL's sampler does."""
-        idx = torch.randint(len(self.train_dataset), (num_prompts,), generator=self._extra_prompts).tolist()
-        rows = [self.train_dataset[i] for i in idx]
+        """This process's share of fresh prompts for the global batch, each repeated G times like TRL's sampler."""
+        rank, processes = self.accelerator.process_index, self.accelerator.num_processes
+        idx = torch.randint(len(self.train_dataset), (num_prompts * processes,), generator=self._extra_prompts).tolist()
+        rows = [self.train_dataset[i] for i in idx[rank * num_prompts : (rank + 1) * num_prompts]]
         return [row for row in rows for _ in range(self.num_generations)]
 
     def _fill_with_mixed_groups(self, batch, inputs):
@@ -76,22 +118,22 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
         If tries run out, the batch is topped up with equal-reward groups, whose advantages are
         zero, so the batch keeps its size and those rows add no gradient; the shortfall is logged.
+        Generation and rewards are collective operations, so every process takes part in every
+        round until all processes are full.
         """
         g = self.num_generations
         num_groups = len(inputs) // g
         rounds, round_inputs = [batch], [inputs]
         kept: list[tuple[int, int]] = []  # (round, group)
         dropped: list[tuple[int, int]] = []
-        seen = 0
         for attempt in range(self.dynamic_sampling_tries):
             if attempt:
                 round_inputs.append(self._draw_inputs(num_groups))
                 rounds.append(super()._generate_and_score_completions(round_inputs[-1]))
             mixed = mixed_groups(rounds[-1]["advantages"], g).tolist()
-            seen += len(mixed)
             kept += [(attempt, j) for j, ok in enumerate(mixed) if ok]
             dropped += [(attempt, j) for j, ok in enumerate(mixed) if not ok]
-            if len(kept) >= num_groups:
+            if self._on_every_process(len(kept) >= num_groups):
                 break
         chosen = (kept + dropped)[:num_groups]
         rows = [[] for _ in rounds]
@@ -99,26 +141,23 @@ class WeightedGRPOTrainer(GRPOTrainer):
         for r, j in sorted(chosen):
             rows[r] += list(range(j * g, (j + 1) * g))
             flat_inputs += round_inputs[r][j * g : (j + 1) * g]
-        self._metrics["train"]["dynamic_sampling/rounds"].append(len(rounds))
-        self._metrics["train"]["dynamic_sampling/dropped_frac"].append(len(dropped) / seen)
-        self._metrics["train"]["dynamic_sampling/unfilled_frac"].append(max(0, num_groups - len(kept)) / num_groups)
+        n_dropped, n_seen, n_unfilled = self._sum_over_processes(
+            [len(dropped), len(kept) + len(dropped), max(0, num_groups - len(kept))]
+        )
+        metrics = self._mode_metrics()
+        metrics["dynamic_sampling/rounds"].append(len(rounds))
+        metrics["dynamic_sampling/dropped_frac"].append(n_dropped / n_seen)
+        metrics["dynamic_sampling/unfilled_frac"].append(n_unfilled / (num_groups * self.accelerator.num_processes))
         return merge_rows(rounds, rows, self._tokenizer.pad_token_id), flat_inputs
 
     # -- token weights ----------------------------------------------------------------------------------
     def _weight_advantages(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        start = time.perf_counter()
-        signals = self._signals(batch, inputs)
-        signal_time = time.perf_counter() - start
-        advantages = batch["advantages"]
-        w = self.weighting(signals, advantages)
-        batch["advantages"] = advantages.unsqueeze(1) * w
-        metrics = self._metrics["train" if self.model.training else "eval"]
-        metrics["signals/time_s"].append(signal_time)
-        for name, value in weight_stats(w, signals.mask).items():
-            metrics[f"weights/{name}"].append(value)
-        for name in sorted(self.needs):
-            values = getattr(signals, name)[signals.mask]
-            metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
+        with self._timed("signals"):
+            local = self._signals(batch, inputs)
+            signals, advantages = self._global_batch(local, batch["advantages"])
+            w = self.weighting(signals, advantages)
+        batch["advantages"] = batch["advantages"].unsqueeze(1) * self._local_rows(w, local.mask.shape[1])
+        self._log_weights(w, signals)
         return batch
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
@@ -129,12 +168,88 @@ class WeightedGRPOTrainer(GRPOTrainer):
         extra = {}
         if self.counterfactual is not None:
             extra = counterfactual_batch(self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise)
-        return score_policy(
-            self.model,
-            {**batch, **extra},
-            needs=self.needs,
-            counterfactual=self.counterfactual,
-            chunk_size=self.chunk_size,
-            temperature=self.temperature,
-            attention_layers=self.attention_layers,
-        )
+        with self._whole_policy() as policy:
+            return score_policy(
+                policy,
+                {**batch, **extra},
+                needs=self.needs,
+                counterfactual=self.counterfactual,
+                chunk_size=self.chunk_size,
+                temperature=self.temperature,
+                attention_layers=self.attention_layers,
+            )
+
+    @contextmanager
+    def _whole_policy(self) -> Iterator[Any]:
+        """The policy as TRL generates with it: unwrapped, ZeRO-3 shards gathered, FSDP's root parameters
+        summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold."""
+        with (
+            unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as policy,
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            yield policy
+
+    def _global_batch(self, signals: TokenSignals, advantages: Tensor) -> tuple[TokenSignals, Tensor]:
+        """Every process's rows in process order, padded to the longest completion (padding is masked out)."""
+        if self.accelerator.num_processes == 1:
+            return signals, advantages
+
+        def gather(t: Tensor) -> Tensor:
+            return self.accelerator.gather(self.accelerator.pad_across_processes(t, dim=1))
+
+        scored = {name: gather(getattr(signals, name)) for name in signals.available()}
+        mask = gather(signals.mask.int()).bool()  # gloo cannot gather bool tensors
+        return TokenSignals(mask=mask, **scored), self.accelerator.gather(advantages)
+
+    def _local_rows(self, w: Tensor, width: int) -> Tensor:
+        """This process's rows of the global weights, cut back to its own completion width."""
+        rows = w.shape[0] // self.accelerator.num_processes
+        start = self.accelerator.process_index * rows
+        return w[start : start + rows, :width]
+
+    def _log_weights(self, w: Tensor, signals: TokenSignals) -> None:
+        """Statistics of the global batch: the same on every process."""
+        metrics = self._mode_metrics()
+        for name, value in weight_stats(w, signals.mask).items():
+            metrics[f"weights/{name}"].append(value)
+        for name in sorted(self.needs):
+            values = getattr(signals, name)[signals.mask]
+            metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
+
+    # -- saving -----------------------------------------------------------------------------------------
+    @contextmanager
+    def gathered_policy(self) -> Iterator[Any]:
+        """The trained policy with every parameter whole (ZeRO-3 and FSDP shard them). Enter it on
+        every process (gathering is collective); save from the main process inside."""
+        with (
+            self._dist.gather_params(list(self.model.parameters())),
+            self._dist.summon_full_params(self.model_wrapped, recurse=True, writeback=False),
+        ):
+            yield self.accelerator.unwrap_model(self.model)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    @contextmanager
+    def _timed(self, part: str) -> Iterator[None]:
+        _wait_for_gpu()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            _wait_for_gpu()
+            self._seconds[part] += time.perf_counter() - start
+
+    def _mode_metrics(self) -> dict[str, list[float]]:
+        return self._metrics["train" if self.model.training else "eval"]
+
+    def _on_every_process(self, flag: bool) -> bool:
+        return bool(self.accelerator.gather(torch.tensor([int(flag)], device=self.accelerator.device)).all())
+
+    def _sum_over_processes(self, counts: list[int]) -> list[int]:
+        local = torch.tensor(counts, device=self.accelerator.device)
+        return self.accelerator.gather(local).view(-1, len(counts)).sum(0).tolist()
+
+
+def _wait_for_gpu() -> None:
+    """GPU work is asynchronous: wait for it, so that a timed part counts the work it queued."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

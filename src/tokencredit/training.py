@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +17,8 @@ from trl import GRPOConfig
 from tokencredit.algorithms import Algorithm
 from tokencredit.dataset import load_image, prompt_messages
 from tokencredit.params import MethodSpec, ScoringParams, TrainParams
-from tokencredit.rewards import accuracy_reward, format_reward, overlong_penalty
+from tokencredit.graders import accuracy_reward
+from tokencredit.rewards import format_reward, overlong_penalty
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
 
@@ -28,6 +31,8 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
             "image": [load_image(data_dir, p) for p in frame["image"]],
             "answer": frame["answer"].tolist(),
             "answer_type": frame["answer_type"].tolist(),
+            # Option texts let the grader accept an answer given as an option's text (real benchmarks).
+            "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
         }
     )
 
@@ -48,7 +53,25 @@ def reward_functions(train: TrainParams, algo: Algorithm) -> tuple[list[Callable
     return funcs, weights
 
 
+def is_main_process() -> bool:
+    """Rank 0, or the only process. `accelerate launch` sets RANK before Python starts, so this needs no process group."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def require_engines(train: TrainParams) -> None:
+    """Fail at start, saying what to change, when the params ask for an engine that is not installed."""
+    needed = []
+    if train.use_vllm:
+        needed.append(("vllm", "train.use_vllm: true"))
+    if train.distributed.startswith("deepspeed"):
+        needed.append(("deepspeed", f"train.distributed: {train.distributed}"))
+    for package, setting in needed:
+        if importlib.util.find_spec(package) is None:
+            raise RuntimeError(f"{setting} needs the `{package}` package, which is not installed here: install it or change that key")
+
+
 def grpo_config(train: TrainParams, algo: Algorithm, reward_weights: list[float], seed: int, output_dir: Path) -> GRPOConfig:
+    """TRL's config for one run. prompts_per_step is the global batch, split evenly over train.num_processes."""
     on_gpu = torch.cuda.is_available()
     return GRPOConfig(
         output_dir=str(output_dir),
@@ -57,7 +80,7 @@ def grpo_config(train: TrainParams, algo: Algorithm, reward_weights: list[float]
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
         lr_scheduler_type="constant",
-        per_device_train_batch_size=train.prompts_per_step * train.num_generations,
+        per_device_train_batch_size=train.prompts_per_step * train.num_generations // train.num_processes,
         gradient_accumulation_steps=1,
         num_generations=train.num_generations,
         max_completion_length=train.max_completion_length,
@@ -78,21 +101,24 @@ def grpo_config(train: TrainParams, algo: Algorithm, reward_weights: list[float]
         report_to="none",
         use_cpu=not on_gpu,
         bf16=on_gpu,
+        gradient_checkpointing=on_gpu,  # saves GPU memory; on CPU it only costs the recomputation
         dataloader_num_workers=0,
         disable_tqdm=True,
         log_completions=False,
+        use_vllm=train.use_vllm,
+        vllm_mode=train.vllm_mode,
     )
 
 
 class MetricsLogger(TrainerCallback):
-    """Appends every logged step to metrics.jsonl and forwards it to the job's tracker."""
+    """Appends every logged step to metrics.jsonl and forwards it to the job's tracker (main process only)."""
 
     def __init__(self, path: Path, log_fn: Callable[[dict[str, float], int], None] | None = None) -> None:
         self.path = path
         self.log_fn = log_fn
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        if not logs:
+        if not logs or not state.is_world_process_zero:
             return
         row = {"step": state.global_step, **{k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}}
         with self.path.open("a") as f:
@@ -114,11 +140,18 @@ def build_trainer(
     checkpoint_dir: Path,
     callbacks: list[TrainerCallback] = (),
 ) -> WeightedGRPOTrainer:
+    require_engines(train)
     funcs, weights = reward_functions(train, algo)
+    config = grpo_config(train, algo, weights, seed, checkpoint_dir)
+    if config.world_size != train.num_processes:
+        raise RuntimeError(
+            f"train.num_processes is {train.num_processes} but {config.world_size} process(es) run: "
+            f"start the run with `accelerate launch --num_processes {train.num_processes}` (the train rule does)"
+        )
     return WeightedGRPOTrainer(
         model=model,
         processing_class=processor,
-        args=grpo_config(train, algo, weights, seed, checkpoint_dir),
+        args=config,
         train_dataset=grpo_dataset(train_frame, data_dir),
         reward_funcs=funcs,
         callbacks=list(callbacks),

@@ -18,7 +18,10 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", P.tracking.tracking_uri)
 os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", P.tracking.experiment)
 
 RUNS = [f"{a}-{m}-s{s}" for a in P.train.algos for m in P.train.methods for s in P.train.seeds]
-POLICIES = ["sft", *RUNS]
+# RL starts from the SFT warm-up on the synthetic task, and from the checkpoint itself on real
+# data (the papers train Instruct models directly).
+START = "sft" if P.data.source == "synthetic" else "base"
+POLICIES = [START, *RUNS]
 
 
 wildcard_constraints:
@@ -38,14 +41,13 @@ def manifest(directory):
     return f"{directory}.manifest.json"
 
 
-def model_dir(path):
-    return str(path).removesuffix(".manifest.json")
-
-
-def base_model():
-    """A local real checkpoint as is, or the tiny model built by build_base."""
-    return P.model.path or manifest("results/models/base")
-
-
 def policy_dir(policy):
+    if policy == "base":
+        return P.model.path or "results/models/base"
     return "results/models/sft" if policy == "sft" else f"results/runs/{policy}"
+
+
+def policy_input(policy):
+    """What a rule depends on: a pipeline-built model through its manifest, a local checkpoint as is."""
+    path = policy_dir(policy)
+    return path if path == P.model.path else manifest(path)

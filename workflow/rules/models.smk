@@ -16,7 +16,7 @@ if P.model.path is None:
 
 rule sft:
     input:
-        base=base_model(),
+        base=policy_input("base"),
         train="results/data/train.parquet",
         validation="results/data/validation.parquet",
     output:
@@ -25,7 +25,7 @@ rule sft:
     params:
         sft=section("sft"),
         model=section("model"),
-        base=lambda wc, input: model_dir(input.base),
+        base=policy_dir("base"),
     threads: 2
     log:
         "results/logs/sft.log",

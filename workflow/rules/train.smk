@@ -1,6 +1,24 @@
+# accelerate's config files, found from any --directory through a variable: a path in the command
+# itself would make every train job look changed when the checkout moves.
+os.environ["TOKENCREDIT_ACCELERATE_CONFIGS"] = os.path.join(workflow.basedir, "workflow/accelerate")
+
+
+def train_launcher():
+    """`python`, or `accelerate launch` with train.distributed's config when a run needs one.
+
+    Port 0: accelerate picks a free port, so train jobs side by side on one node do not collide.
+    """
+    if P.train.num_processes == 1 and P.train.distributed == "ddp":
+        return "python"
+    return (
+        f"accelerate launch --config_file $TOKENCREDIT_ACCELERATE_CONFIGS/{P.train.distributed}.yaml"
+        f" --num_processes {P.train.num_processes} --main_process_port 0"
+    )
+
+
 rule train:
     input:
-        sft=manifest("results/models/sft"),
+        start=policy_input(START),
         train="results/data/train.parquet",
     output:
         model=directory("results/runs/{algo}-{method}-s{seed}"),
@@ -11,11 +29,16 @@ rule train:
         method=lambda wc: P.methods[wc.method].model_dump_json(),
         scoring=section("scoring"),
         model=section("model"),
-    threads: 1
+        launch=train_launcher(),
+        start=policy_dir(START),
+    # One core per process; each process runs one torch thread.
+    threads: P.train.num_processes
+    resources:
+        **P.resources.train.snakemake(),
     log:
         "results/logs/train/{algo}-{method}-s{seed}.log",
     shell:
-        "python -m steps.train --params {params.train:q} --method-spec {params.method:q}"
+        "{params.launch} -m steps.train --params {params.train:q} --method-spec {params.method:q}"
         " --scoring {params.scoring:q} --model-params {params.model:q}"
         " --algo {wildcards.algo} --method {wildcards.method} --seed {wildcards.seed}"
-        " --sft results/models/sft --data results/data --out {output.model} --threads {threads} > {log} 2>&1"
+        " --init {params.start} --data results/data --out {output.model} --threads 1 > {log} 2>&1"

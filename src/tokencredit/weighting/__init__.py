@@ -10,8 +10,9 @@ defaults; a bad or unknown hyperparameter is a ValueError naming it. `weight_sta
 the per-batch numbers to log (frac_selected, frac_boosted, weight_mean, weight_max).
 
 Batch-wide quantities (top-rho thresholds of entropy_topk and tor, VPPO's min/max over responses)
-are taken over exactly the rows a function is given. For thresholds over a global batch across
-processes, gather the signals first, weight the gathered batch, and keep the local rows.
+are taken over exactly the rows a function is given. The trainer gives them the GLOBAL batch: with
+several processes it gathers every process's signals and advantages, weights the gathered batch
+and keeps each process's own rows, so the weights do not depend on how the batch is split.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ these are our choices, each a parameter:
 - W(C_k): `anchor_weight` on anchors, `base_weight` on the rest; with `normalize` each response's
   weights are rescaled to sum to its length (mean 1, as in PGPO), so only their ratio matters.
 - Negative ablation `low_connectivity_only`: anchors get 0, the rest keep `base_weight`.
+Per response only: no statistic crosses responses, so the process split cannot change a weight.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Kept: the top `rho` of valid tokens of the batch by entropy. w = #valid / #kept on kept tokens,
 so a loss averaged over all valid tokens equals the paper's average over kept tokens.
+Batch-wide: the batch is the global one of a training step, over all processes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from tau up; then omega is rescaled so it sums to the response length (`normaliz
 whose scores are all equal (e.g. one token, or an image-blind policy's S = 0) has no contrast to
 act on and gets weight 1 everywhere; the formula would give it 0/0 (normalized) or 0.
 Ablations: suppression-only (tau = 1), boosting-only (tau = 0), normalize = False.
+Per response only: no statistic crosses responses, so the process split cannot change a weight.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Reasoning set T_r: top `rho_r` of the batch's valid tokens by entropy. Perception set T_p: top
 `rho_p` by |logp - logp_cf| with the image dropped. w = gamma_r on T_r, gamma_p on T_p minus T_r,
 0 elsewhere. Ablations: reasoning-only (gamma_p = 0), perception-only (gamma_r = 0).
+Batch-wide: both quantiles are over the global batch of a training step, over all processes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ alpha_i = beta_min + n_i (beta_max - beta_min), where n_i is the response's mean
 normalised over the batch and beta_max = beta_min + (1 - beta_min) / mean(n), so mean alpha = 1;
 alpha = 1 when the batch's mean scores span <= 1e-6. w = alpha_i on kept tokens, 0 elsewhere.
 Responses without valid tokens take no part in the batch statistics.
+Batch-wide: TAS's min/max and mean are over the global batch of a training step, over all
+processes; TGF is per response.
 """
 
 from __future__ import annotations

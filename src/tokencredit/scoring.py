@@ -1,0 +1,221 @@
+"""Score cached rollouts: every signal of every sampled token, and the weight each method gives it.
+
+Output (results/scores/{policy}/{split}.parquet), long format, one row per completion token, in
+rollout order:
+  policy, split, id, sample, family, question, answer, accuracy_reward, format_reward (of its
+  response); response (its row in the rollouts file), position (in the completion), token_id,
+  token (its text; a special token by name), role (ground truth, below);
+  signal.{s} for s in entropy, logp, attn_image;
+  signal.{s}.{counterfactual} for s in logp_cf, vis_k3, vis_kl, vis_absdiff, per counterfactual
+  input scored: those the methods use plus `score.counterfactuals`;
+  weight.{method} for every entry of the params' `methods`.
+Values are float32. attn_image needs eager attention: without it, it and the weights of the
+methods that read it are left out (with a warning).
+
+Signals come from `signals.score_policy` at the rollouts' sampling temperature: one call per
+counterfactual input, i.e. one counterfactual forward per kind. Weights see the batches training
+sees: `score.weighting_prompts` prompts with all their samples, and GRPO group advantages of the
+accuracy reward (no method reads their values today, only their shape).
+
+Roles: the sampled text is labelled by the rule that labels the synthetic targets
+(`synthetic.completion_role_spans`); each token takes the role of its characters
+(`synthetic.token_roles`), so special tokens and unlabelled text are "format".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, ProcessorMixin
+
+from tokencredit.atomic import write_parquet
+from tokencredit.batching import encode_for_loss
+from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_batch
+from tokencredit.dataset import load_image, prompt_messages
+from tokencredit.models import load_policy
+from tokencredit.params import MethodSpec, ModelParams, ScoreParams, ScoringParams
+from tokencredit.rollouts import decode, load_rollouts, token_offsets
+from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.synthetic import completion_role_spans, token_roles
+from tokencredit.weighting import WeightFn, build_weighting, default_counterfactual, required_signals
+
+log = logging.getLogger(__name__)
+
+POLICY_SIGNALS = ("entropy", "logp", "attn_image")  # from the forward with the real image
+CF_SIGNALS = ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff")  # one set per counterfactual input
+SIGNAL_PREFIX, WEIGHT_PREFIX = "signal.", "weight."
+
+
+def signal_column(signal: str, counterfactual: str | None = None) -> str:
+    return f"{SIGNAL_PREFIX}{signal}" if counterfactual is None else f"{SIGNAL_PREFIX}{signal}.{counterfactual}"
+
+
+def weight_column(method: str) -> str:
+    return f"{WEIGHT_PREFIX}{method}"
+
+
+def method_counterfactual(spec: MethodSpec) -> str | None:
+    """The counterfactual input a method's signals come from, as in training (None: it needs none)."""
+    if not required_signals(spec.weighting) & COUNTERFACTUAL_SIGNALS:
+        return None
+    return spec.counterfactual or default_counterfactual(spec.weighting)
+
+
+def counterfactual_kinds(methods: dict[str, MethodSpec], extra: list[str]) -> list[str]:
+    wanted = {method_counterfactual(spec) for spec in methods.values()} | set(extra)
+    return [kind for kind in COUNTERFACTUALS if kind in wanted]
+
+
+def group_advantages(rows: pd.DataFrame) -> Tensor:
+    """GRPO advantages of the accuracy reward within each prompt's samples (TRL: unbiased std)."""
+    reward = rows.groupby("id", sort=False)["accuracy_reward"]
+    std = reward.transform("std").fillna(0.0)
+    return torch.tensor(((rows["accuracy_reward"] - reward.transform("mean")) / (std + 1e-6)).to_numpy(), dtype=torch.float32)
+
+
+def _trl_batch(encoded: Any, device: torch.device) -> dict[str, Tensor]:
+    """encode_for_loss's prompt + completion batch in TRL's layout, which score_policy reads."""
+    width = encoded["completion_mask"].shape[1]
+    batch = {
+        "prompt_ids": encoded["input_ids"][:, :-width],
+        "prompt_mask": encoded["attention_mask"][:, :-width],
+        "completion_ids": encoded["input_ids"][:, -width:],
+        "completion_mask": encoded["completion_mask"],
+        "pixel_values": encoded.get("pixel_values"),
+        "image_grid_thw": encoded.get("image_grid_thw"),
+    }
+    return {k: v.to(device) for k, v in batch.items() if v is not None}
+
+
+class RolloutScorer:
+    """Signals and method weights of batches of cached rollouts, with one policy."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        methods: dict[str, MethodSpec],
+        score: ScoreParams,
+        scoring: ScoringParams,
+        temperature: float,
+    ) -> None:
+        self.model, self.processor, self.scoring, self.temperature = model, processor, scoring, temperature
+        self.batch_size = score.batch_size
+        self.kinds = counterfactual_kinds(methods, score.counterfactuals)
+        self.policy_signals = set(POLICY_SIGNALS)
+        try:
+            check_attention_implementation(model)
+        except ValueError as err:
+            log.warning("attn_image is not scored: %s", err)
+            self.policy_signals.discard("attn_image")
+        self.methods: dict[str, tuple[WeightFn, str | None]] = {}
+        for name, spec in methods.items():
+            missing = required_signals(spec.weighting) - self.policy_signals - COUNTERFACTUAL_SIGNALS
+            if missing:
+                log.warning("method %s is not weighted: it needs %s", name, sorted(missing))
+                continue
+            self.methods[name] = (build_weighting(spec.weighting, **spec.hparams), method_counterfactual(spec))
+        self.noise = torch.Generator().manual_seed(score.seed)  # patch blackening / noise draws
+
+    def _signals(self, batch: dict[str, Tensor], questions: list[str], kind: str | None, needs: set[str]) -> TokenSignals:
+        extra = {}
+        if kind is not None:
+            inputs = [{"prompt": prompt_messages(q)} for q in questions]
+            extra = counterfactual_batch(kind, batch, inputs, self.processor, self.noise)
+        return score_policy(
+            self.model, {**batch, **extra}, needs=needs, counterfactual=kind, chunk_size=self.scoring.chunk_size,
+            temperature=self.temperature, attention_layers=self.scoring.attention_layers, batch_size=self.batch_size,
+        )  # fmt: skip
+
+    def score(self, rows: pd.DataFrame, data_dir: Path) -> dict[str, np.ndarray]:
+        """Every signal and weight column of `rows` (rollouts of whole prompts), flattened over valid tokens."""
+        questions = list(rows["question"])
+        images = [load_image(data_dir, rel) for rel in rows["image"]]
+        encoded = encode_for_loss(self.processor, questions, images, [list(ids) for ids in rows["token_ids"]])
+        batch = _trl_batch(encoded, self.model.device)
+        by_kind: dict[str | None, TokenSignals] = {}
+        for i, kind in enumerate(self.kinds or [None]):
+            # The first call also takes the real-image signals: the real forward runs in every call anyway.
+            needs = (set(CF_SIGNALS) if kind else set()) | (self.policy_signals if i == 0 else set())
+            by_kind[kind] = self._signals(batch, questions, kind, needs)
+        policy = by_kind[(self.kinds or [None])[0]]
+        columns = {signal_column(s): policy.require(s) for s in sorted(self.policy_signals)}
+        for kind in self.kinds:
+            columns |= {signal_column(s, kind): by_kind[kind].require(s) for s in CF_SIGNALS}
+        advantages = group_advantages(rows).to(policy.mask.device)
+        for name, (weigh, kind) in self.methods.items():
+            counterfactual = {s: by_kind[kind].require(s) for s in CF_SIGNALS} if kind else {}
+            own = {s: policy.require(s) for s in self.policy_signals}
+            columns[weight_column(name)] = weigh(TokenSignals(mask=policy.mask, **own, **counterfactual), advantages)
+        mask = policy.mask
+        return {name: values[mask].float().cpu().numpy() for name, values in columns.items()}
+
+
+def token_table(processor: ProcessorMixin, rollouts: pd.DataFrame) -> pd.DataFrame:
+    """One row per completion token: response, position, token id, its text and its ground-truth role."""
+    parts = []
+    for response, ids in enumerate(rollouts["token_ids"]):
+        ids = [int(t) for t in ids]
+        text = decode(processor, ids)
+        offsets = token_offsets(processor, ids)
+        pieces = [text[s:e] or processor.tokenizer.convert_ids_to_tokens(t) for (s, e), t in zip(offsets, ids)]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "response": response,
+                    "position": np.arange(len(ids)),
+                    "token_id": ids,
+                    "token": pieces,
+                    "role": token_roles(offsets, completion_role_spans(text)),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def score_rollouts(
+    scorer: RolloutScorer, processor: ProcessorMixin, rollouts: pd.DataFrame, data_dir: Path, weighting_prompts: int, desc: str = "score"
+) -> pd.DataFrame:
+    """The long-format score table of `rollouts` (see the module docstring, without policy and split)."""
+    prompt = rollouts.groupby("id", sort=False).ngroup()
+    batches = [rows for _, rows in rollouts.groupby(prompt // weighting_prompts, sort=True)]
+    values: list[dict[str, np.ndarray]] = []
+    for rows in tqdm(batches, desc=desc, unit="batch"):
+        values.append(scorer.score(rows, data_dir))
+    tokens = token_table(processor, rollouts)
+    meta = ["id", "sample", "family", "question", "answer", "accuracy_reward", "format_reward"]
+    response = rollouts[meta].iloc[tokens["response"]].reset_index(drop=True)
+    scores = pd.DataFrame({name: np.concatenate([v[name] for v in values]) for name in values[0]})
+    if len(scores) != len(tokens):
+        raise RuntimeError(f"scored {len(scores)} tokens but the rollouts hold {len(tokens)}")
+    return pd.concat([response, tokens, scores], axis=1)
+
+
+def score_file(
+    policy_dir: Path,
+    rollouts_path: Path,
+    data_dir: Path,
+    split: str,
+    policy: str,
+    methods: dict[str, MethodSpec],
+    score: ScoreParams,
+    scoring: ScoringParams,
+    model_params: ModelParams | None,
+    out: Path,
+) -> pd.DataFrame:
+    """Score the cached rollouts of `policy_dir` on `split` (checked against the policy and data) into `out`."""
+    rollouts, key = load_rollouts(rollouts_path, policy_dir, Path(data_dir) / f"{split}.parquet")
+    model, processor = load_policy(policy_dir, model_params)
+    scorer = RolloutScorer(model, processor, methods, score, scoring, temperature=key["sampling"]["temperature"])
+    table = score_rollouts(scorer, processor, rollouts, Path(data_dir), score.weighting_prompts, desc=f"score {policy}/{split}")
+    table.insert(0, "policy", policy)
+    table.insert(1, "split", split)
+    write_parquet(out, table)
+    return table

@@ -1,0 +1,92 @@
+"""Dataset adapters: local copies of published training sets and benchmarks, in the one schema.
+
+    adapter = get_adapter("mathvista")
+    frame, skipped = convert(adapter, Path("/data/MathVista"), "testmini", image_dir, "images/mathvista")
+
+An adapter turns one published row into an `Item` (tokencredit.sources.schema). It registers
+with its published splits (globs under the release directory, as the release lays its files out)
+and the fields every row must have, so a new dataset is one new file imported at the bottom:
+
+    @register("geometry3k", splits={"test": ("data/test-*.parquet",)}, required=("images", "problem", "answer"))
+    def convert(row: dict, ref: RowRef) -> Item: ...
+
+`convert` (tokencredit.sources.convert) does the rest for every adapter: required fields, answer
+types, images, duplicate ids, and the error-or-skip policy for malformed rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokencredit.sources.records import RowRef
+from tokencredit.sources.schema import Item
+
+ConvertRow = Callable[[dict, RowRef], Item]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    splits: dict[str, tuple[str, ...]]  # published split -> file globs under the release directory
+    default_split: str  # what a benchmark reads when its params name no split
+    required: tuple[str, ...]  # fields every published row must have (not null)
+    convert: ConvertRow
+
+
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def register(
+    name: str, splits: Mapping[str, Iterable[str]], required: Iterable[str], default_split: str | None = None
+) -> Callable[[ConvertRow], ConvertRow]:
+    """Register the decorated row converter as adapter `name`."""
+
+    def add(convert: ConvertRow) -> ConvertRow:
+        if name in ADAPTERS:
+            raise ValueError(f"dataset adapter {name!r} is registered twice")
+        default = default_split or next(iter(splits))
+        if default not in splits:
+            raise ValueError(f"adapter {name!r}: default split {default!r} is not one of its splits {list(splits)}")
+        ADAPTERS[name] = Adapter(name, {s: tuple(g) for s, g in splits.items()}, default, tuple(required), convert)
+        return convert
+
+    return add
+
+
+def registered() -> list[str]:
+    return sorted(ADAPTERS)
+
+
+def get_adapter(name: str) -> Adapter:
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown dataset adapter {name!r}; registered: {registered()}")
+    return ADAPTERS[name]
+
+
+def check_source(name: str, path: str | None, split: str | None) -> None:
+    """Params check of a real dataset: a known adapter, a published split, an existing local copy."""
+    adapter = get_adapter(name)
+    if split is not None and split not in adapter.splits:
+        raise ValueError(f"dataset adapter {name!r} has no published split {split!r} (published: {list(adapter.splits)})")
+    if path is None:
+        raise ValueError(f"dataset {name!r} needs `path`, the local copy of its release")
+    if not Path(path).is_dir():
+        raise ValueError(f"local copy {path!r} of dataset {name!r} does not exist or is not a directory")
+
+
+# Each import registers one adapter.
+from tokencredit.sources import (  # noqa: E402, F401
+    dynamath,
+    geometry3k,
+    hallusionbench,
+    logicvista,
+    mathverse,
+    mathvision,
+    mathvista,
+    mmk12,
+    mmmu_pro,
+    virl39k,
+    wemath,
+)

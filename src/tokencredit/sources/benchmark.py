@@ -1,0 +1,58 @@
+"""Benchmarks: prepare_benchmark's converted copy, and how the evaluate step reads it back."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from tokencredit.atomic import atomic_path, write_parquet
+from tokencredit.dataset import load_image
+from tokencredit.params import BenchmarkSpec, PromptParams
+from tokencredit.sources import get_adapter
+from tokencredit.sources.convert import convert
+from tokencredit.sources.schema import COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_dir: Path) -> int:
+    """Write out_dir/{name}.parquet and out_dir/images/{name}/; returns the malformed rows skipped."""
+    adapter = get_adapter(spec.source)
+    with atomic_path(Path(out_dir) / "images" / name, directory=True) as tmp:
+        frame, skipped = convert(
+            adapter, Path(spec.path), spec.split or adapter.default_split, tmp, f"images/{name}",
+            prompt.template, spec.where, spec.limit, spec.on_bad_row,
+        )  # fmt: skip
+    write_parquet(Path(out_dir) / f"{name}.parquet", frame.assign(split=name))
+    return skipped
+
+
+def load_benchmark(data_dir: Path, name: str) -> pd.DataFrame:
+    """Read data_dir/{name}.parquet; check its columns, that it has rows, and that every image exists."""
+    path = Path(data_dir) / f"{name}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark file {path} does not exist")
+    frame = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks required column(s) {missing}")
+    if frame.empty:
+        raise ValueError(f"{path} has no rows")
+    frame["images"] = frame["images"].map(list)
+    frame["choices"] = frame["choices"].map(list)
+    for row_id, images in zip(frame["id"], frame["images"]):
+        for rel in images:
+            if not (Path(data_dir) / rel).is_file():
+                raise ValueError(f"{path}: image {Path(data_dir) / rel} of row id {row_id!r} does not exist")
+    return frame
+
+
+def first_images(frame: pd.DataFrame, data_dir: Path) -> list[Image.Image | None]:
+    """Each row's first image, None for a text-only row: prompts carry one image per question."""
+    several = int((frame["images"].map(len) > 1).sum())
+    if several:
+        log.warning("%d rows have several images; the model is shown the first of each", several)
+    return [load_image(data_dir, rel) if rel else None for rel in frame["image"]]

@@ -1,0 +1,247 @@
+"""Beyond one process: two CPU processes (gloo) started by `accelerate launch` weight the global
+batch exactly as one process does, DAPO's dynamic sampling keeps the processes in step, the train
+step tracks and saves from one process only, and the SLURM profile plans the default grid without
+a cluster.
+
+Run as a script (`python tests/test_distributed.py OUT DATA BASE`, under `accelerate launch` or
+not), this file is also the training worker the first tests start.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DDP_CONFIG = ROOT / "workflow/accelerate/ddp.yaml"
+# Methods with batch-wide statistics: top-rho quantiles (entropy_topk, tor) and VPPO's min/max over
+# responses. VPPO reads a deterministic counterfactual here so that both runs score the same inputs.
+METHODS = {"entropy_topk": {}, "tor": {}, "vppo": {"counterfactual": "gray"}}
+
+
+# -- the worker: one short training run per method, in every process -------------------------------------
+def alternating_reward(completion_ids, **_):
+    """Mixed rewards in every group of 4, whatever the completions (the same in both runs)."""
+    return [float(i % 2) for i in range(len(completion_ids))]
+
+
+def make_trainer(data_dir: Path, base_dir: Path, out: Path, weighting: str, algo: str, reward, counterfactual=None):
+    from tokencredit.algorithms import get_algorithm
+    from tokencredit.dataset import load_split
+    from tokencredit.models import load_policy
+    from tokencredit.params import ModelParams, TrainParams
+    from tokencredit.trainer import WeightedGRPOTrainer
+    from tokencredit.training import grpo_config, grpo_dataset
+    from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
+
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    train = TrainParams(max_steps=1, prompts_per_step=2, num_generations=4, max_completion_length=12, save_steps=100, num_processes=processes)
+    model, processor = load_policy(base_dir, ModelParams())
+    config = grpo_config(train, get_algorithm(algo), [1.0], seed=0, output_dir=out / f"{algo}-{weighting}")
+    config.generation_kwargs = {"do_sample": False}  # greedy: both runs generate the same completions
+    return WeightedGRPOTrainer(
+        model=model,
+        processing_class=processor,
+        args=config,
+        train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
+        reward_funcs=[reward],
+        weighting=build_weighting(weighting),
+        needs=required_signals(weighting),
+        counterfactual=counterfactual or default_counterfactual(weighting),
+        chunk_size=7,
+        attention_layers=[-1],
+        dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,
+    )
+
+
+def dapo_reward_factory():
+    """The main process's first group gets equal rewards, every other group mixed ones: the main
+    process needs a second generation round, which the other process (already full) must join."""
+    from tokencredit.training import is_main_process
+
+    calls = []
+
+    def reward(completion_ids, **_):
+        calls.append(1)
+        if is_main_process() and len(calls) == 1:
+            return [0.0] * len(completion_ids)
+        return alternating_reward(completion_ids)
+
+    return reward
+
+
+def check_uneven_widths(trainer) -> None:
+    """Processes whose completions differ in width: the gathered batch is padded, and every process
+    gets back the weights the whole batch gives its own rows (ToR: top-rho thresholds)."""
+    import torch
+
+    from tokencredit.signals import TokenSignals
+    from tokencredit.weighting import build_weighting
+
+    rank, processes, rows = trainer.accelerator.process_index, trainer.accelerator.num_processes, 4
+    widths = [3 + 2 * r for r in range(processes)]  # process r's completions are 3 + 2r tokens wide
+    g = torch.Generator().manual_seed(0)  # every process builds the same global batch
+    width_of_row = torch.tensor(widths).repeat_interleave(rows)
+    lengths = 1 + (torch.rand(rows * processes, generator=g) * width_of_row).long()
+    mask = torch.arange(max(widths))[None, :] < lengths[:, None]
+    entropy, absdiff = (torch.rand(mask.shape, generator=g) * mask for _ in range(2))
+    advantages = torch.randn(rows * processes, generator=g)
+    tor = build_weighting("tor")
+    expected = tor(TokenSignals(mask=mask, entropy=entropy, vis_absdiff=absdiff), advantages)
+
+    mine, width = slice(rank * rows, (rank + 1) * rows), widths[rank]
+    local = TokenSignals(mask=mask[mine, :width], entropy=entropy[mine, :width], vis_absdiff=absdiff[mine, :width])
+    signals, gathered = trainer._global_batch(local, advantages[mine])
+    assert torch.equal(trainer._local_rows(tor(signals, gathered), width), expected[mine, :width])
+
+
+def worker(out_file: Path, data_dir: Path, base_dir: Path) -> None:
+    import torch
+
+    from tokencredit.atomic import write_json
+    from tokencredit.training import is_main_process
+
+    torch.set_num_threads(1)
+    scratch = out_file.parent / f"{out_file.stem}-checkpoints"
+    logged = {}
+    for weighting, spec in METHODS.items():
+        trainer = make_trainer(data_dir, base_dir, scratch, weighting, "grpo", alternating_reward, **spec)
+        trainer.train()
+        logged[weighting] = trainer.state.log_history[0]
+    check_uneven_widths(trainer)
+    trainer = make_trainer(data_dir, base_dir, scratch, "uniform", "dapo", dapo_reward_factory())
+    trainer.train()
+    logged["dapo"] = trainer.state.log_history[0]
+    if is_main_process():
+        write_json(out_file, logged)
+
+
+# -- the tests -------------------------------------------------------------------------------------------
+def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    if out.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}")
+    return out
+
+
+def launch(processes: int, *args: str, module: bool = False) -> list[str]:
+    """The command that starts `args` in `processes` gloo processes, as the train rule does."""
+    if processes == 1:
+        return [sys.executable, *(["-m"] if module else []), *args]
+    accelerate = ["accelerate", "launch", "--config_file", str(DDP_CONFIG), "--num_processes", str(processes), "--main_process_port", "0"]
+    return [*accelerate, *(["-m"] if module else []), *args]
+
+
+def test_two_processes_weight_the_global_batch_like_one(tiny_world, tmp_path):
+    data_dir, base_dir = tiny_world
+    logged = {}
+    for processes in (1, 2):
+        out = tmp_path / f"{processes}.json"
+        run(launch(processes, __file__, str(out), str(data_dir), str(base_dir)), env={"OMP_NUM_THREADS": "1"})
+        logged[processes] = json.loads(out.read_text())
+    for method in METHODS:
+        one, two = logged[1][method], logged[2][method]
+        # The same global batch: same prompts, same greedy completions, same rewards.
+        for key in ("completions/mean_length", "reward", "reward_std"):
+            assert two[key] == pytest.approx(one[key]), key
+        stats = [key for key in one if key.startswith(("weights/", "signals/"))]
+        assert "weights/frac_selected" in stats and "weights/weight_max" in stats
+        assert all(f"time/{part}_s" in two for part in ("generation", "reward", "signals"))  # the step's split
+        for key in stats:
+            assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), f"{method} {key}: 2 processes {two[key]}, 1 process {one[key]}"
+    dapo = logged[2]["dapo"]
+    assert dapo["dynamic_sampling/rounds"] == 2  # both processes took part in the main process's second round
+    assert dapo["dynamic_sampling/dropped_frac"] == pytest.approx(1 / 4)  # 1 of the 4 groups seen over both processes
+    assert dapo["dynamic_sampling/unfilled_frac"] == 0
+
+
+def test_train_step_in_two_processes_tracks_and_saves_once(tiny_world, tmp_path):
+    """The train rule's command with train.num_processes = 2: one MLflow run, one saved policy."""
+    from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
+
+    data_dir, base_dir = tiny_world
+    train = TrainParams(max_steps=1, prompts_per_step=2, num_generations=4, max_completion_length=8, save_steps=100, num_processes=2)
+    out = tmp_path / "results/runs/grpo-entropy_topk-s0"
+    args = [
+        "steps.train", "--params", train.model_dump_json(), "--method-spec", MethodSpec(weighting="entropy_topk").model_dump_json(),
+        "--scoring", ScoringParams().model_dump_json(), "--model-params", ModelParams().model_dump_json(),
+        "--algo", "grpo", "--method", "entropy_topk", "--seed", "0",
+        "--init", str(base_dir), "--data", str(data_dir), "--out", str(out),
+    ]  # fmt: skip
+    db = tmp_path / "mlflow.db"
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "MLFLOW_EXPERIMENT_NAME": "distributed"}
+    run(launch(2, *args, module=True), cwd=tmp_path, env=env)
+
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert (tmp_path / "results/runs/grpo-entropy_topk-s0.manifest.json").is_file()
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum("loss" in row for row in logged) == 1  # one step, logged once (by the main process)
+    assert not (tmp_path / "results/checkpoints/grpo-entropy_topk-s0").exists()
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT status FROM runs").fetchall() == [("FINISHED",)]
+    assert not (tmp_path / "mlflow_fallback").exists()
+
+
+def test_processes_that_do_not_divide_the_batch_fail_at_validation():
+    from tokencredit.params import ParamsError, validate
+
+    with pytest.raises(ParamsError, match=r"prompts_per_step \(6\) is not divisible by num_processes \(4\)"):
+        validate({"train": {"prompts_per_step": 6, "num_processes": 4}})
+    with pytest.raises(ParamsError, match=r"resources.train.gpus \(1\) must equal train.num_processes \(2\)"):
+        validate({"train": {"num_processes": 2}, "resources": {"train": {"gpus": 1}}})
+
+
+def test_missing_engines_and_a_wrong_process_count_fail_at_start(tiny_world, tmp_path):
+    from tokencredit.algorithms import get_algorithm
+    from tokencredit.dataset import load_split
+    from tokencredit.models import load_policy
+    from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
+    from tokencredit.training import build_trainer, require_engines
+
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(RuntimeError, match="train.use_vllm: true needs the `vllm` package"):
+            require_engines(TrainParams(use_vllm=True))
+    data_dir, base_dir = tiny_world
+    model, processor = load_policy(base_dir, ModelParams())
+    with pytest.raises(RuntimeError, match="num_processes 2"):
+        build_trainer(
+            model, processor, load_split(data_dir, "train"), data_dir, TrainParams(num_processes=2),
+            MethodSpec(weighting="uniform"), ScoringParams(), get_algorithm("grpo"), 0, tmp_path,
+        )  # fmt: skip
+
+
+def test_slurm_profile_plans_the_default_grid_without_a_cluster(tmp_path):
+    project = tmp_path / "project"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in files.stdout.split():
+        src = ROOT / name
+        if src.is_file() and not src.is_symlink():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, project / name)
+    gpus = tmp_path / "gpus.yaml"
+    gpus.write_text("train: {num_processes: 2}\nresources: {train: {gpus: 2, gpu_model: h100}, evaluate: {gpus: 1}}\n")
+    out = run(["snakemake", "--profile", "workflow/profiles/slurm", "-n", "--configfile", str(gpus)], cwd=project)
+    text = out.stdout + out.stderr
+    assert "executor: slurm" in (project / "workflow/profiles/slurm/config.yaml").read_text()
+    from tokencredit.params import load_params
+
+    grid = load_params(project / "params/default.yaml").train
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text.split("Job stats:")[1], flags=re.M))
+    assert int(counts["train"]) == len(grid.algos) * len(grid.methods) * len(grid.seeds)
+    train_jobs = [job for job in text.split("\nrule ") if job.startswith("train:")]
+    assert train_jobs and all("gpu=2" in job and "gpu_model=h100" in job for job in train_jobs)
+    assert "accelerate launch --config_file $TOKENCREDIT_ACCELERATE_CONFIGS/ddp.yaml --num_processes 2" in text
+
+
+if __name__ == "__main__":
+    worker(*map(Path, sys.argv[1:4]))

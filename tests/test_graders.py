@@ -1,0 +1,182 @@
+"""Graders: answer extraction, equivalence by answer type, avg@k, HallusionBench's accuracies, and a
+benchmark graded end to end with a tiny model."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from tokencredit.graders import (
+    accuracy_reward,
+    avg_at_k,
+    boxed_format_reward,
+    extract,
+    grade_benchmark,
+    hallusion_accuracies,
+    is_correct,
+    score,
+)
+
+MC = ("30°", "60°", "90°", "120°")
+
+
+def test_extract_reads_answer_tags_and_the_last_box():
+    assert extract("<think>so</think> The answer is \\boxed{1} no, \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert extract("<think>x</think>< answer > 7 </ answer >") == "7"  # PAPO-Eval's tag-space rule
+    assert extract("<think>no answer</think>") is None
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "answer_type", "expected"),
+    [
+        ("2.0", "2", "integer", True),
+        ("3", "2", "integer", False),
+        ("0.5", "\\frac{1}{2}", "number", True),
+        ("\\sqrt{12}", "2\\sqrt{3}", "expression", True),
+        ("x+1", "1+x", "expression", True),
+        ("x+2", "1+x", "expression", False),
+        ("2", "2\\sqrt{3}", "expression", False),  # bare text, math-verify would read 2\sqrt{3} as 2
+        ("\\frac{3}{2}", "3", "integer", False),
+        ("Paris", "paris", "free_form", True),
+        ("Yes.", "yes", "yes_no", True),
+        ("No, it is not", "no", "yes_no", True),
+        ("yes", "no", "yes_no", False),
+        ("maybe", "yes", "yes_no", False),
+        (None, "2", "integer", False),
+    ],
+)
+def test_equivalence_by_answer_type(prediction, answer, answer_type, expected):
+    assert is_correct(prediction, answer, answer_type) is expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [("B", True), ("(B)", True), ("b", True), ("\\text{B}", True), ("Option B", True), ("B: 60°", True),
+     ("60°", True), ("60", True), ("C", False), ("90°", False), ("sixty", False)],
+)  # fmt: skip
+def test_multiple_choice_by_letter_or_option_text(prediction, expected):
+    assert is_correct(prediction, "B", "multiple_choice", MC) is expected
+
+
+def test_multiple_choice_letter_sets_and_missing_options():
+    assert is_correct("C, A", "A, C", "multiple_choice")
+    assert is_correct("A and C", "A, C", "multiple_choice")
+    assert not is_correct("A", "A, C", "multiple_choice")
+    assert not is_correct("60°", "B", "multiple_choice")  # option text without options to match
+
+
+def test_unknown_answer_type_is_an_error():
+    with pytest.raises(ValueError, match="unknown answer_type 'essay'"):
+        is_correct("x", "x", "essay")
+
+
+def test_avg_at_k_and_rewards():
+    assert avg_at_k([1, 0, 1, 1]) == 0.75
+    with pytest.raises(ValueError):
+        avg_at_k([])
+    completions = [[{"role": "assistant", "content": "<think>t</think> \\boxed{B}"}], "<think>t</think> \\boxed{2.0}", "\\boxed{90°}"]
+    rewards = accuracy_reward(completions, answer=["B", "2", "B"], answer_type=["multiple_choice", "integer", "multiple_choice"], choices=[MC, [], MC])
+    assert rewards == [1.0, 1.0, 0.0]
+    assert accuracy_reward(["\\boxed{yes}"], answer=["yes"], answer_type=["yes_no"]) == [1.0]
+    assert boxed_format_reward(["<think>a</think> so \\boxed{3}.", "\\boxed{3}", "<think>a</think> 3"]) == [1.0, 0.0, 0.0]
+
+
+def hallusion_rows() -> list[dict]:
+    """Two VD figures of one question pair, and a VS set asked without (figure 0) and with a figure."""
+    def meta(category, figure, question):
+        return {"category": category, "subcategory": "chart", "set_id": "0", "figure_id": figure, "question_id": question}
+
+    return [meta("VD", "0", "0"), meta("VD", "0", "1"), meta("VD", "1", "0"), meta("VS", "0", "0"), meta("VS", "1", "0")]
+
+
+def test_hallusion_accuracies_follow_the_release():
+    correct = [1, 1, 0, 0, 1]
+    metrics = hallusion_accuracies(hallusion_rows(), correct)
+    assert metrics["aAcc"] == pytest.approx(3 / 5)
+    # Figures: VD fig 0 (both right), VD fig 1 (wrong), VS fig 1 (right); VS figure 0 is no figure.
+    assert metrics["fAcc"] == pytest.approx(2 / 3)
+    # Pairs: VD q0 (fig 0 right, fig 1 wrong), VD q1 (right), VS q0 (no-figure wrong).
+    assert metrics["qAcc"] == pytest.approx(1 / 3)
+    assert hallusion_accuracies(hallusion_rows(), [1] * 5) == {"aAcc": 1.0, "fAcc": 1.0, "qAcc": 1.0}
+
+
+def benchmark_frame(source: str, rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"id": str(i), "split": "b", "source": source, "family": r.get("family", "f"), "question": "q?", "image": "", "images": [],
+          "answer": r["answer"], "answer_type": r["answer_type"], "choices": r.get("choices", []), "metadata": json.dumps(r.get("metadata", {}))}
+         for i, r in enumerate(rows)]
+    )  # fmt: skip
+
+
+def test_grade_benchmark_record():
+    frame = benchmark_frame("mathvista", [
+        {"answer": "B", "answer_type": "multiple_choice", "choices": list(MC), "family": "geometry"},
+        {"answer": "1.5", "answer_type": "number", "family": "statistics"},
+    ])  # fmt: skip
+    greedy = ["\\boxed{B}", "\\boxed{1.50}"]
+    samples = [["\\boxed{B}", "\\boxed{A}"], ["\\boxed{2}", "no box"]]
+    record = grade_benchmark(frame, greedy, samples, ["\\boxed{A}", "\\boxed{1.5}"], "sft", "mathvista")
+    assert (record["policy"], record["split"], record["source"], record["n"], record["k"]) == ("sft", "mathvista", "mathvista", 2, 2)
+    assert (record["greedy_accuracy"], record["avg_at_k"], record["greedy_accuracy_no_image"]) == (1.0, 0.25, 0.5)
+    assert record["per_family"]["geometry"] == {"n": 1, "greedy_accuracy": 1.0, "avg_at_k": 0.5}
+    assert record["per_example"][1] == {
+        "id": "1", "family": "statistics", "greedy_correct": 1, "avg_at_k": 0.0, "greedy_correct_no_image": 1, "prediction": "1.50",
+    }  # fmt: skip
+    assert "release_metrics" not in record
+    json.dumps(record)
+    without = grade_benchmark(frame, greedy, samples, None, "sft", "mathvista")
+    assert without["greedy_accuracy_no_image"] is None and without["per_example"][0]["greedy_correct_no_image"] is None
+    with pytest.raises(ValueError, match="completions for 1/2 rows"):
+        grade_benchmark(frame, greedy[:1], samples, None, "sft", "mathvista")
+
+
+def test_grade_benchmark_adds_hallusionbench_accuracies():
+    rows = [{"answer": "yes", "answer_type": "yes_no", "metadata": m} for m in hallusion_rows()]
+    frame = benchmark_frame("hallusionbench", rows)
+    greedy = ["\\boxed{yes}", "\\boxed{yes}", "\\boxed{no}", "\\boxed{no}", "\\boxed{yes}"]
+    samples = [[g, "\\boxed{yes}"] for g in greedy]
+    record = grade_benchmark(frame, greedy, samples, None, "grpo-uniform-s0", "hb")
+    assert record["release_metrics"]["greedy"] == hallusion_accuracies(hallusion_rows(), [1, 1, 0, 0, 1])
+    # avg@k: the mean over sample indices of each index's accuracies.
+    assert record["release_metrics"]["avg_at_k"]["aAcc"] == pytest.approx((3 / 5 + 1) / 2)
+
+
+def test_a_converted_benchmark_is_graded_with_a_tiny_model(tmp_path, tiny_world):
+    """Conversion -> generation (with and without images, and a text-only row) -> the eval record."""
+    from steps.evaluate import grade_on_benchmark
+    from tokencredit.models import load_policy
+    from tokencredit.params import BenchmarkSpec, EvalParams, PromptParams
+    from tokencredit.sources.benchmark import write_benchmark
+
+    def png() -> dict:
+        buffer = io.BytesIO()
+        Image.new("RGB", (56, 56), (20, 200, 20)).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": "x.png"}
+
+    def row(category, figure, visual, gt):
+        return {"category": category, "subcategory": "chart", "visual_input": visual, "set_id": "0", "figure_id": figure,
+                "question_id": "0", "question": "Is the shape green?", "gt_answer": gt, "image": png() if visual != "0" else None}
+
+    release = tmp_path / "hb"
+    (release / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row("VD", "0", "1", "1"), row("VD", "1", "2", "0")]), release / "data/image-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist([row("VS", "0", "0", "1")]), release / "data/non_image-00000-of-00001.parquet")
+    spec = BenchmarkSpec(source="hallusionbench", path=str(release))
+    write_benchmark("hb", spec, PromptParams(template="{question} Answer in \\boxed{}."), tmp_path / "benchmarks")
+
+    _, base_dir = tiny_world
+    model, processor = load_policy(base_dir)
+    params = EvalParams(k=2, max_new_tokens=4, batch_size=2)
+    record = grade_on_benchmark(model, processor, tmp_path / "benchmarks", "hb", params, "sft")
+    assert (record["n"], record["k"], record["split"]) == (3, 2, "hb")
+    assert set(record["per_family"]) == {"VD", "VS"}
+    assert set(record["release_metrics"]["greedy"]) == {"aAcc", "fAcc", "qAcc"}
+    assert all(e["greedy_correct"] in (0, 1) and e["greedy_correct_no_image"] in (0, 1) for e in record["per_example"])
+    assert Path(tmp_path / "benchmarks/hb.parquet").is_file()

@@ -1,0 +1,155 @@
+"""Rollout cache: contents, cache key, reuse, regeneration, resuming from shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tokencredit.rollouts as rollouts
+from tokencredit.batching import completion_token_ids
+from tokencredit.dataset import load_split
+from tokencredit.manifest import manifest_path, write_manifest
+from tokencredit.models import load_policy
+from tokencredit.params import RolloutParams
+from tokencredit.rollouts import (
+    StaleRolloutsError,
+    cache_key,
+    decode,
+    ensure_rollouts,
+    generate_rollouts,
+    load_rollouts,
+    read_rollouts,
+    token_offsets,
+)
+from tokencredit.synthetic import completion_role_spans, token_roles
+
+PARAMS = RolloutParams(num_samples=2, max_new_tokens=6, batch_size=3)  # 8 test prompts: shards of 3, 3, 2
+
+
+@pytest.fixture(scope="module")
+def world(tiny_world, tmp_path_factory):
+    """(data dir, a policy dir with its manifest, the model and processor)."""
+    data_dir, base_dir = tiny_world
+    policy = tmp_path_factory.mktemp("policy") / "sft"
+    shutil.copytree(base_dir, policy)
+    write_manifest(policy)
+    model, processor = load_policy(policy)
+    return data_dir, policy, model, processor
+
+
+@pytest.fixture(scope="module")
+def cached(world, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    data_dir, policy, _, _ = world
+    out = tmp_path_factory.mktemp("rollouts") / "test.parquet"
+    return out, ensure_rollouts(policy, data_dir, "test", PARAMS, None, out, out.parent / "work")
+
+
+def test_rollouts_hold_tokens_text_rewards_and_log_probs(world, cached):
+    data_dir, policy, model, processor = world
+    out, frame = cached
+    assert out.read_bytes()[:4] == b"PAR1" and not (out.parent / "work").exists()
+    assert list(frame.columns) == [
+        "id", "sample", "family", "question", "image", "answer", "answer_type",
+        "token_ids", "sampling_logp", "text", "finished", "accuracy_reward", "format_reward",
+    ]  # fmt: skip
+    prompts = load_split(data_dir, "test")
+    assert list(frame["id"]) == [i for i in prompts["id"] for _ in range(2)] and list(frame["sample"]) == [0, 1] * 8
+    eos = processor.tokenizer.eos_token_id
+    for row in frame.itertuples():
+        ids = list(row.token_ids)
+        assert 1 <= len(ids) <= 6 and len(row.sampling_logp) == len(ids) and max(row.sampling_logp) <= 0
+        assert row.finished == (ids[-1] == eos) and eos not in ids[:-1]
+        assert row.text == decode(processor, ids) and row.accuracy_reward in (0.0, 1.0)
+        assert not set(ids) & set(rollouts.vision_token_ids(model))  # never an image slot inside a completion
+    _, key = read_rollouts(out)
+    assert key == cache_key(policy, data_dir / "test.parquet", PARAMS)
+
+
+def test_a_matching_cache_is_reused_without_loading_the_model(world, cached, monkeypatch):
+    data_dir, policy, _, _ = world
+    out, frame = cached
+    monkeypatch.setattr(rollouts, "load_policy", lambda *a, **k: pytest.fail("the cache should have been reused"))
+    again = ensure_rollouts(policy, data_dir, "test", PARAMS, None, out, out.parent / "work")
+    pd.testing.assert_frame_equal(again, frame)
+
+
+def test_a_changed_key_regenerates(world, cached, tmp_path):
+    data_dir, policy, _, _ = world
+    out = tmp_path / "test.parquet"
+    shutil.copy(cached[0], out)
+    hotter = PARAMS.model_copy(update={"temperature": 2.0})
+    ensure_rollouts(policy, data_dir, "test", hotter, None, out, tmp_path / "work")
+    assert read_rollouts(out)[1]["sampling"]["temperature"] == 2.0
+
+    # New weights (a changed manifest): the cache no longer matches and scoring refuses it.
+    moved = tmp_path / "sft"
+    shutil.copytree(policy, moved)
+    (moved / "extra.txt").write_text("new weights")
+    write_manifest(moved)
+    assert not rollouts.is_current(out, cache_key(moved, data_dir / "test.parquet", hotter))
+    with pytest.raises(StaleRolloutsError, match="another version of policy"):
+        load_rollouts(out, moved, data_dir / "test.parquet")
+    load_rollouts(out, policy, data_dir / "test.parquet")  # the original policy still matches
+
+
+def test_an_interrupted_run_resumes_from_its_last_complete_shard(world, cached, tmp_path, monkeypatch):
+    data_dir, policy, model, processor = world
+    prompts = load_split(data_dir, "test")
+    key = cache_key(policy, data_dir / "test.parquet", PARAMS)
+    out, work = tmp_path / "test.parquet", tmp_path / "work"
+    sampled = []
+    real = rollouts._shard_rows
+
+    def flaky(model, processor, chunk, data_dir, params, seed):
+        if len(sampled) == 2:
+            raise KeyboardInterrupt  # killed while sampling the third shard
+        sampled.append(chunk["id"].iloc[0])
+        return real(model, processor, chunk, data_dir, params, seed)
+
+    monkeypatch.setattr(rollouts, "_shard_rows", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate_rollouts(model, processor, prompts, data_dir, PARAMS, key, out, work)
+    assert sorted(p.name for p in work.iterdir()) == ["key.json", "shard-00000.parquet", "shard-00001.parquet"] and not out.exists()
+
+    counted = []
+    monkeypatch.setattr(rollouts, "_shard_rows", lambda *a: counted.append(1) or real(*a))
+    resumed = generate_rollouts(model, processor, prompts, data_dir, PARAMS, key, out, work)
+    assert len(counted) == 1  # only the missing shard
+    pd.testing.assert_frame_equal(resumed, cached[1])  # same bytes as an uninterrupted run
+
+
+def test_shards_of_another_key_are_discarded(world, cached, tmp_path):
+    data_dir, policy, model, processor = world
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "key.json").write_text(json.dumps({"digest": "stale"}))
+    pd.DataFrame({"id": ["bogus"]}).to_parquet(work / "shard-00000.parquet")
+    key = cache_key(policy, data_dir / "test.parquet", PARAMS)
+    frame = generate_rollouts(model, processor, load_split(data_dir, "test"), data_dir, PARAMS, key, tmp_path / "o.parquet", work)
+    pd.testing.assert_frame_equal(frame, cached[1])
+
+
+def test_missing_manifest_and_foreign_parquet_are_named(world, tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no manifest"):
+        rollouts.policy_hash(tmp_path / "nowhere")
+    foreign = tmp_path / "foreign.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(foreign)
+    with pytest.raises(StaleRolloutsError, match=f"{foreign} has no cache key"):
+        read_rollouts(foreign)
+    assert manifest_path(world[1]).is_file()
+
+
+def test_token_offsets_give_each_token_its_target_role(world, tiny_world):
+    _, _, _, processor = world
+    row = load_split(tiny_world[0], "test").iloc[0]
+    ids = completion_token_ids(processor, row["target"])  # the target + eos, as a policy would sample it
+    offsets = token_offsets(processor, ids)
+    text = decode(processor, ids)
+    assert text == row["target"] and "".join(text[s:e] for s, e in offsets) == text and offsets[-1][0] == offsets[-1][1]
+    spans = json.loads(row["role_spans"])
+    assert token_roles(offsets, completion_role_spans(text)) == token_roles(offsets, spans)
+    assert "perception" in token_roles(offsets, spans)

@@ -1,0 +1,144 @@
+"""Scoring cached rollouts: every signal per counterfactual, every method's weights, ground-truth roles."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokencredit.batching import completion_token_ids
+from tokencredit.dataset import load_split
+from tokencredit.manifest import write_manifest
+from tokencredit.models import load_policy
+from tokencredit.params import MethodSpec, ModelParams, Params, RolloutParams, ScoreParams, ScoringParams
+from tokencredit.rollouts import StaleRolloutsError, cache_key, ensure_rollouts, write_rollouts
+from tokencredit.scoring import (
+    RolloutScorer,
+    counterfactual_kinds,
+    group_advantages,
+    score_file,
+    score_rollouts,
+    token_table,
+)
+
+METHODS = Params().methods  # every method variant of the defaults
+SCORE = ScoreParams(weighting_prompts=3, batch_size=5)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_world, tmp_path_factory):
+    """(data dir, policy dir with manifest, rollouts file) for 8 test prompts x 2 samples."""
+    data_dir, base_dir = tiny_world
+    root = tmp_path_factory.mktemp("scoring")
+    policy = root / "sft"
+    shutil.copytree(base_dir, policy)
+    write_manifest(policy)
+    rollouts = root / "rollouts.parquet"
+    ensure_rollouts(policy, data_dir, "test", RolloutParams(num_samples=2, max_new_tokens=8, batch_size=8), None, rollouts, root / "work")
+    return data_dir, policy, rollouts
+
+
+@pytest.fixture(scope="module")
+def scores(world, tmp_path_factory) -> pd.DataFrame:
+    data_dir, policy, rollouts = world
+    out = tmp_path_factory.mktemp("scores") / "test.parquet"
+    table = score_file(policy, rollouts, data_dir, "test", "sft", METHODS, SCORE, ScoringParams(), None, out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), table)
+    return table
+
+
+def test_every_signal_and_every_method_weight(world, scores):
+    rollouts = pd.read_parquet(world[2])
+    assert len(scores) == sum(len(ids) for ids in rollouts["token_ids"])
+    kinds = ["drop_image", "mask_visual_attention", "patch_blackening"]
+    signals = ["signal.attn_image", "signal.entropy", "signal.logp"]
+    signals += [f"signal.{s}.{k}" for k in kinds for s in ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff")]
+    assert [c for c in scores if c.startswith("signal.")] == signals
+    assert [c for c in scores if c.startswith("weight.")] == [f"weight.{m}" for m in METHODS]
+    assert set(scores["policy"]) == {"sft"} and set(scores["split"]) == {"test"}
+    values = scores[signals + [f"weight.{m}" for m in METHODS]]
+    assert np.isfinite(values.to_numpy()).all() and (scores.filter(like="weight.") >= 0).all().all()
+    assert (scores["weight.uniform"] == 1).all()
+    for k in kinds:  # vis_absdiff is |logp - logp_cf| of the same counterfactual
+        diff = (scores["signal.logp"] - scores[f"signal.logp_cf.{k}"]).abs()
+        assert np.allclose(diff, scores[f"signal.vis_absdiff.{k}"], atol=1e-5)
+    assert not np.allclose(scores["signal.logp_cf.drop_image"], scores["signal.logp_cf.patch_blackening"])
+
+
+def test_weights_see_training_sized_batches(scores):
+    # entropy_topk keeps ceil(0.2 N) tokens of each batch of 3 prompts (x 2 samples), not of the whole split
+    prompt = scores.groupby("id", sort=False).ngroup()
+    for _, batch in scores.groupby(prompt // SCORE.weighting_prompts):
+        kept = (batch["weight.entropy_topk"] > 0).sum()
+        assert kept == math.ceil(0.2 * len(batch) - 1e-6)
+        assert batch["weight.entropy_topk"].sum() == pytest.approx(len(batch), rel=1e-5)  # mass N / kept on kept
+
+
+def test_a_sampled_target_gets_the_targets_roles(world):
+    data_dir, policy, _ = world
+    model, processor = load_policy(policy)
+    prompts = load_split(data_dir, "test").head(2)
+    rollouts = prompts[["id", "family", "question", "image", "answer", "answer_type"]].assign(
+        sample=0,
+        token_ids=[completion_token_ids(processor, t) for t in prompts["target"]],
+        accuracy_reward=[1.0, 0.0],
+        format_reward=1.0,
+    )
+    tokens = token_table(processor, rollouts)
+    first = tokens[tokens["response"] == 0]
+    assert "".join(first["token"].iloc[:-1]) == prompts["target"].iloc[0] and first["token"].iloc[-1] == "<|im_end|>"
+    assert set(tokens["role"]) == {"perception", "reasoning", "format"}
+    assert tokens[tokens["token"].str.strip().isin(["red", "green", "blue", "yellow"])]["role"].isin(["perception", "reasoning"]).all()
+    scorer = RolloutScorer(model, processor, {"uniform": METHODS["uniform"]}, SCORE, ScoringParams(), temperature=1.0)
+    table = score_rollouts(scorer, processor, rollouts, data_dir, weighting_prompts=2)
+    assert len(table) == len(tokens) and (table["role"] == tokens["role"]).all()
+    assert (table["signal.logp"] < 0).all() and list(table.columns[:7]) == ["id", "sample", "family", "question", "answer", "accuracy_reward", "format_reward"]
+
+
+def test_without_eager_attention_attn_image_and_atrl_are_left_out(world):
+    data_dir, policy, rollouts = world
+    model, processor = load_policy(policy, ModelParams(attn_implementation="sdpa"))
+    methods = {"atrl": METHODS["atrl"], "entropy_topk": METHODS["entropy_topk"]}
+    scorer = RolloutScorer(model, processor, methods, SCORE, ScoringParams(), temperature=1.0)
+    table = score_rollouts(scorer, processor, pd.read_parquet(rollouts).head(4), data_dir, weighting_prompts=2)
+    assert "signal.attn_image" not in table and "weight.atrl" not in table and "weight.entropy_topk" in table
+
+
+def test_stale_rollouts_are_refused(world, tmp_path):
+    data_dir, policy, rollouts = world
+    frame = pd.read_parquet(rollouts)
+    stale = tmp_path / "stale.parquet"
+    key = cache_key(policy, data_dir / "test.parquet", RolloutParams())
+    write_rollouts(stale, frame, {**key, "data": "0" * 64})
+    with pytest.raises(StaleRolloutsError, match="another version of data"):
+        score_file(policy, stale, data_dir, "test", "sft", METHODS, SCORE, ScoringParams(), None, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_counterfactual_kinds_and_group_advantages():
+    assert counterfactual_kinds(METHODS, []) == ["drop_image", "mask_visual_attention", "patch_blackening"]
+    methods = {"uniform": METHODS["uniform"], "vppo_blur": MethodSpec(weighting="vppo", counterfactual="blur")}
+    assert counterfactual_kinds(methods, ["gray"]) == ["blur", "gray"]
+    assert counterfactual_kinds({"atrl": METHODS["atrl"]}, []) == []
+    rows = pd.DataFrame({"id": ["a", "a", "b", "b"], "accuracy_reward": [1.0, 0.0, 1.0, 1.0]})
+    adv = group_advantages(rows)
+    assert adv[0] == pytest.approx(1 / math.sqrt(2), rel=1e-4) and adv[1] == pytest.approx(-1 / math.sqrt(2), rel=1e-4)
+    assert adv[2:].abs().max() == 0
+
+
+def test_completion_role_spans_reproduce_every_familys_target_spans():
+    from tokencredit.params import DataParams
+    from tokencredit.synthetic import completion_role_spans, make_examples
+
+    families = ["count_color", "count_shape", "exists", "compare", "sum_digits"]
+    for example in make_examples(DataParams(families=families, n_test=50), "test"):
+        assert completion_role_spans(example.target) == [tuple(span) for span in example.role_spans], example.target
+    # Sampled text need not be well formed: words outside the tags get no role, a second "." neither.
+    text = "x<think>red blue. red 1.</think><answer>1</answer>"
+    assert [(text[s:e], r) for s, e, r in completion_role_spans(text)] == [
+        ("<think>", "format"), ("red", "perception"), ("blue", "perception"), (".", "format"), ("red", "reasoning"),
+        ("1", "reasoning"), ("</think>", "format"), ("<answer>", "format"), ("1", "reasoning"), ("</answer>", "format"),
+    ]  # fmt: skip
