@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -16,10 +15,17 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def section(model: type[BaseModel]):
-    """argparse type: a params section passed as JSON by the Snakemake rule, validated again here."""
+    """argparse type: a params section passed as JSON by the Snakemake rule, validated again here.
+
+    argparse reports a plain ValueError as "invalid <type> value" alone; ArgumentTypeError keeps
+    pydantic's message, which names each bad key and why.
+    """
 
     def parse(text: str) -> BaseModel:
-        return model.model_validate(json.loads(text))
+        try:
+            return model.model_validate_json(text)
+        except ValidationError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
     parse.__name__ = model.__name__
     return parse

@@ -1,19 +1,35 @@
-"""train: one weighted GRPO/DAPO run of the {algo} x {method} x {seed} grid."""
+"""train: one weighted GRPO/DAPO run of the {algo} x {method} x {seed} grid.
 
+A run killed at any moment resumes when rerun, from its newest complete checkpoint (every
+train.save_steps steps) with optimizer, scheduler, RNG and data position, and ends with the weights
+an uninterrupted run would have (tests/test_faults.py).
+"""
+
+import logging
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
-
 from steps.common import parser, section, set_threads
-from tokencredit.algorithms import get_algorithm
+from tokencredit.algorithms import ALGORITHMS, get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.manifest import write_manifest
 from tokencredit.models import load_policy, save_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
 from tokencredit.tracking import job_run
-from tokencredit.training import MetricsLogger, build_trainer, is_main_process, require_engines
+from tokencredit.training import (
+    MetricsLogger,
+    build_trainer,
+    check_checkpoint,
+    checkpoint_step,
+    discard_stale_checkpoints,
+    is_main_process,
+    last_checkpoint,
+    require_engines,
+    run_fingerprint,
+)
+
+log = logging.getLogger("steps.train")
 
 
 def main() -> None:
@@ -22,7 +38,7 @@ def main() -> None:
     p.add_argument("--method-spec", type=section(MethodSpec), required=True)
     p.add_argument("--scoring", type=section(ScoringParams), required=True)
     p.add_argument("--model-params", type=section(ModelParams), required=True)
-    p.add_argument("--algo", required=True)
+    p.add_argument("--algo", choices=sorted(ALGORITHMS), required=True)
     p.add_argument("--method", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--init", type=Path, required=True, help="the policy RL starts from (SFT model or checkpoint)")
@@ -35,34 +51,43 @@ def main() -> None:
     require_engines(args.params)
     set_threads(args.threads)
     run_name = args.out.name
-    # Checkpoints live outside the rule's output, so an interrupted run resumes instead of restarting.
-    checkpoints = Path("results/checkpoints") / run_name
+    params = {"train": args.params.model_dump(), "method": args.method_spec.model_dump(), "scoring": args.scoring.model_dump()}
+    settings = {**params, "model": args.model_params.model_dump(), "algo": args.algo, "seed": args.seed}
+    # Checkpoints live outside the rule's output, which Snakemake deletes before a rerun, under the
+    # fingerprint of what they depend on: an interrupted run resumes, a changed one starts afresh.
+    run_dir = Path("results/checkpoints") / run_name
+    checkpoints = run_dir / run_fingerprint(settings, args.init, args.data / "train.parquet")
+    if main_process:
+        discard_stale_checkpoints(run_dir, checkpoints)
     checkpoints.mkdir(parents=True, exist_ok=True)
-    metrics_path = checkpoints / "metrics.jsonl"
-    resume = get_last_checkpoint(str(checkpoints))
-    if resume is None and main_process:
-        metrics_path.unlink(missing_ok=True)
+    resume = last_checkpoint(checkpoints)
+    if resume is not None:
+        # DDP and single-process checkpoints hold the optimizer and scheduler as files; without them
+        # the Trainer would silently restart both. ZeRO and FSDP keep theirs in their own layouts.
+        check_checkpoint(resume, ("optimizer.pt", "scheduler.pt") if args.params.distributed == "ddp" else ())
+        log.info("resuming from %s", resume)
 
     model, processor = load_policy(args.init, args.model_params)
     train = load_split(args.data, "train")
     tags = {"policy": run_name, "algo": args.algo, "method": args.method, "seed": str(args.seed)}
-    params = {"train": args.params.model_dump(), "method": args.method_spec.model_dump(), "scoring": args.scoring.model_dump()}
     tracking = job_run("train", params=params, tags=tags, run_name=run_name) if main_process else nullcontext()
     with tracking as run:
-        logger = MetricsLogger(metrics_path, run.log_metrics if main_process else None)  # writes on the main process only
+        logger = MetricsLogger(checkpoints / "metrics.jsonl", run.log_metrics if main_process else None)
+        if main_process:  # the file is written on the main process only
+            logger.resume(checkpoint_step(resume) if resume else 0)
         trainer = build_trainer(
             model, processor, train, args.data, args.params, args.method_spec, args.scoring,
             get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger],
         )
-        trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:
             if main_process:
-                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": metrics_path.read_text()})
+                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()})
         if main_process:
             write_manifest(args.out)
             run.log_artifact(args.out / "metrics.jsonl")
     if main_process:
-        shutil.rmtree(checkpoints)
+        shutil.rmtree(run_dir)
 
 
 if __name__ == "__main__":

@@ -208,3 +208,22 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     (run_dir / "metrics.jsonl").write_text('{"step": 0}\nnot json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: not JSON"):
         build_report([good], [run_dir], tmp_path / "out")
+
+
+def test_real_benchmark_results_sit_beside_the_papers_figures(tmp_path):
+    files = []
+    for policy, (greedy, avg, _) in TEST.items():
+        ev = fake_eval(policy, "mathverse_testmini", greedy, avg, None)
+        ev["source"] = "mathverse"
+        files.append(write_eval(tmp_path, ev))
+    build_report(files, [], tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    section = summary.split("## Real benchmarks beside the papers' figures")[1].split("## ")[0]
+    assert "| mathverse_testmini | grpo-uniform | 37.5 |" in section  # greedy: seeds 2/4 and 1/4
+    assert "ToR (Lu et al.): GRPO 50.8, ToR-GRPO 53.0, DAPO 50.6, ToR-DAPO 53.4" in section
+
+
+def test_no_papers_section_without_real_benchmarks(tmp_path):
+    files = [write_eval(tmp_path, fake_eval(p, "test", g, a, n)) for p, (g, a, n) in TEST.items()]
+    build_report(files, [], tmp_path / "report")
+    assert "beside the papers" not in (tmp_path / "report" / "summary.md").read_text()

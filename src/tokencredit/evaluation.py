@@ -13,8 +13,9 @@ from transformers import PreTrainedModel, ProcessorMixin
 
 from tokencredit.batching import Images, encode_prompts
 from tokencredit.dataset import load_image
-from tokencredit.params import EvalParams
 from tokencredit.graders import score
+from tokencredit.models import vision_token_ids
+from tokencredit.params import EvalParams
 
 
 @torch.no_grad()
@@ -48,6 +49,7 @@ def generate(
             max_new_tokens=max_new_tokens,
             num_return_sequences=n,
             pad_token_id=processor.tokenizer.pad_token_id,
+            suppress_tokens=vision_token_ids(model),  # a sampled image placeholder would break the prompt's image slots
             **sampling,
         )
         texts = processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -71,3 +71,9 @@ def save_policy(
         processor.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
+
+
+def vision_token_ids(model: PreTrainedModel) -> list[int]:
+    """Image/video placeholder tokens: sampled inside a completion, the model would read them as image slots."""
+    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    return [i for i in (getattr(model.config, name, None) for name in names) if i is not None]

@@ -78,3 +78,19 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
         (("gain of training on the top-20 % entropy tokens over all tokens, points", 4.1),),
     ),
 )
+
+# Benchmark adapters (tokencredit.sources) whose papers report per-benchmark figures, and the
+# name the papers give them.
+SOURCE_LABELS = {
+    "mathverse": "MathVerse",
+    "mathvision": "MathVision",
+    "mathvista": "MathVista",
+    "wemath": "WeMath",
+    "hallusionbench": "HallusionBench",
+}
+
+
+def reported_for(source: str) -> list[PaperResult]:
+    """The papers' figures on the benchmark an adapter reads (empty when none were reported)."""
+    label = SOURCE_LABELS.get(source)
+    return [paper for paper in PAPER_RESULTS if label and paper.benchmark.split(",")[0] == label]

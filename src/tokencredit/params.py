@@ -213,6 +213,18 @@ class TrainParams(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _budgets(self) -> TrainParams:
+        # Both would otherwise surface only after the run: an empty metrics.jsonl, or a failing first reward.
+        if self.logging_steps > self.max_steps:
+            raise ValueError(f"logging_steps ({self.logging_steps}) > max_steps ({self.max_steps}): no step would be logged")
+        if self.overlong_cache is not None and self.overlong_cache > self.max_completion_length:
+            raise ValueError(
+                f"overlong_cache ({self.overlong_cache}) > max_completion_length ({self.max_completion_length}): "
+                "DAPO's overlong penalty zone must fit in the completion budget"
+            )
+        return self
+
 
 class RolloutParams(Section):
     num_samples: int = Field(4, ge=1, description="Samples per prompt cached for scoring.")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from tokencredit.atomic import atomic_path, write_json, write_text
-from tokencredit.papers import PAPER_RESULTS
+from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
 from tokencredit.stats import mean_ci, paired_bootstrap
 
@@ -281,6 +281,25 @@ def papers_table() -> str:
     return _table(["source", "model", "benchmark", "results", "note"], rows)
 
 
+def beside_papers_table(metrics: dict, evals: dict) -> str | None:
+    """Our runs on real benchmarks next to what the papers report there (None without such benchmarks)."""
+    rows = []
+    for split, groups in evals.items():
+        source = next(iter(groups.values()))[0].get("source")
+        reported = "<br>".join(
+            f"{p.source}: " + ", ".join(f"{label} {value:.{p.decimals}f}" for label, value in p.results)
+            for p in reported_for(source or "")
+        )
+        if not reported:
+            continue
+        for group in groups:
+            m = metrics[group][split]
+            rows.append([split, group, _pct(m["greedy_accuracy_mean"]), _pct(m["avg_at_k_mean"]), reported])
+    if not rows:
+        return None
+    return _table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
+
+
 def load_training_metrics(run_dir: Path) -> pd.DataFrame:
     """One row per logged step of a run's metrics.jsonl."""
     path = Path(run_dir) / "metrics.jsonl"
@@ -359,6 +378,9 @@ def build_report(
         "## Greedy accuracy per question family (%, mean over seeds)\n",
         family_tables(evals),
     ]
+    beside = beside_papers_table(metrics, evals)
+    if papers and beside:
+        sections += ["## Real benchmarks beside the papers' figures\n", beside]
     if papers:
         sections += [
             "## Reported in the papers (not reproduced here; different models and benchmarks)\n",

@@ -43,10 +43,10 @@ from transformers import PreTrainedModel, ProcessorMixin
 from tokencredit.atomic import atomic_path, write_json, write_parquet
 from tokencredit.batching import encode_prompts
 from tokencredit.dataset import load_image, load_split
-from tokencredit.manifest import manifest_path
-from tokencredit.models import load_policy
-from tokencredit.params import ModelParams, RolloutParams
 from tokencredit.graders import accuracy_reward
+from tokencredit.manifest import manifest_path
+from tokencredit.models import load_policy, vision_token_ids
+from tokencredit.params import ModelParams, RolloutParams
 from tokencredit.rewards import format_reward
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,6 @@ def eos_token_ids(model: PreTrainedModel, processor: ProcessorMixin) -> set[int]
     configured = model.generation_config.eos_token_id
     ids = set(configured if isinstance(configured, list) else [] if configured is None else [configured])
     return ids | {processor.tokenizer.eos_token_id}
-
-
-def vision_token_ids(model: PreTrainedModel) -> list[int]:
-    """Image/video placeholder tokens: sampled inside a completion, the model would read them as image slots."""
-    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-    return [i for i in (getattr(model.config, name, None) for name in names) if i is not None]
 
 
 def decode(processor: ProcessorMixin, token_ids: Sequence[int]) -> str:

@@ -16,16 +16,26 @@ processes (TrainParams checks it), so DAPO's per-group decisions stay local.
 
 Every step logs the seconds spent in generation, rewards and signals (`time/*_s`); the rest of
 the step is the policy update.
+
+Non-finite numbers never reach the update: a NaN or infinite reward becomes TRL's "no reward"
+(left out of its group's baseline, advantage 0), and a token with a NaN or infinite signal is
+left out of the weighting (weight 0); both are counted per step (`guard/nonfinite_*`) and logged.
+
+Resuming (`train(resume_from_checkpoint=...)`) restores the weights, optimizer, scheduler, RNG and
+data position; the trainer's own random streams are reseeded from (seed, step) every step, so a
+resumed run draws what an uninterrupted one would have drawn.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from trl import GRPOTrainer
@@ -35,6 +45,8 @@ from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
 from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
 from tokencredit.weighting import weight_stats
+
+log = logging.getLogger(__name__)
 
 
 class WeightedGRPOTrainer(GRPOTrainer):
@@ -69,13 +81,12 @@ class WeightedGRPOTrainer(GRPOTrainer):
         if "attn_image" in self.needs:
             check_attention_implementation(self.model)
         self._check_whole_groups_per_process()
-        # Separate streams: extra DAPO prompts and counterfactual noise do not perturb each other.
-        # Extra prompts are drawn for the global batch, so every process shares that stream; noise
-        # is drawn per row, so each process has its own.
-        rank = self.accelerator.process_index
-        self._extra_prompts = torch.Generator().manual_seed(self.args.seed)
-        self._counterfactual_noise = torch.Generator().manual_seed(self.args.seed + 1 + 1000 * rank)
+        # Separate streams, so that extra DAPO prompts and counterfactual noise do not perturb each
+        # other; seeded every step by _reseed_streams.
+        self._extra_prompts = torch.Generator()
+        self._counterfactual_noise = torch.Generator()
         self._seconds: dict[str, float] = defaultdict(float)  # per generation batch: generation, reward, signals
+        self._nonfinite: dict[str, int] = defaultdict(int)  # per generation batch: guarded rewards, signal tokens
 
     def _check_whole_groups_per_process(self) -> None:
         """TRL splits the global batch across processes in contiguous rows; DAPO judges groups locally."""
@@ -90,21 +101,46 @@ class WeightedGRPOTrainer(GRPOTrainer):
     # -- generation: DAPO dynamic sampling --------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._seconds.clear()
+        self._nonfinite.clear()
+        self._reseed_streams()
         batch = super()._generate_and_score_completions(inputs)
         if self.dynamic_sampling_tries and self.model.training:
             batch, inputs = self._fill_with_mixed_groups(batch, inputs)
         batch = self._weight_advantages(batch, inputs)
+        metrics = self._mode_metrics()
         for part, seconds in self._seconds.items():
-            self._mode_metrics()[f"time/{part}_s"].append(seconds)
+            metrics[f"time/{part}_s"].append(seconds)
+        for what in ("rewards", "signals"):  # counts over the global batch, every DAPO round included
+            metrics[f"guard/nonfinite_{what}"].append(float(self._nonfinite[what]))
         return batch
 
     def _generate(self, *args: Any, **kwargs: Any):
         with self._timed("generation"):
             return super()._generate(*args, **kwargs)
 
-    def _calculate_rewards(self, *args: Any, **kwargs: Any):
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Rewards [rows of the global batch, reward functions]; a non-finite one becomes NaN.
+
+        Our reward functions return a number for every completion, so NaN here is a fault, not
+        TRL's "function does not apply". TRL leaves NaN rewards out of the group baseline and gives an
+        unscorable row advantage 0; an infinite reward would instead turn the whole group's
+        advantages, and then the weights, into NaN.
+        """
         with self._timed("reward"):
-            return super()._calculate_rewards(*args, **kwargs)
+            rewards = super()._calculate_rewards(*args, **kwargs)
+        bad = ~torch.isfinite(rewards)
+        self._count_nonfinite("rewards", int(bad.sum()))
+        return rewards.masked_fill(bad, torch.nan)
+
+    def _reseed_streams(self) -> None:
+        """Seed the trainer's own streams from (seed, step): no generator state to checkpoint.
+
+        Extra prompts are drawn for the global batch, so every process shares that stream; noise is
+        drawn per row, so each process has its own.
+        """
+        step, rank = self.state.global_step, self.accelerator.process_index
+        self._extra_prompts.manual_seed(_derived_seed(self.args.seed, step, 0))
+        self._counterfactual_noise.manual_seed(_derived_seed(self.args.seed, step, 1, rank))
 
     def _draw_inputs(self, num_prompts: int) -> list[dict[str, Any]]:
         """This process's share of fresh prompts for the global batch, each repeated G times like TRL's sampler."""
@@ -155,6 +191,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         with self._timed("signals"):
             local = self._signals(batch, inputs)
             signals, advantages = self._global_batch(local, batch["advantages"])
+            signals, guarded = finite_signals(signals)
+            self._count_nonfinite("signals", guarded)
             w = self.weighting(signals, advantages)
         batch["advantages"] = batch["advantages"].unsqueeze(1) * self._local_rows(w, local.mask.shape[1])
         self._log_weights(w, signals)
@@ -201,6 +239,11 @@ class WeightedGRPOTrainer(GRPOTrainer):
         mask = gather(signals.mask.int()).bool()  # gloo cannot gather bool tensors
         return TokenSignals(mask=mask, **scored), self.accelerator.gather(advantages)
 
+    def _count_nonfinite(self, what: str, count: int) -> None:
+        self._nonfinite[what] += count
+        if count:
+            log.warning("step %d: %d non-finite %s guarded", self.state.global_step, count, what)
+
     def _local_rows(self, w: Tensor, width: int) -> Tensor:
         """This process's rows of the global weights, cut back to its own completion width."""
         rows = w.shape[0] // self.accelerator.num_processes
@@ -216,7 +259,22 @@ class WeightedGRPOTrainer(GRPOTrainer):
             values = getattr(signals, name)[signals.mask]
             metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
 
-    # -- saving -----------------------------------------------------------------------------------------
+    # -- saving and resuming ----------------------------------------------------------------------------
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Restore a checkpoint's weights through from_pretrained, which maps their names.
+
+        save_pretrained writes Qwen2.5-VL's weights under the original checkpoint names
+        (`model.layers.*`, `visual.*`), and transformers 5.23 resumes with a plain
+        load_state_dict(strict=False), which matches none of them and silently keeps the initial
+        weights (huggingface/transformers#43701). FSDP checkpoints hold the model's own names.
+        The concrete class is named, so no checkpoint code runs (trust_remote_code is moot).
+        """
+        if self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model if model is not None else self.model
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype, local_files_only=True)
+        model.load_state_dict(saved.state_dict())  # strict: every weight comes back or this fails
+
     @contextmanager
     def gathered_policy(self) -> Iterator[Any]:
         """The trained policy with every parameter whole (ZeRO-3 and FSDP shard them). Enter it on
@@ -247,6 +305,27 @@ class WeightedGRPOTrainer(GRPOTrainer):
     def _sum_over_processes(self, counts: list[int]) -> list[int]:
         local = torch.tensor(counts, device=self.accelerator.device)
         return self.accelerator.gather(local).view(-1, len(counts)).sum(0).tolist()
+
+
+def finite_signals(signals: TokenSignals) -> tuple[TokenSignals, int]:
+    """`signals` without the tokens that hold a NaN or infinite signal, and how many there were.
+
+    Such a token leaves the mask (its values become 0), so it gets weight 0 and stays out of the
+    batch-wide statistics (top-rho thresholds, VPPO's min/max), which a single NaN would poison.
+    """
+    bad = torch.zeros_like(signals.mask)
+    for name in signals.available():
+        bad |= signals.mask & ~torch.isfinite(getattr(signals, name))
+    if not bad.any():
+        return signals, 0
+    mask = signals.mask & ~bad
+    kept = {name: getattr(signals, name).masked_fill(~mask, 0.0) for name in signals.available()}
+    return TokenSignals(mask=mask, **kept), int(bad.sum())
+
+
+def _derived_seed(*parts: int) -> int:
+    """A well-mixed 32-bit seed from integers (seed, step, ...)."""
+    return int(np.random.SeedSequence(parts).generate_state(1)[0])
 
 
 def _wait_for_gpu() -> None:

@@ -1,26 +1,44 @@
-"""The `train` recipe: one weighted GRPO/DAPO run from a policy, as typed params describe it."""
+"""The `train` recipe: one weighted GRPO/DAPO run from a policy, as typed params describe it.
+
+Resuming: a run's checkpoints live in a directory named by the fingerprint of everything they
+depend on (`run_fingerprint`), so a rerun with other params or inputs never resumes from them. A
+rerun resumes from the newest complete checkpoint (`last_checkpoint`): the Trainer writes
+trainer_state.json last, so a checkpoint without a readable one was cut short by a kill.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import logging
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import datasets
 import pandas as pd
 import torch
+from safetensors import safe_open
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import safe_globals
 from trl import GRPOConfig
 
 from tokencredit.algorithms import Algorithm
+from tokencredit.atomic import write_text
 from tokencredit.dataset import load_image, prompt_messages
+from tokencredit.manifest import manifest_path
+from tokencredit.models import vision_token_ids
 from tokencredit.params import MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.rewards import format_reward, overlong_penalty
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
+
+log = logging.getLogger(__name__)
+CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
@@ -70,8 +88,13 @@ def require_engines(train: TrainParams) -> None:
             raise RuntimeError(f"{setting} needs the `{package}` package, which is not installed here: install it or change that key")
 
 
-def grpo_config(train: TrainParams, algo: Algorithm, reward_weights: list[float], seed: int, output_dir: Path) -> GRPOConfig:
-    """TRL's config for one run. prompts_per_step is the global batch, split evenly over train.num_processes."""
+def grpo_config(
+    train: TrainParams, algo: Algorithm, reward_weights: list[float], seed: int, output_dir: Path, suppress_tokens: list[int] = ()
+) -> GRPOConfig:
+    """TRL's config for one run. prompts_per_step is the global batch, split evenly over train.num_processes.
+
+    `suppress_tokens`: never sampled (vision placeholders; TRL itself blocks only the image token).
+    """
     on_gpu = torch.cuda.is_available()
     return GRPOConfig(
         output_dir=str(output_dir),
@@ -107,24 +130,131 @@ def grpo_config(train: TrainParams, algo: Algorithm, reward_weights: list[float]
         log_completions=False,
         use_vllm=train.use_vllm,
         vllm_mode=train.vllm_mode,
+        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
     )
 
 
 class MetricsLogger(TrainerCallback):
-    """Appends every logged step to metrics.jsonl and forwards it to the job's tracker (main process only)."""
+    """Appends every logged step to metrics.jsonl and forwards it to the job's tracker (main process only).
+
+    The end-of-training summary (train_runtime, train_loss) is left out: after a resume it would
+    cover only the last stretch, and the file holds one row per logged step.
+    """
 
     def __init__(self, path: Path, log_fn: Callable[[dict[str, float], int], None] | None = None) -> None:
         self.path = path
         self.log_fn = log_fn
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        if not logs or not state.is_world_process_zero:
+        if not logs or "train_runtime" in logs or not state.is_world_process_zero:
             return
         row = {"step": state.global_step, **{k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        self._forward(row)
+
+    def resume(self, step: int) -> None:
+        """Keep the rows up to `step` (the checkpoint resumed from; 0: none) and forward them again.
+
+        Rows after the checkpoint are logged again by the resumed run; the new tracking run gets the
+        kept ones too, so that it holds every step. A last line cut short by a kill is dropped.
+        """
+        lines = self.path.read_text().splitlines() if self.path.is_file() else []
+        rows = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number < len(lines):
+                    raise ValueError(f"{self.path}:{number}: not JSON; delete the file to keep no metrics before the checkpoint") from None
+        kept = [row for row in rows if row["step"] <= step]
+        write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+        for row in kept:
+            self._forward(row)
+
+    def _forward(self, row: dict[str, float]) -> None:
         if self.log_fn is not None:
-            self.log_fn({k: v for k, v in row.items() if k != "step"}, state.global_step)
+            self.log_fn({k: v for k, v in row.items() if k != "step"}, int(row["step"]))
+
+
+# -- resuming ---------------------------------------------------------------------------------------
+
+
+def run_fingerprint(settings: dict[str, Any], init: Path, train_file: Path) -> str:
+    """Hex digest of what a run's checkpoints depend on: its settings, starting policy and train split.
+
+    The policy counts by its content manifest when it has one (pipeline-built models), else by its
+    files' names, sizes and modification times: hashing a real checkpoint's gigabytes at every
+    start would take minutes. The split's images are written with its parquet, which counts by content.
+    """
+    manifest = manifest_path(init)
+    if manifest.is_file():
+        policy = manifest.read_text()
+    else:
+        files = sorted(p for p in Path(init).rglob("*") if p.is_file())
+        policy = json.dumps([(str(p.relative_to(init)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(policy.encode())
+    digest.update(hashlib.sha256(Path(train_file).read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(CHECKPOINT.fullmatch(checkpoint.name)[1])
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: without a readable one the save was cut short."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return state.get("global_step") == checkpoint_step(checkpoint)
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint-N in `directory`, or None."""
+    found = [p for p in Path(directory).glob("checkpoint-*") if p.is_dir() and CHECKPOINT.fullmatch(p.name)]
+    complete = [p for p in found if is_complete(p)]
+    return max(complete, key=checkpoint_step, default=None)
+
+
+def discard_stale_checkpoints(run_dir: Path, current: Path) -> None:
+    """Remove what a resume must not use: other fingerprints' directories and cut-short checkpoints.
+
+    Only the main process calls this; other processes choose the same checkpoint with
+    last_checkpoint, which passes over cut-short ones whether or not they are gone yet.
+    """
+    for path in sorted(Path(run_dir).glob("*")):
+        if path.is_dir() and path != current:
+            log.warning("discarding %s: checkpoints of other params or inputs", path)
+            shutil.rmtree(path)
+    for path in sorted(Path(current).glob("checkpoint-*")):
+        if path.is_dir() and not is_complete(path):
+            log.warning("discarding %s: its save was cut short", path)
+            shutil.rmtree(path)
+
+
+def check_checkpoint(checkpoint: Path, required: tuple[str, ...] = ()) -> None:
+    """Raise ValueError naming the checkpoint and file when one the Trainer reads back is missing or unreadable.
+
+    Top-level tensors are opened lazily (safetensors headers, torch.load with mmap and
+    weights_only, as the Trainer loads them), so this costs little even for a large model.
+    """
+    advice = f"delete {checkpoint} to resume from the start (or from an earlier checkpoint)"
+    for name in required:
+        if not (checkpoint / name).is_file():
+            raise ValueError(f"checkpoint {checkpoint} lacks {name}: {advice}")
+    for path in sorted(p for p in checkpoint.iterdir() if p.suffix in (".safetensors", ".pt", ".pth")):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(path, "pt") as f:
+                    f.keys()
+            else:
+                with safe_globals():  # the numpy types of rng_state.pth, as the Trainer allows them
+                    torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:
+            raise ValueError(f"checkpoint {checkpoint} is damaged: {path.name}: {type(err).__name__}: {err}; {advice}") from err
 
 
 def build_trainer(
@@ -142,7 +272,7 @@ def build_trainer(
 ) -> WeightedGRPOTrainer:
     require_engines(train)
     funcs, weights = reward_functions(train, algo)
-    config = grpo_config(train, algo, weights, seed, checkpoint_dir)
+    config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
     if config.world_size != train.num_processes:
         raise RuntimeError(
             f"train.num_processes is {train.num_processes} but {config.world_size} process(es) run: "

@@ -1,6 +1,6 @@
 rule report:
     input:
-        evals=expand("results/eval/{policy}/{split}.json", policy=POLICIES, split=P.eval.splits),
+        evals=expand("results/eval/{policy}/{split}.json", policy=POLICIES, split=[*P.eval.splits, *P.eval.benchmarks]),
         runs=expand("results/runs/{run}.manifest.json", run=RUNS),
         scores=expand("results/scores/{policy}/{split}.parquet", policy=POLICIES, split=ANALYSIS_SPLITS),
     output:
