@@ -21,17 +21,19 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
+import torch
+from safetensors.torch import save_file
 
 from tokencredit.manifest import write_manifest
 from tokencredit.params import MethodSpec, ModelParams, RolloutParams, ScoringParams, TrainParams
+from tokencredit.training import MetricsLogger, check_checkpoint, discard_stale_checkpoints, last_checkpoint, run_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 2
 JOB_TIMEOUT_S = 120
-# The tiny random policy earns no accuracy reward. DAPO's overlong shaping rewards short
-# completions, so groups have mixed rewards and VPPO's weights (with patch-blackening noise) shape the
-# update; the entropy penalty gives every step a gradient whatever the rewards.
+# The tiny random policy earns no accuracy reward. DAPO's overlong shaping rewards the rare
+# completions that stop early, so dynamic sampling draws extra prompts every step and VPPO (with
+# patch-blackening noise) weighs the mixed groups; the entropy penalty gives every step a gradient.
 TRAIN = TrainParams(
     max_steps=6, prompts_per_step=2, num_generations=4, max_completion_length=10, learning_rate=1e-2,
     entropy_penalty=0.5, overlong_cache=8, max_dynamic_sampling_tries=2, save_steps=1,
@@ -49,8 +51,8 @@ def env() -> dict[str, str]:
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    log = open(cwd / "job.log", "a")
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env(), stdout=log, stderr=subprocess.STDOUT)
+    with open(cwd / "job.log", "a") as log:  # the job keeps its own copy of the handle
+        return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def finish(job: subprocess.Popen, cwd: Path) -> None:
@@ -115,7 +117,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_world, tmp_pat
     # MLflow was unreachable: each job wrote its run to a file; the last one has every step and finished.
     records = [json.loads(line) for line in newest(killed / "mlflow_fallback").read_text().splitlines()]
     assert sorted(r["step"] for r in records if r["event"] == "metrics") == list(range(1, TRAIN.max_steps + 1))
-    assert records[-1] == {**records[-1], "event": "end", "status": "FINISHED"}
+    assert (records[-1]["event"], records[-1]["status"]) == ("end", "FINISHED")
 
 
 def test_killed_rollout_generation_resumes_to_the_uninterrupted_cache(tiny_world, tmp_path):
@@ -140,7 +142,7 @@ def test_killed_rollout_generation_resumes_to_the_uninterrupted_cache(tiny_world
     finish(uninterrupted, reference)
     assert kills, "no kill landed before the job finished"
     out = "results/rollouts/sft/test.parquet"
-    pd.testing.assert_frame_equal(pd.read_parquet(killed / out), pd.read_parquet(reference / out))
+    assert (killed / out).read_bytes() == (reference / out).read_bytes()
     assert not (killed / work).exists()
 
 
@@ -155,3 +157,58 @@ def deterministic(row: dict) -> dict:
 
 def newest(directory: Path) -> Path:
     return max(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
+
+
+# -- what a rerun resumes from ----------------------------------------------------------------------
+
+
+def fake_checkpoint(directory: Path, step: int, state: str | None = None) -> Path:
+    """The files a single-process Trainer checkpoint holds; `state` replaces trainer_state.json's text."""
+    checkpoint = directory / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    save_file({"w": torch.zeros(2)}, checkpoint / "model.safetensors")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({"state": torch.ones(1)}, checkpoint / name)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}) if state is None else state)
+    return checkpoint
+
+
+def test_resume_passes_over_cut_short_checkpoints_and_other_fingerprints(tmp_path):
+    run_dir = tmp_path / "results/checkpoints/grpo-uniform-s0"
+    current, stale = run_dir / "fingerprint", run_dir / "other-params"
+    complete = fake_checkpoint(current, 2)
+    cut_short = fake_checkpoint(current, 3)
+    (cut_short / "trainer_state.json").unlink()  # killed before the Trainer wrote its last file
+    half_written = fake_checkpoint(current, 4, state='{"global_st')  # killed while writing it
+    fake_checkpoint(stale, 9)
+    assert last_checkpoint(current) == complete and last_checkpoint(tmp_path / "nothing") is None
+    discard_stale_checkpoints(run_dir, current)
+    assert not stale.exists() and not cut_short.exists() and not half_written.exists() and complete.is_dir()
+    check_checkpoint(complete, ("optimizer.pt", "scheduler.pt"))
+
+
+def test_a_resumed_run_keeps_the_metrics_up_to_its_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": s / 10}) + "\n" for s in range(1, 6)) + '{"step": 6, "lo')
+    forwarded = []
+    MetricsLogger(path, lambda row, step: forwarded.append((step, row))).resume(3)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+    assert forwarded == [(1, {"loss": 0.1}), (2, {"loss": 0.2}), (3, {"loss": 0.3})]  # the new tracking run gets them again
+    MetricsLogger(path).resume(0)  # no checkpoint: a fresh start
+    assert path.read_text() == ""
+
+
+def test_the_fingerprint_follows_settings_policy_and_data(tiny_world, tmp_path):
+    data_dir, base_dir = tiny_world
+    policy = tmp_path / "policy"
+    shutil.copytree(base_dir, policy)
+    key = run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")
+    assert key == run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")
+    assert key != run_fingerprint({"train": {"max_steps": 3}}, policy, data_dir / "train.parquet")
+    assert key != run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "validation.parquet")
+    (policy / "extra.txt").write_text("new weights")
+    assert key != run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")
+    write_manifest(policy)  # a pipeline-built policy counts by its manifest
+    with_manifest = run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")
+    os.utime(policy / "extra.txt", ns=(0, 0))
+    assert with_manifest == run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")

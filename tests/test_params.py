@@ -9,10 +9,19 @@ from tokencredit.params import Params, ParamsError, deep_merge, json_schema, loa
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("files", [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml")])
+@pytest.mark.parametrize(
+    "files",
+    [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml")],
+)
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
     assert params.train.methods and set(params.train.methods) <= set(params.methods)
+
+
+def test_methods_full_grid_covers_every_method_and_ablation():
+    params = load_params(ROOT / "params/default.yaml", ROOT / "params/methods_full.yaml")
+    assert sorted(params.train.methods) == sorted(params.methods)
+    assert params.train.algos == ["grpo", "dapo"] and len(params.train.seeds) == 3
 
 
 def test_load_params_reads_yaml(tmp_path):

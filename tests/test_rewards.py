@@ -1,6 +1,5 @@
 import pytest
 
-from tokencredit.graders import accuracy_reward, is_correct
 from tokencredit.rewards import extract_answer, format_reward, overlong_penalty
 
 
@@ -19,47 +18,6 @@ from tokencredit.rewards import extract_answer, format_reward, overlong_penalty
 )
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
-
-
-@pytest.mark.parametrize(
-    "prediction, answer, answer_type, expected",
-    [
-        ("2", "2", "integer", True),
-        ("2.0", "2", "integer", True),
-        ("\\frac{4}{2}", "2", "integer", True),
-        ("3", "2", "integer", False),
-        ("two", "2", "integer", False),
-        ("", "2", "integer", False),
-        (None, "2", "integer", False),
-        ("Yes", "yes", "yes_no", True),
-        (" no. ", "no", "yes_no", True),
-        ("yes", "no", "yes_no", False),
-        ("1", "yes", "yes_no", False),
-    ],
-)
-def test_is_correct(prediction, answer, answer_type, expected):
-    assert is_correct(prediction, answer, answer_type) is expected
-
-
-def test_is_correct_rejects_unknown_answer_type():
-    with pytest.raises(ValueError, match="'float'"):
-        is_correct("2", "2", "float")
-
-
-def test_accuracy_reward_strings_and_conversations():
-    completions = [
-        "<think>x</think><answer>2</answer>",
-        [{"role": "assistant", "content": "<think>x</think><answer>3</answer>"}],
-        [{"role": "assistant", "content": "<answer>YES</answer>"}],
-        "nothing",
-    ]
-    rewards = accuracy_reward(completions, answer=["2", "2", "yes", "1"], answer_type=["integer", "integer", "yes_no", "integer"], prompts=None)
-    assert rewards == [1.0, 0.0, 1.0, 0.0]
-
-
-def test_accuracy_reward_needs_aligned_columns():
-    with pytest.raises(ValueError):
-        accuracy_reward(["<answer>1</answer>"], answer=["1", "2"], answer_type=["integer", "integer"])
 
 
 def test_format_reward():
@@ -85,4 +43,3 @@ def test_math_equal_reads_whole_expressions_not_a_leading_number():
 
     assert math_equal("2.0", "2") and math_equal("\\frac{1}{2}", "0.5")
     assert not math_equal("2\\sqrt{3}", "2")
-    assert is_correct("2\\sqrt{3}", "2", "integer") is False

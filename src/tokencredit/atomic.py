@@ -7,6 +7,7 @@ replaced once its successor is complete.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -19,6 +20,16 @@ from typing import Any
 import pandas as pd
 
 
+def _remove_leftovers(target: Path) -> None:
+    """Temporaries of an earlier writer of `target` that was killed (SIGKILL skips cleanup).
+
+    Snakemake runs one job per output, so no other live writer can own them; for a model
+    they can be gigabytes.
+    """
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`.
@@ -29,6 +40,7 @@ def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     else:

@@ -22,9 +22,12 @@ def load_split(data_dir: Path, split: str, required: tuple[str, ...] = REQUIRED)
         raise ValueError(f"{path} lacks required column(s) {missing}")
     if frame.empty:
         raise ValueError(f"{path} has no rows: split {split!r} is empty")
-    for row_id, rel in zip(frame["id"], frame["image"]):
-        if not (Path(data_dir) / rel).is_file():
-            raise ValueError(f"{path}: image {Path(data_dir) / rel} of row id {row_id!r} does not exist")
+    # Real datasets list every image of a row in `images` ("" `image` for a text-only row).
+    images = frame["images"] if "images" in frame else frame["image"].map(lambda rel: [rel])
+    for row_id, rels in zip(frame["id"], images):
+        for rel in rels:
+            if not (Path(data_dir) / rel).is_file():
+                raise ValueError(f"{path}: image {Path(data_dir) / rel} of row id {row_id!r} does not exist")
     return frame
 
 

@@ -166,7 +166,7 @@ class MetricsLogger(TrainerCallback):
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 if number < len(lines):
-                    raise ValueError(f"{self.path}:{number}: not JSON; delete the file to keep no metrics before the checkpoint") from None
+                    raise ValueError(f"{self.path}:{number}: not JSON; fix or delete the line (the file is kept as it is)") from None
         kept = [row for row in rows if row["step"] <= step]
         write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         for row in kept:

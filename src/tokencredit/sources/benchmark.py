@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from tokencredit.atomic import atomic_path, write_parquet
-from tokencredit.dataset import load_image
+from tokencredit.dataset import load_image, load_split
 from tokencredit.params import BenchmarkSpec, PromptParams
 from tokencredit.sources import get_adapter
 from tokencredit.sources.convert import convert
@@ -31,22 +31,10 @@ def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_di
 
 
 def load_benchmark(data_dir: Path, name: str) -> pd.DataFrame:
-    """Read data_dir/{name}.parquet; check its columns, that it has rows, and that every image exists."""
-    path = Path(data_dir) / f"{name}.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark file {path} does not exist")
-    frame = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks required column(s) {missing}")
-    if frame.empty:
-        raise ValueError(f"{path} has no rows")
+    """Read data_dir/{name}.parquet with load_split's checks, over the full schema's columns."""
+    frame = load_split(data_dir, name, required=COLUMNS)
     frame["images"] = frame["images"].map(list)
     frame["choices"] = frame["choices"].map(list)
-    for row_id, images in zip(frame["id"], frame["images"]):
-        for rel in images:
-            if not (Path(data_dir) / rel).is_file():
-                raise ValueError(f"{path}: image {Path(data_dir) / rel} of row id {row_id!r} does not exist")
     return frame
 
 
