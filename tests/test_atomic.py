@@ -33,3 +33,17 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path):
     with atomic_path(tmp_path / "model", directory=True) as tmp:
         (tmp / "w").write_text("1")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.q.tmp", "metrics.json", "model"]
+
+
+def test_outputs_get_the_usual_permissions_not_owner_only(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "summary.md", "x")
+        with atomic_path(tmp_path / "model", directory=True) as tmp:
+            (tmp / "w").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "summary.md").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755

@@ -20,6 +20,12 @@ from typing import Any
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _remove_leftovers(target: Path) -> None:
     """Temporaries of an earlier writer of `target` that was killed (SIGKILL skips cleanup).
 
@@ -47,6 +53,8 @@ def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create owner-only temporaries; outputs get the usual permissions (umask).
+    tmp.chmod((0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
         if directory and target.exists():
