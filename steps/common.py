@@ -1,12 +1,17 @@
-"""What every step shares: argument parsing of params sections and CPU thread settings."""
+"""What every step shares: argument parsing of params sections, the policy steps' MLflow runs, CPU threads."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ValidationError
+
+from tokencredit.params import ModelParams
+from tokencredit.tracking import JobRun, find_run, job_run
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -35,3 +40,22 @@ def set_threads(threads: int) -> None:
     """One job, `threads` cores: Snakemake schedules jobs side by side on the remaining ones."""
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
+
+
+def policy_parser(description: str, params: type[BaseModel]) -> argparse.ArgumentParser:
+    """The arguments of a step that works on one policy (evaluate, rollouts, score)."""
+    p = parser(description)
+    p.add_argument("--params", type=section(params), required=True)
+    p.add_argument("--model-params", type=section(ModelParams), required=True)
+    p.add_argument("--policy-name", required=True)
+    p.add_argument("--policy", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    return p
+
+
+def policy_run(stage: str, args: argparse.Namespace, params: dict, **tags: str) -> contextlib.AbstractContextManager[JobRun]:
+    """The step's MLflow run, tagged with its policy and nested under that policy's training run."""
+    parent = find_run({"stage": "train", "policy": args.policy_name})
+    return job_run(stage, params=params, tags={"policy": args.policy_name, **tags}, parent_run_id=parent)

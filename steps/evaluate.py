@@ -3,15 +3,14 @@ greedy accuracy, avg@k, and greedy accuracy with the image removed."""
 
 from pathlib import Path
 
-from steps.common import parser, section, set_threads
+from steps.common import policy_parser, policy_run, set_threads
 from tokencredit.atomic import write_json
 from tokencredit.dataset import load_split
 from tokencredit.evaluation import evaluate_policy, generate
 from tokencredit.graders import grade_benchmark
 from tokencredit.models import load_policy
-from tokencredit.params import EvalParams, ModelParams
+from tokencredit.params import EvalParams
 from tokencredit.sources.benchmark import first_images, load_benchmark
-from tokencredit.tracking import find_run, job_run
 
 
 def grade_on_benchmark(model, processor, data_dir: Path, name: str, params: EvalParams, policy: str) -> dict:
@@ -26,24 +25,15 @@ def grade_on_benchmark(model, processor, data_dir: Path, name: str, params: Eval
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--params", type=section(EvalParams), required=True)
-    p.add_argument("--model-params", type=section(ModelParams), required=True)
-    p.add_argument("--policy-name", required=True)
-    p.add_argument("--policy", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
+    p = policy_parser(__doc__, EvalParams)
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--split", help="a synthetic test split")
     target.add_argument("--benchmark", help="a benchmark converted under --data")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     set_threads(args.threads)
     model, processor = load_policy(args.policy, args.model_params)
-    parent = find_run({"stage": "train", "policy": args.policy_name})
     graded = {"split": args.split} if args.split else {"benchmark": args.benchmark}
-    tags = {"policy": args.policy_name, **graded}
-    with job_run("evaluate", params={"eval": args.params.model_dump()}, tags=tags, parent_run_id=parent) as run:
+    with policy_run("evaluate", args, {"eval": args.params.model_dump()}, **graded) as run:
         if args.split:
             frame = load_split(args.data, args.split)
             result = evaluate_policy(model, processor, frame, args.data, args.params, args.policy_name, args.split)
