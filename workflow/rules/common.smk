@@ -2,6 +2,7 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
+from tokencredit.manifest import manifest_path
 from tokencredit.params import ParamsError, section_json, validate
 from tokencredit.synthetic import SPLITS
 
@@ -38,7 +39,7 @@ def section(name):
 
 def manifest(directory):
     """Rules depend on a model directory through its content manifest (see tokencredit.manifest)."""
-    return f"{directory}.manifest.json"
+    return str(manifest_path(directory))
 
 
 def policy_dir(policy):

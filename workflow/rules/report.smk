@@ -1,7 +1,7 @@
 rule report:
     input:
         evals=expand("results/eval/{policy}/{split}.json", policy=POLICIES, split=[*P.eval.splits, *P.eval.benchmarks]),
-        runs=expand("results/runs/{run}.manifest.json", run=RUNS),
+        runs=[manifest(f"results/runs/{run}") for run in RUNS],
         scores=expand("results/scores/{policy}/{split}.parquet", policy=POLICIES, split=ANALYSIS_SPLITS),
     output:
         summary="results/report/summary.md",

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
+from typing import Any
+
 from tokencredit.rewards import extract_answer
+from tokencredit.sources.images import image_list
 from tokencredit.sources.questions import choices_in_text
+from tokencredit.sources.schema import Item
 
 LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
 PREFIX = re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:option|answer|choice)(?:\s+is)?\s*:?\s*", re.IGNORECASE)
@@ -62,7 +66,19 @@ def infer_answer_type(answer: str) -> str:
     return "expression"
 
 
-def inferred(answer: str, question: str) -> tuple[str, tuple[str, ...]]:
-    """Answer type of a bare answer and, for option letters, the options its question lists."""
+def inferred_item(
+    id: str, question: str, answer: str, images: Any, family: str = "", metadata: dict[str, Any] | None = None
+) -> Item:
+    """An item of a release that publishes bare answers: the answer type is read from the answer
+    and, for option letters, the options from the question text."""
     answer_type = infer_answer_type(answer)
-    return answer_type, choices_in_text(question) if answer_type == "multiple_choice" else ()
+    return Item(
+        id=id,
+        question=question,
+        answer=answer,
+        answer_type=answer_type,
+        images=image_list(images),
+        choices=choices_in_text(question) if answer_type == "multiple_choice" else (),
+        family=family,
+        metadata=metadata or {},
+    )

@@ -7,8 +7,7 @@ and `answer` (a number or expression). Rows have no id: it is the split and the 
 from __future__ import annotations
 
 from tokencredit.sources import register
-from tokencredit.sources.answers import inferred, unbox
-from tokencredit.sources.images import image_list
+from tokencredit.sources.answers import inferred_item, unbox
 from tokencredit.sources.questions import strip_image_tokens
 from tokencredit.sources.records import RowRef
 from tokencredit.sources.schema import Item
@@ -22,14 +21,4 @@ from tokencredit.sources.schema import Item
 )
 def convert(row: dict, ref: RowRef) -> Item:
     question = strip_image_tokens(str(row["problem"]))
-    answer = unbox(str(row["answer"]))
-    answer_type, choices = inferred(answer, question)
-    return Item(
-        id=f"{ref.split}-{ref.position:05d}",
-        question=question,
-        answer=answer,
-        answer_type=answer_type,
-        images=image_list(row["images"]),
-        choices=choices,
-        family="geometry",
-    )
+    return inferred_item(f"{ref.split}-{ref.position:05d}", question, unbox(str(row["answer"])), row["images"], "geometry")

@@ -5,24 +5,19 @@ as "A, C", or a number), `reasoning`, `skill` (list) and `capability` (list)."""
 from __future__ import annotations
 
 from tokencredit.sources import register
-from tokencredit.sources.answers import inferred
+from tokencredit.sources.answers import inferred_item
 from tokencredit.sources.records import KEY, RowRef
 from tokencredit.sources.schema import Item
 
 
 @register("logicvista", splits={"test": ("data/dataset.json",)}, required=("imagename", "question", "answer"))
 def convert(row: dict, ref: RowRef) -> Item:
-    question = str(row["question"]).strip()
-    answer = str(row["answer"]).strip()
-    answer_type, choices = inferred(answer, question)
     skills = row.get("skill") or [""]
-    return Item(
-        id=str(row.get(KEY) or ref.position),
-        question=question,
-        answer=answer,
-        answer_type=answer_type,
-        images=(f"data/images/{row['imagename']}",),
-        choices=choices,
-        family=str(skills[0]),
-        metadata={"skill": skills, "capability": row.get("capability")},
+    return inferred_item(
+        str(row.get(KEY) or ref.position),
+        str(row["question"]).strip(),
+        str(row["answer"]).strip(),
+        [f"data/images/{row['imagename']}"],
+        str(skills[0]),
+        {"skill": skills, "capability": row.get("capability")},
     )

@@ -5,8 +5,7 @@ option letters, with the options in the question text."""
 from __future__ import annotations
 
 from tokencredit.sources import register
-from tokencredit.sources.answers import inferred, unbox
-from tokencredit.sources.images import image_list
+from tokencredit.sources.answers import inferred_item, unbox
 from tokencredit.sources.questions import strip_image_tokens
 from tokencredit.sources.records import RowRef
 from tokencredit.sources.schema import Item
@@ -20,14 +19,4 @@ from tokencredit.sources.schema import Item
 )
 def convert(row: dict, ref: RowRef) -> Item:
     question = strip_image_tokens(str(row["question"]))
-    answer = unbox(str(row["answer"]))
-    answer_type, choices = inferred(answer, question)
-    return Item(
-        id=str(row["id"]),
-        question=question,
-        answer=answer,
-        answer_type=answer_type,
-        images=image_list(row["image"]),
-        choices=choices,
-        family=str(row.get("subject") or ""),
-    )
+    return inferred_item(str(row["id"]), question, unbox(str(row["answer"])), row["image"], str(row.get("subject") or ""))

@@ -8,8 +8,7 @@ PassRate annotations.
 from __future__ import annotations
 
 from tokencredit.sources import register
-from tokencredit.sources.answers import inferred, unbox
-from tokencredit.sources.images import image_list
+from tokencredit.sources.answers import inferred_item, unbox
 from tokencredit.sources.questions import strip_image_tokens
 from tokencredit.sources.records import RowRef
 from tokencredit.sources.schema import Item
@@ -20,15 +19,7 @@ KEPT = ("source", "PassRate_7BTrained", "PassRate_32BTrained")
 @register("virl39k", splits={"train": ("39Krelease.parquet",)}, required=("qid", "question", "answer", "image"))
 def convert(row: dict, ref: RowRef) -> Item:
     question = strip_image_tokens(str(row["question"]))
-    answer = unbox(str(row["answer"]))
-    answer_type, choices = inferred(answer, question)
-    return Item(
-        id=str(row["qid"]),
-        question=question,
-        answer=answer,
-        answer_type=answer_type,
-        images=image_list(row["image"]),
-        choices=choices,
-        family=str(row.get("category") or ""),
-        metadata={key: row[key] for key in KEPT if key in row},
+    metadata = {key: row[key] for key in KEPT if key in row}
+    return inferred_item(
+        str(row["qid"]), question, unbox(str(row["answer"])), row["image"], str(row.get("category") or ""), metadata
     )
