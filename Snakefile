@@ -1,4 +1,4 @@
-# tokencredit: data -> tiny VLM -> SFT -> weighted GRPO/DAPO -> evaluation -> report.
+# tokencredit: data -> tiny VLM -> SFT -> weighted GRPO/DAPO -> cached rollouts -> grading, token scores -> report.
 # Parameters come from params/default.yaml, overridden by --configfile / --config, and are
 # validated before any job runs. Each rule passes only its own params section to its step.
 import os
@@ -10,8 +10,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/rollouts.smk"
+include: "workflow/rules/grade.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -1,5 +1,5 @@
 """Determinism across processes: the same params and seed give bit-identical synthetic data, base
-model, SFT weights and evaluation numbers in two fresh Python processes with different hash seeds
+model, SFT weights, cached decodings and evaluation numbers in two fresh Python processes with different hash seeds
 (string hashing, hence set and dict-of-set order, changes between processes).
 
 Within one process these are pinned by test_synthetic (data bytes), test_models (base weights),
@@ -21,9 +21,11 @@ import torch
 
 from tokencredit import synthetic
 from tokencredit.dataset import load_split
-from tokencredit.evaluation import evaluate_policy
-from tokencredit.models import load_policy
-from tokencredit.params import DataParams, EvalParams, ModelParams, SFTParams
+from tokencredit.evaluation import grade_rollouts
+from tokencredit.manifest import write_manifest
+from tokencredit.models import load_policy, save_policy
+from tokencredit.params import DECODINGS, DataParams, ModelParams, RolloutParams, SFTParams
+from tokencredit.rollouts import ensure_rollouts
 from tokencredit.sft import train_sft
 from tokencredit.tiny_vlm import build_base
 
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fingerprint(root: Path) -> dict:
-    """Digests of every artifact of data -> base -> SFT -> evaluation, built under `root`."""
+    """Digests of every artifact of data -> base -> SFT -> cached decodings -> evaluation, built under `root`."""
     torch.set_num_threads(1)
     data, base = root / "data", root / "base"
     params = DataParams(families=["count_color", "exists", "sum_digits"], n_train=16, n_validation=4, n_test=6, n_test_ood=4)
@@ -40,7 +42,12 @@ def fingerprint(root: Path) -> dict:
     model, processor = load_policy(base, ModelParams())
     sft = SFTParams(max_steps=3, batch_size=4, eval_every=3, target_accuracy=None, text_only_fraction=0.5)
     train_sft(model, processor, load_split(data, "train"), load_split(data, "validation"), data, sft, no_validation)
-    result = evaluate_policy(model, processor, load_split(data, "test"), data, EvalParams(k=2, max_new_tokens=8), "sft", "test")
+    sft_dir, rollouts = root / "sft", root / "rollouts"
+    save_policy(model, processor, sft_dir)
+    write_manifest(sft_dir)
+    params = RolloutParams(num_samples=2, max_new_tokens=8)
+    cached = {d: ensure_rollouts(sft_dir, data, "test", params, d, None, rollouts / f"{d}.parquet", rollouts / d) for d in DECODINGS}
+    result = grade_rollouts(load_split(data, "test"), cached["sampled"], cached["greedy"], cached["no_image"], None, "sft", "test")
 
     def digest(paths) -> str:
         h = hashlib.sha256()
@@ -53,6 +60,7 @@ def fingerprint(root: Path) -> dict:
         "data": digest(p for p in data.rglob("*") if p.is_file()),
         "base": digest(p for p in base.rglob("*") if p.is_file()),
         "sft_weights": weights,
+        "rollouts": digest(rollouts.glob("*.parquet")),
         "evaluation": result,
     }
 

@@ -229,7 +229,7 @@ def test_slurm_profile_plans_the_default_grid_without_a_cluster(tmp_path):
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, project / name)
     gpus = tmp_path / "gpus.yaml"
-    gpus.write_text("train: {num_processes: 2}\nresources: {train: {gpus: 2, gpu_model: h100}, evaluate: {gpus: 1}}\n")
+    gpus.write_text("train: {num_processes: 2}\nresources: {train: {gpus: 2, gpu_model: h100}, rollouts: {gpus: 1}}\n")
     out = run(["snakemake", "--profile", "workflow/profiles/slurm", "-n", "--configfile", str(gpus)], cwd=project)
     text = out.stdout + out.stderr
     assert "executor: slurm" in (project / "workflow/profiles/slurm/config.yaml").read_text()

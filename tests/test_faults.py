@@ -125,11 +125,11 @@ def test_killed_rollout_generation_resumes_to_the_uninterrupted_cache(tiny_world
     policy = tmp_path / "sft"
     shutil.copytree(base_dir, policy)
     write_manifest(policy)
-    work = "results/checkpoints/rollouts/sft-test"
+    work = "results/checkpoints/rollouts/sft-test-sampled"
     args = [
         "steps.rollouts", "--params", ROLLOUTS.model_dump_json(), "--model-params", ModelParams().model_dump_json(),
-        "--policy-name", "sft", "--policy", str(policy), "--data", str(data_dir), "--split", "test",
-        "--out", "results/rollouts/sft/test.parquet", "--work", work, "--threads", "1",
+        "--policy-name", "sft", "--policy", str(policy), "--data", str(data_dir), "--split", "test", "--decoding", "sampled",
+        "--out", "results/rollouts/sft/test/sampled.parquet", "--work", work, "--threads", "1",
     ]  # fmt: skip
     reference, killed = workspace(tmp_path, "reference"), workspace(tmp_path, "killed")
     uninterrupted = start(args, reference)
@@ -141,7 +141,7 @@ def test_killed_rollout_generation_resumes_to_the_uninterrupted_cache(tiny_world
     kills = kill_and_rerun(args, killed, done_shards, shards, seed=1)
     finish(uninterrupted, reference)
     assert kills, "no kill landed before the job finished"
-    out = "results/rollouts/sft/test.parquet"
+    out = "results/rollouts/sft/test/sampled.parquet"
     assert (killed / out).read_bytes() == (reference / out).read_bytes()
     assert not (killed / work).exists()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -13,15 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from tokencredit.evaluation import grade_completions
 from tokencredit.graders import (
     accuracy_reward,
     avg_at_k,
     boxed_format_reward,
     extract,
-    grade_benchmark,
     hallusion_accuracies,
     is_correct,
-    score,
 )
 
 MC = ("30°", "60°", "90°", "120°")
@@ -129,19 +127,20 @@ def test_grade_benchmark_record():
     ])  # fmt: skip
     greedy = ["\\boxed{B}", "\\boxed{1.50}"]
     samples = [["\\boxed{B}", "\\boxed{A}"], ["\\boxed{2}", "no box"]]
-    record = grade_benchmark(frame, greedy, samples, ["\\boxed{A}", "\\boxed{1.5}"], "sft", "mathvista")
+    record = grade_completions(frame, greedy, samples, ["\\boxed{A}", "\\boxed{1.5}"], "sft", "mathvista")
     assert (record["policy"], record["split"], record["source"], record["n"], record["k"]) == ("sft", "mathvista", "mathvista", 2, 2)
     assert (record["greedy_accuracy"], record["avg_at_k"], record["greedy_accuracy_no_image"]) == (1.0, 0.25, 0.5)
+    assert record["pass_at_k"] == 0.5  # the first row has a correct sample, the second none
     assert record["per_family"]["geometry"] == {"n": 1, "greedy_accuracy": 1.0, "avg_at_k": 0.5}
     assert record["per_example"][1] == {
         "id": "1", "family": "statistics", "greedy_correct": 1, "avg_at_k": 0.0, "greedy_correct_no_image": 1, "prediction": "1.50",
     }  # fmt: skip
     assert "release_metrics" not in record
     json.dumps(record)
-    without = grade_benchmark(frame, greedy, samples, None, "sft", "mathvista")
+    without = grade_completions(frame, greedy, samples, None, "sft", "mathvista")
     assert without["greedy_accuracy_no_image"] is None and without["per_example"][0]["greedy_correct_no_image"] is None
     with pytest.raises(ValueError, match="completions for 1/2 rows"):
-        grade_benchmark(frame, greedy[:1], samples, None, "sft", "mathvista")
+        grade_completions(frame, greedy[:1], samples, None, "sft", "mathvista")
 
 
 def test_grade_benchmark_adds_hallusionbench_accuracies():
@@ -149,17 +148,18 @@ def test_grade_benchmark_adds_hallusionbench_accuracies():
     frame = benchmark_frame("hallusionbench", rows)
     greedy = ["\\boxed{yes}", "\\boxed{yes}", "\\boxed{no}", "\\boxed{no}", "\\boxed{yes}"]
     samples = [[g, "\\boxed{yes}"] for g in greedy]
-    record = grade_benchmark(frame, greedy, samples, None, "grpo-uniform-s0", "hb")
+    record = grade_completions(frame, greedy, samples, None, "grpo-uniform-s0", "hb")
     assert record["release_metrics"]["greedy"] == hallusion_accuracies(hallusion_rows(), [1, 1, 0, 0, 1])
     # avg@k: the mean over sample indices of each index's accuracies.
     assert record["release_metrics"]["avg_at_k"]["aAcc"] == pytest.approx((3 / 5 + 1) / 2)
 
 
 def test_a_converted_benchmark_is_graded_with_a_tiny_model(tmp_path, tiny_world):
-    """Conversion -> generation (with and without images, and a text-only row) -> the eval record."""
-    from steps.evaluate import grade_on_benchmark
-    from tokencredit.models import load_policy
-    from tokencredit.params import BenchmarkSpec, EvalParams, PromptParams
+    """Conversion -> cached decodings (sampled, greedy, no image; with a text-only row) -> the eval record."""
+    from tokencredit.dataset import load_split
+    from tokencredit.evaluation import grade_rollouts
+    from tokencredit.params import DECODINGS, BenchmarkSpec, PromptParams, RolloutParams
+    from tokencredit.rollouts import ensure_rollouts
     from tokencredit.sources.benchmark import write_benchmark
 
     def png() -> dict:
@@ -176,17 +176,19 @@ def test_a_converted_benchmark_is_graded_with_a_tiny_model(tmp_path, tiny_world)
     pq.write_table(pa.Table.from_pylist([row("VD", "0", "1", "1"), row("VD", "1", "2", "0")]), release / "data/image-00000-of-00001.parquet")
     pq.write_table(pa.Table.from_pylist([row("VS", "0", "0", "1")]), release / "data/non_image-00000-of-00001.parquet")
     spec = BenchmarkSpec(source="hallusionbench", path=str(release))
-    write_benchmark("hb", spec, PromptParams(template="{question} Answer in \\boxed{}."), tmp_path / "benchmarks")
+    data = tmp_path / "benchmarks"
+    write_benchmark("hb", spec, PromptParams(template="{question} Answer in \\boxed{}."), data)
 
+    # A local checkpoint, as on real data: no manifest, its files are hashed for the cache key.
     _, base_dir = tiny_world
-    model, processor = load_policy(base_dir)
-    params = EvalParams(k=2, max_new_tokens=4, batch_size=2)
-    record = grade_on_benchmark(model, processor, tmp_path / "benchmarks", "hb", params, "sft")
-    assert (record["n"], record["k"], record["split"]) == (3, 2, "hb")
+    params = RolloutParams(num_samples=2, max_new_tokens=4, batch_size=2)
+    cached = {d: ensure_rollouts(base_dir, data, "hb", params, d, None, tmp_path / f"{d}.parquet", tmp_path / d) for d in DECODINGS}
+    assert len(cached["sampled"]) == 6 and "choices" in cached["sampled"]  # benchmarks keep their options for grading
+    record = grade_rollouts(load_split(data, "hb"), cached["sampled"], cached["greedy"], cached["no_image"], 2, "sft", "hb")
+    assert (record["n"], record["k"], record["split"], record["source"]) == (3, 2, "hb", "hallusionbench")
     assert set(record["per_family"]) == {"VD", "VS"}
     assert set(record["release_metrics"]["greedy"]) == {"aAcc", "fAcc", "qAcc"}
     assert all(e["greedy_correct"] in (0, 1) and e["greedy_correct_no_image"] in (0, 1) for e in record["per_example"])
-    assert Path(tmp_path / "benchmarks/hb.parquet").is_file()
 
 
 def test_accuracy_reward_strings_and_conversations():

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tokencredit.params import Params, ParamsError, deep_merge, json_schema, load_params, section_json, validate
+from tokencredit.params import Params, ParamsError, RolloutParams, deep_merge, json_schema, load_params, section_json, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,10 +72,24 @@ def test_deep_merge_overrides_key_by_key():
 
 def test_section_json_is_canonical_and_isolated():
     a = validate({"train": {"max_steps": 5}})
-    b = validate({"train": {"max_steps": 5}, "eval": {"k": 8}})
+    b = validate({"train": {"max_steps": 5}, "eval": {"k": 2}})
     assert section_json(a, "train") == section_json(b, "train")
     assert section_json(a, "eval") != section_json(b, "eval")
     assert json.loads(section_json(a, "train"))["max_steps"] == 5
+
+
+def test_eval_k_grades_cached_samples_only():
+    with pytest.raises(ParamsError, match=r"eval.k \(8\) exceeds rollouts.num_samples \(4\)"):
+        validate({"eval": {"k": 8}})
+    assert validate({"eval": {"k": 8}, "rollouts": {"num_samples": 8}}).eval.k == 8
+
+
+def test_greedy_decodings_are_keyed_by_their_token_budget_only():
+    params = RolloutParams(temperature=0.5, num_samples=2)
+    assert params.for_decoding("greedy") == params.for_decoding("no_image") == {"batch_size": 32, "max_new_tokens": 48}
+    assert params.for_decoding("sampled") == params.model_dump(mode="json")
+    with pytest.raises(ValueError, match="unknown decoding 'beam'"):
+        params.for_decoding("beam")
 
 
 def test_grid_keys_stay_out_of_the_sections_rules_receive():

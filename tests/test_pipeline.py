@@ -80,7 +80,10 @@ def test_smoke_pipeline_produces_the_report(smoke_run):
 
 def test_smoke_pipeline_caches_scores_and_writes_the_html_report(smoke_run):
     for policy in ("sft", "grpo-uniform-s0"):
-        assert (smoke_run / f"results/rollouts/{policy}/test.parquet").is_file()
+        for split in ("test", "test_ood"):
+            assert {p.name for p in (smoke_run / f"results/rollouts/{policy}/{split}").iterdir()} == {
+                "sampled.parquet", "greedy.parquet", "no_image.parquet",
+            }  # fmt: skip
         assert (smoke_run / f"results/scores/{policy}/test.parquet").is_file()
     assert not list(smoke_run.glob("results/checkpoints/rollouts/*"))  # shards are removed once merged
     page = (smoke_run / "results/report/index.html").read_text()
@@ -98,8 +101,8 @@ def test_mlflow_records_every_job(smoke_run):
     experiment = client.get_experiment_by_name("tokencredit-smoke")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     stages = sorted(r.data.tags.get("stage") for r in runs)
-    assert stages.count("evaluate") == 4 and stages.count("train") == 1
-    assert stages.count("rollouts") == 2 and stages.count("score") == 2
+    assert stages.count("grade") == 4 and stages.count("train") == 1
+    assert stages.count("rollouts") == 12 and stages.count("score") == 2  # 2 policies x 2 splits x 3 decodings
     assert {"prepare_data", "build_base", "sft", "report"} <= set(stages)
 
 
@@ -115,12 +118,13 @@ def dry_run(project: Path, tmp_path: Path, override: str) -> dict[str, int]:
 
 def test_train_change_reruns_only_the_runs_jobs(smoke_run, tmp_path):
     jobs = dry_run(smoke_run, tmp_path, "train:\n  max_steps: 3\n")
-    assert jobs == {"train": 1, "evaluate": 2, "rollouts": 1, "score": 1, "report": 1}
+    assert jobs == {"train": 1, "rollouts": 6, "grade": 2, "score": 1, "report": 1}
 
 
-def test_eval_change_reruns_only_evaluate_report(smoke_run, tmp_path):
-    # A grading parameter: no generation of rollouts.
-    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 3\n") == {"evaluate": 4, "report": 1}
+def test_grading_changes_regrade_without_generating(smoke_run, tmp_path):
+    # Grading reads the cached decodings: no rollouts job, hence no generation.
+    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 1\n") == {"grade": 4, "report": 1}
+    assert dry_run(smoke_run, tmp_path, "eval:\n  without_image: false\n") == {"grade": 4, "report": 1}
 
 
 def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
@@ -132,7 +136,11 @@ def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
 
 
 def test_a_changed_rollout_cache_key_regenerates(smoke_run, tmp_path):
-    assert dry_run(smoke_run, tmp_path, "rollouts:\n  temperature: 0.7\n") == {"rollouts": 2, "score": 2, "report": 1}
+    # Sampling keys regenerate the sampled decoding only; the token budget every decoding.
+    sampled = dry_run(smoke_run, tmp_path, "rollouts:\n  temperature: 0.7\n")
+    assert sampled == {"rollouts": 4, "grade": 4, "score": 2, "report": 1}
+    everything = dry_run(smoke_run, tmp_path, "rollouts:\n  max_new_tokens: 20\n")
+    assert everything == {"rollouts": 12, "grade": 4, "score": 2, "report": 1}
 
 
 def test_dvc_pull_into_a_fresh_clone_is_up_to_date(smoke_run):

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import tokencredit.rollouts as rollouts
-from tokencredit.batching import completion_token_ids
-from tokencredit.dataset import load_split
+from tokencredit.batching import completion_token_ids, encode_prompts
+from tokencredit.dataset import load_images, load_split
 from tokencredit.manifest import manifest_path, write_manifest
 from tokencredit.models import load_policy
 from tokencredit.params import RolloutParams
@@ -45,7 +46,7 @@ def world(tiny_world, tmp_path_factory):
 def cached(world, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     data_dir, policy, _, _ = world
     out = tmp_path_factory.mktemp("rollouts") / "test.parquet"
-    return out, ensure_rollouts(policy, data_dir, "test", PARAMS, None, out, out.parent / "work")
+    return out, ensure_rollouts(policy, data_dir, "test", PARAMS, "sampled", None, out, out.parent / "work")
 
 
 def test_rollouts_hold_tokens_text_rewards_and_log_probs(world, cached):
@@ -66,14 +67,14 @@ def test_rollouts_hold_tokens_text_rewards_and_log_probs(world, cached):
         assert row.text == decode(processor, ids) and row.accuracy_reward in (0.0, 1.0)
         assert not set(ids) & set(rollouts.vision_token_ids(model))  # never an image slot inside a completion
     _, key = read_rollouts(out)
-    assert key == cache_key(policy, data_dir / "test.parquet", PARAMS)
+    assert key == cache_key(policy, data_dir / "test.parquet", PARAMS, "sampled")
 
 
 def test_a_matching_cache_is_reused_without_loading_the_model(world, cached, monkeypatch):
     data_dir, policy, _, _ = world
     out, frame = cached
     monkeypatch.setattr(rollouts, "load_policy", lambda *a, **k: pytest.fail("the cache should have been reused"))
-    again = ensure_rollouts(policy, data_dir, "test", PARAMS, None, out, out.parent / "work")
+    again = ensure_rollouts(policy, data_dir, "test", PARAMS, "sampled", None, out, out.parent / "work")
     pd.testing.assert_frame_equal(again, frame)
 
 
@@ -82,7 +83,7 @@ def test_a_changed_key_regenerates(world, cached, tmp_path):
     out = tmp_path / "test.parquet"
     shutil.copy(cached[0], out)
     hotter = PARAMS.model_copy(update={"temperature": 2.0})
-    ensure_rollouts(policy, data_dir, "test", hotter, None, out, tmp_path / "work")
+    ensure_rollouts(policy, data_dir, "test", hotter, "sampled", None, out, tmp_path / "work")
     assert read_rollouts(out)[1]["sampling"]["temperature"] == 2.0
 
     # New weights (a changed manifest): the cache no longer matches and scoring refuses it.
@@ -90,25 +91,27 @@ def test_a_changed_key_regenerates(world, cached, tmp_path):
     shutil.copytree(policy, moved)
     (moved / "extra.txt").write_text("new weights")
     write_manifest(moved)
-    assert not rollouts.is_current(out, cache_key(moved, data_dir / "test.parquet", hotter))
+    assert not rollouts.is_current(out, cache_key(moved, data_dir / "test.parquet", hotter, "sampled"))
     with pytest.raises(StaleRolloutsError, match="another version of policy"):
-        load_rollouts(out, moved, data_dir / "test.parquet")
-    load_rollouts(out, policy, data_dir / "test.parquet")  # the original policy still matches
+        load_rollouts(out, moved, data_dir / "test.parquet", "sampled")
+    load_rollouts(out, policy, data_dir / "test.parquet", "sampled")  # the original policy still matches
+    with pytest.raises(StaleRolloutsError, match="holds 'sampled' completions, not 'greedy' ones"):
+        load_rollouts(out, policy, data_dir / "test.parquet", "greedy")
 
 
 def test_an_interrupted_run_resumes_from_its_last_complete_shard(world, cached, tmp_path, monkeypatch):
     data_dir, policy, model, processor = world
     prompts = load_split(data_dir, "test")
-    key = cache_key(policy, data_dir / "test.parquet", PARAMS)
+    key = cache_key(policy, data_dir / "test.parquet", PARAMS, "sampled")
     out, work = tmp_path / "test.parquet", tmp_path / "work"
     sampled = []
     real = rollouts._shard_rows
 
-    def flaky(model, processor, chunk, data_dir, params, seed):
+    def flaky(model, processor, chunk, *args):
         if len(sampled) == 2:
             raise KeyboardInterrupt  # killed while sampling the third shard
         sampled.append(chunk["id"].iloc[0])
-        return real(model, processor, chunk, data_dir, params, seed)
+        return real(model, processor, chunk, *args)
 
     monkeypatch.setattr(rollouts, "_shard_rows", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -128,19 +131,70 @@ def test_shards_of_another_key_are_discarded(world, cached, tmp_path):
     work.mkdir()
     (work / "key.json").write_text(json.dumps({"digest": "stale"}))
     pd.DataFrame({"id": ["bogus"]}).to_parquet(work / "shard-00000.parquet")
-    key = cache_key(policy, data_dir / "test.parquet", PARAMS)
+    key = cache_key(policy, data_dir / "test.parquet", PARAMS, "sampled")
     frame = generate_rollouts(model, processor, load_split(data_dir, "test"), data_dir, PARAMS, key, tmp_path / "o.parquet", work)
     pd.testing.assert_frame_equal(frame, cached[1])
 
 
-def test_missing_manifest_and_foreign_parquet_are_named(world, tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no manifest"):
+def test_missing_policy_and_foreign_parquet_are_named(world, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
         rollouts.policy_hash(tmp_path / "nowhere")
     foreign = tmp_path / "foreign.parquet"
     pd.DataFrame({"x": [1]}).to_parquet(foreign)
     with pytest.raises(StaleRolloutsError, match=f"{foreign} has no cache key"):
         read_rollouts(foreign)
     assert manifest_path(world[1]).is_file()
+
+
+def test_a_checkpoint_without_manifest_is_hashed_by_its_files(world, tmp_path):
+    _, policy, _, _ = world
+    local = tmp_path / "checkpoint"
+    shutil.copytree(policy, local)
+    assert not manifest_path(local).exists()
+    assert rollouts.policy_hash(local) == rollouts.policy_hash(policy)
+    (local / "config.json").write_text("{}")
+    assert rollouts.policy_hash(local) != rollouts.policy_hash(policy)
+
+
+def test_greedy_decodings_take_one_completion_and_ignore_sampling_keys(world, tmp_path):
+    data_dir, policy, model, processor = world
+    data_file = data_dir / "test.parquet"
+    hotter = PARAMS.model_copy(update={"temperature": 2.0, "num_samples": 5, "seed": 3})
+    assert cache_key(policy, data_file, PARAMS, "greedy") == cache_key(policy, data_file, hotter, "greedy")
+    assert cache_key(policy, data_file, PARAMS, "sampled") != cache_key(policy, data_file, hotter, "sampled")
+    assert cache_key(policy, data_file, PARAMS, "greedy")["digest"] != cache_key(policy, data_file, PARAMS, "no_image")["digest"]
+
+    prompts = load_split(data_dir, "test")
+    greedy = ensure_rollouts(policy, data_dir, "test", PARAMS, "greedy", None, tmp_path / "greedy.parquet", tmp_path / "w1")
+    no_image = ensure_rollouts(policy, data_dir, "test", PARAMS, "no_image", None, tmp_path / "no_image.parquet", tmp_path / "w2")
+    for frame in (greedy, no_image):
+        assert list(frame["id"]) == list(prompts["id"]) and set(frame["sample"]) == {0}
+    # The recorder leaves decoding alone: greedy equals transformers' own greedy generate.
+    inputs = encode_prompts(processor, list(prompts["question"][:3]), load_images(prompts.head(3), data_dir))
+    plain = model.generate(**inputs, max_new_tokens=6, do_sample=False, suppress_tokens=rollouts.vision_token_ids(model),
+                           pad_token_id=processor.tokenizer.pad_token_id)  # fmt: skip
+    texts = [decode(processor, ids) for ids in plain[:, inputs["input_ids"].shape[1] :].tolist()]
+    assert [t.split(processor.tokenizer.eos_token)[0] for t in texts] == list(greedy["text"][:3])
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_recorded_log_probs_are_those_of_the_sampling_distribution(world, temperature):
+    """SampledLogProbs (one [rows, vocab] tensor) records what generate's per-step scores give."""
+    data_dir, _, model, processor = world
+    prompts = load_split(data_dir, "test").head(3)
+    questions, images, n = list(prompts["question"]), load_images(prompts, data_dir), 1 if temperature == 0 else 2
+    torch.manual_seed(0)
+    samples = rollouts.sample(model, processor, questions, images, n, temperature, 6)
+    torch.manual_seed(0)
+    inputs = encode_prompts(processor, questions, images)
+    mode = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {"do_sample": False}
+    out = model.generate(**inputs, max_new_tokens=6, num_return_sequences=n, suppress_tokens=rollouts.vision_token_ids(model),
+                         pad_token_id=processor.tokenizer.pad_token_id, output_scores=True, return_dict_in_generate=True, **mode)  # fmt: skip
+    tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
+    for row, s in enumerate(samples):
+        assert s["token_ids"] == tokens[row, : len(s["token_ids"])].tolist()
+        expected = [torch.log_softmax(out.scores[t][row].float(), -1)[token].item() for t, token in enumerate(s["token_ids"])]
+        assert s["sampling_logp"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_token_offsets_give_each_token_its_target_role(world, tiny_world):

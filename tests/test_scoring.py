@@ -37,7 +37,7 @@ def world(tiny_world, tmp_path_factory):
     shutil.copytree(base_dir, policy)
     write_manifest(policy)
     rollouts = root / "rollouts.parquet"
-    ensure_rollouts(policy, data_dir, "test", RolloutParams(num_samples=2, max_new_tokens=8, batch_size=8), None, rollouts, root / "work")
+    ensure_rollouts(policy, data_dir, "test", RolloutParams(num_samples=2, max_new_tokens=8, batch_size=8), "sampled", None, rollouts, root / "work")
     return data_dir, policy, rollouts
 
 
@@ -111,7 +111,7 @@ def test_stale_rollouts_are_refused(world, tmp_path):
     data_dir, policy, rollouts = world
     frame = pd.read_parquet(rollouts)
     stale = tmp_path / "stale.parquet"
-    key = cache_key(policy, data_dir / "test.parquet", RolloutParams())
+    key = cache_key(policy, data_dir / "test.parquet", RolloutParams(), "sampled")
     write_rollouts(stale, frame, {**key, "data": "0" * 64})
     with pytest.raises(StaleRolloutsError, match="another version of data"):
         score_file(policy, stale, data_dir, "test", "sft", METHODS, SCORE, ScoringParams(), None, tmp_path / "out.parquet")

@@ -8,7 +8,7 @@ import torch
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
-from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
+from tokencredit.params import MethodSpec, ModelParams, TrainParams
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import grpo_config, grpo_dataset
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals

@@ -40,6 +40,11 @@ def load_image(data_dir: Path, relpath: str) -> Image.Image:
         raise ValueError(f"cannot read image {path}: {err}") from None
 
 
+def load_images(frame: pd.DataFrame, data_dir: Path) -> list[Image.Image]:
+    """The image of every row of a synthetic split."""
+    return [load_image(data_dir, rel) for rel in frame["image"]]
+
+
 def prompt_messages(question: str, with_image: bool = True) -> list[dict]:
     """TRL conversational prompt: one user turn with the image placeholder, then the question."""
     content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]

@@ -1,147 +1,117 @@
-"""Generate answers with a policy and grade them: greedy accuracy, avg@k, visual dependence."""
+"""Grade a policy's cached completions of one split or benchmark: the results/eval/{policy}/{split}.json record.
+
+Greedy accuracy comes from the `greedy` decoding, avg@k and pass@k from the first k `sampled`
+completions of each question, visual dependence from `no_image` (see tokencredit.rollouts).
+Nothing here generates: a changed grading parameter (eval.k, eval.without_image) or grader
+regrades the cached completions.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
-from PIL import Image
-from transformers import PreTrainedModel, ProcessorMixin
 
-from tokencredit.batching import Images, encode_prompts
-from tokencredit.dataset import load_image
-from tokencredit.graders import score
-from tokencredit.models import vision_token_ids
-from tokencredit.params import EvalParams
+from tokencredit.graders import RELEASE_METRICS, avg_at_k, extract, score
 
 
-@torch.no_grad()
-def generate(
-    model: PreTrainedModel,
-    processor: ProcessorMixin,
-    questions: Sequence[str],
-    images: Images,
-    n: int = 1,
-    temperature: float = 0.0,
-    max_new_tokens: int = 48,
-    batch_size: int = 64,
-    seed: int = 0,
-) -> list[list[str]]:
-    """`n` completions per question (greedy when temperature == 0), decoded without special tokens."""
-    if temperature == 0 and n != 1:
-        raise ValueError(f"greedy decoding gives one completion per question, got n={n}")
-    torch.manual_seed(seed)
-    # Plain temperature sampling: no top-k / top-p truncation from the generation config.
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-    if temperature == 0:
-        sampling = {"do_sample": False}
-    was_training = model.training
-    model.eval()
-    completions: list[list[str]] = []
-    for start in range(0, len(questions), batch_size):
-        chunk_images = images[start : start + batch_size] if images is not None else None
-        inputs = encode_prompts(processor, questions[start : start + batch_size], chunk_images).to(model.device)
-        out = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=processor.tokenizer.pad_token_id,
-            suppress_tokens=vision_token_ids(model),  # a sampled image placeholder would break the prompt's image slots
-            **sampling,
-        )
-        texts = processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        completions.extend(texts[i : i + n] for i in range(0, len(texts), n))
-    model.train(was_training)
-    return completions
+def completions_by_row(frame: pd.DataFrame, rollouts: pd.DataFrame, k: int | None = None, name: str = "rollouts") -> list[list[str]]:
+    """The texts of each row's first `k` (default: all) cached completions, in the frame's row order."""
+    if k is not None:
+        rollouts = rollouts[rollouts["sample"] < k]
+    texts = rollouts.groupby("id", sort=False)["text"].agg(list)
+    missing = [row_id for row_id in frame["id"] if row_id not in texts.index]
+    if missing:
+        raise ValueError(f"{name} has no completions of row id(s) {missing[:5]}: it was cached from other data")
+    rows = [texts[row_id] for row_id in frame["id"]]
+    counts = {len(r) for r in rows}
+    if len(counts) != 1 or (k is not None and counts != {k}):
+        raise ValueError(f"{name} holds {sorted(counts)} completions per row, grading wants {k or 'the same number for every row'}")
+    return rows
 
 
-def grade(completions: Sequence[str], answer: str, answer_type: str) -> list[int]:
-    """1 for each completion whose extracted answer is correct, else 0."""
-    return [score(c, answer, answer_type) for c in completions]
-
-
-def greedy_correct(
-    model: PreTrainedModel,
-    processor: ProcessorMixin,
-    df: pd.DataFrame,
-    images: Images,
-    max_new_tokens: int,
-    batch_size: int,
-) -> list[int]:
-    """Greedy correctness of every row of `df` (with `images`, or text-only when None)."""
-    outs = generate(model, processor, list(df["question"]), images, 1, 0.0, max_new_tokens, batch_size)
-    return [grade(o, a, t)[0] for o, a, t in zip(outs, df["answer"], df["answer_type"])]
-
-
-def load_images(df: pd.DataFrame, data_dir: Path) -> list[Image.Image]:
-    return [load_image(data_dir, rel) for rel in df["image"]]
-
-
-def validation_accuracy(
-    model: PreTrainedModel,
-    processor: ProcessorMixin,
-    df: pd.DataFrame,
-    data_dir: Path,
-    max_new_tokens: int = 48,
-    batch_size: int = 64,
-) -> dict[str, float]:
-    """Greedy accuracy on `df` with and without the image (the SFT check)."""
-    with_image = greedy_correct(model, processor, df, load_images(df, data_dir), max_new_tokens, batch_size)
-    no_image = greedy_correct(model, processor, df, None, max_new_tokens, batch_size)
-    return {"val_accuracy": sum(with_image) / len(df), "val_accuracy_no_image": sum(no_image) / len(df)}
-
-
-def evaluate_policy(
-    model: PreTrainedModel,
-    processor: ProcessorMixin,
-    df: pd.DataFrame,
-    data_dir: Path,
-    eval_params: EvalParams,
+def grade_rollouts(
+    frame: pd.DataFrame,
+    sampled: pd.DataFrame,
+    greedy: pd.DataFrame,
+    no_image: pd.DataFrame | None,
+    k: int | None,
     policy: str,
     split: str,
-    seed: int = 0,
 ) -> dict[str, Any]:
-    """Grade `policy` on `df`: the results/eval/{policy}/{split}.json record."""
-    if df.empty:
-        raise ValueError(f"split {split!r} has no rows to evaluate")
-    p = eval_params
-    questions = list(df["question"])
-    images = load_images(df, data_dir)
-    greedy = greedy_correct(model, processor, df, images, p.max_new_tokens, p.batch_size)
-    samples = generate(model, processor, questions, images, p.k, p.temperature, p.max_new_tokens, p.batch_size, seed)
-    avg_at_k = [sum(grade(s, a, t)) / p.k for s, a, t in zip(samples, df["answer"], df["answer_type"])]
-    no_image = greedy_correct(model, processor, df, None, p.max_new_tokens, p.batch_size) if p.without_image else None
+    """The record of the cached decodings of `frame`'s rows (no_image None: not graded)."""
+    return grade_completions(
+        frame,
+        [texts[0] for texts in completions_by_row(frame, greedy, 1, "greedy")],
+        completions_by_row(frame, sampled, k, "sampled"),
+        [texts[0] for texts in completions_by_row(frame, no_image, 1, "no_image")] if no_image is not None else None,
+        policy,
+        split,
+    )
 
+
+def grade_completions(
+    frame: pd.DataFrame,
+    greedy: Sequence[str],
+    samples: Sequence[Sequence[str]],
+    no_image: Sequence[str] | None,
+    policy: str,
+    split: str,
+) -> dict[str, Any]:
+    """The record of one policy's completions of `frame`'s rows.
+
+    `greedy` and `no_image` hold one greedy completion per row (with and without its image),
+    `samples` k completions per row. Per example: correctness, the greedy answer (`prediction`);
+    per family and overall: greedy accuracy, avg@k; overall also pass@k (some sample correct) and,
+    for benchmarks whose release defines more (HallusionBench), `release_metrics`.
+    """
+    if not (len(frame) == len(greedy) == len(samples)) or (no_image is not None and len(no_image) != len(frame)):
+        raise ValueError(f"{split}: completions for {len(greedy)}/{len(samples)} rows, the split has {len(frame)}")
+    k = len(samples[0])
+    if any(len(s) != k for s in samples):
+        raise ValueError(f"{split}: rows have different numbers of samples")
+    choices = frame["choices"] if "choices" in frame else [()] * len(frame)
+    keys = list(zip(frame["answer"], frame["answer_type"], choices))
+    greedy_correct = [score(c, *key) for c, key in zip(greedy, keys)]
+    sample_correct = [[score(c, *key) for c in row] for row, key in zip(samples, keys)]
+    no_image_correct = [score(c, *key) for c, key in zip(no_image, keys)] if no_image is not None else None
     per_example = [
         {
             "id": str(row_id),
             "family": str(family),
-            "greedy_correct": greedy[i],
-            "avg_at_k": avg_at_k[i],
-            "greedy_correct_no_image": no_image[i] if no_image is not None else None,
+            "greedy_correct": greedy_correct[i],
+            "avg_at_k": avg_at_k(sample_correct[i]),
+            "greedy_correct_no_image": no_image_correct[i] if no_image_correct is not None else None,
+            "prediction": extract(greedy[i]),
         }
-        for i, (row_id, family) in enumerate(zip(df["id"], df["family"]))
+        for i, (row_id, family) in enumerate(zip(frame["id"], frame["family"]))
     ]
-    frame = pd.DataFrame(per_example)
-    per_family = {
-        str(family): {
-            "n": len(g),
-            "greedy_accuracy": float(g["greedy_correct"].mean()),
-            "avg_at_k": float(g["avg_at_k"].mean()),
-        }
-        for family, g in frame.groupby("family", sort=True)
-    }
-    return {
+    table = pd.DataFrame(per_example)
+    source = str(frame["source"].iloc[0]) if "source" in frame else "synthetic"
+    record = {
         "policy": policy,
         "split": split,
-        "n": len(df),
-        "k": p.k,
-        "greedy_accuracy": float(frame["greedy_correct"].mean()),
-        "avg_at_k": float(frame["avg_at_k"].mean()),
-        "greedy_accuracy_no_image": float(frame["greedy_correct_no_image"].mean()) if no_image is not None else None,
-        "per_family": per_family,
+        "source": source,
+        "n": len(frame),
+        "k": k,
+        "greedy_accuracy": float(table["greedy_correct"].mean()),
+        "avg_at_k": float(table["avg_at_k"].mean()),
+        "pass_at_k": sum(any(row) for row in sample_correct) / len(frame),
+        "greedy_accuracy_no_image": float(table["greedy_correct_no_image"].mean()) if no_image_correct is not None else None,
+        "per_family": {
+            str(family): {"n": len(g), "greedy_accuracy": float(g["greedy_correct"].mean()), "avg_at_k": float(g["avg_at_k"].mean())}
+            for family, g in table.groupby("family", sort=True)
+        },
         "per_example": per_example,
     }
+    metrics = RELEASE_METRICS.get(source)
+    if metrics is not None:
+        metadata = [json.loads(m) for m in frame["metadata"]]
+        per_sample = [metrics(metadata, [row[j] for row in sample_correct]) for j in range(k)]
+        record["release_metrics"] = {
+            "greedy": metrics(metadata, greedy_correct),
+            "avg_at_k": {name: sum(m[name] for m in per_sample) / k for name in per_sample[0]},
+        }
+    return record

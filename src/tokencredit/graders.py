@@ -3,19 +3,17 @@
 An answer is read from the completion's last <answer>...</answer> or \\boxed{} (after PAPO-Eval's
 removal of spaces around "<", ">" and "/"), then compared by answer type: numbers and expressions
 by math-verify, multiple choice by option letters (or by an option's text), yes/no by its first
-word. A benchmark's record holds greedy accuracy and avg@k (k samples at the eval temperature),
-per family, per example, and HallusionBench's question-, figure- and pair-level accuracies.
+word. tokencredit.evaluation builds a split's record from these graders, with the accuracies a
+benchmark's release defines besides question accuracy (HallusionBench's question-, figure- and
+pair-level accuracies).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import pandas as pd
 
 from tokencredit.rewards import completion_text, extract_answer, math_equal
 from tokencredit.sources.answers import option_letters, yes_no
@@ -108,64 +106,3 @@ def hallusion_accuracies(metadata: Sequence[dict], correct: Sequence[int]) -> di
 
 # Accuracies a benchmark's release defines besides question accuracy, by adapter name.
 RELEASE_METRICS: dict[str, Callable[[Sequence[dict], Sequence[int]], dict[str, float]]] = {"hallusionbench": hallusion_accuracies}
-
-
-def grade_benchmark(
-    frame: pd.DataFrame,
-    greedy: Sequence[str],
-    samples: Sequence[Sequence[str]],
-    no_image: Sequence[str] | None,
-    policy: str,
-    benchmark: str,
-) -> dict[str, Any]:
-    """The results/eval/{policy}/{benchmark}.json record of one policy's completions on a benchmark.
-
-    `greedy` and `no_image` hold one greedy completion per row (with and without its image),
-    `samples` k completions per row. The record follows the synthetic splits' contract, plus the
-    greedy `prediction` per example and, for HallusionBench, `release_metrics` (greedy and avg@k).
-    """
-    if not (len(frame) == len(greedy) == len(samples)) or (no_image is not None and len(no_image) != len(frame)):
-        raise ValueError(f"{benchmark}: completions for {len(greedy)}/{len(samples)} rows, benchmark has {len(frame)}")
-    k = len(samples[0])
-    if any(len(s) != k for s in samples):
-        raise ValueError(f"{benchmark}: rows have different numbers of samples")
-    keys = list(zip(frame["answer"], frame["answer_type"], frame["choices"]))
-    greedy_correct = [score(c, *key) for c, key in zip(greedy, keys)]
-    sample_correct = [[score(c, *key) for c in row] for row, key in zip(samples, keys)]
-    no_image_correct = [score(c, *key) for c, key in zip(no_image, keys)] if no_image is not None else None
-    per_example = [
-        {
-            "id": str(row_id),
-            "family": str(family),
-            "greedy_correct": greedy_correct[i],
-            "avg_at_k": avg_at_k(sample_correct[i]),
-            "greedy_correct_no_image": no_image_correct[i] if no_image_correct is not None else None,
-            "prediction": extract(greedy[i]),
-        }
-        for i, (row_id, family) in enumerate(zip(frame["id"], frame["family"]))
-    ]
-    table = pd.DataFrame(per_example)
-    record = {
-        "policy": policy,
-        "split": benchmark,
-        "source": str(frame["source"].iloc[0]),
-        "n": len(frame),
-        "k": k,
-        "greedy_accuracy": float(table["greedy_correct"].mean()),
-        "avg_at_k": float(table["avg_at_k"].mean()),
-        "greedy_accuracy_no_image": float(table["greedy_correct_no_image"].mean()) if no_image_correct is not None else None,
-        "per_family": {
-            str(family): {"n": len(g), "greedy_accuracy": float(g["greedy_correct"].mean()), "avg_at_k": float(g["avg_at_k"].mean())}
-            for family, g in table.groupby("family", sort=True)
-        },
-        "per_example": per_example,
-    }
-    metrics = RELEASE_METRICS.get(record["source"])
-    if metrics is not None:
-        metadata = [json.loads(m) for m in frame["metadata"]]
-        per_sample = [metrics(metadata, [row[j] for row in sample_correct]) for j in range(k)]
-        record["release_metrics"] = {
-            "greedy": metrics(metadata, greedy_correct),
-            "avg_at_k": {name: sum(m[name] for m in per_sample) / k for name in per_sample[0]},
-        }
-    return record

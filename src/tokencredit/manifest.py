@@ -29,10 +29,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digests(directory: str | Path) -> dict[str, str]:
+    """The sha256 of every file under `directory`, by relative path."""
+    directory = Path(directory)
+    return {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 def write_manifest(directory: str | Path) -> Path:
     """Write `<directory>.manifest.json` listing every file of `directory` with its sha256."""
-    directory = Path(directory)
-    files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
     target = manifest_path(directory)
-    write_json(target, {"directory": directory.name, "files": files})
+    write_json(target, {"directory": Path(directory).name, "files": file_digests(directory)})
     return target

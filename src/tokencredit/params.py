@@ -226,12 +226,30 @@ class TrainParams(Section):
         return self
 
 
+# What a policy's completions are cached for: `sampled` (scored for the token analysis, graded for
+# avg@k), `greedy` (greedy accuracy) and `no_image` (greedy with the image removed: visual dependence).
+Decoding = Literal["sampled", "greedy", "no_image"]
+DECODINGS: tuple[Decoding, ...] = ("sampled", "greedy", "no_image")
+
+
 class RolloutParams(Section):
-    num_samples: int = Field(4, ge=1, description="Samples per prompt cached for scoring.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    max_new_tokens: int = Field(48, ge=1, description="Token budget of one sample.")
+    """How the cached completions are generated. Grading reads them; only these keys regenerate them."""
+
+    num_samples: int = Field(4, ge=1, description="Samples per prompt of the `sampled` decoding: scored for the token analysis, graded for avg@k.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the `sampled` decoding.")
+    max_new_tokens: int = Field(48, ge=1, description="Token budget of one completion, in every decoding.")
     batch_size: int = Field(32, ge=1, description="Prompts per generate call; also one shard of the rollout cache, the unit generation resumes from.")
     seed: int = Field(0, description="Sampling seed; each shard is reseeded from it, so a resumed cache equals an uninterrupted one.")
+
+    def for_decoding(self, decoding: Decoding) -> dict[str, Any]:
+        """The keys that decide one decoding's completions: its cache key and its rule's rerun key.
+
+        Greedy decodings ignore the sampling keys, so a new temperature regenerates only `sampled`.
+        """
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r} (known: {', '.join(DECODINGS)})")
+        keys = None if decoding == "sampled" else {"max_new_tokens", "batch_size"}
+        return self.model_dump(mode="json", include=keys)
 
 
 class ScoringParams(Section):
@@ -270,17 +288,18 @@ class AnalysisParams(Section):
 
 
 class EvalParams(Section):
+    """How the cached completions (see `rollouts`) are graded: changing these regenerates nothing."""
+
     splits: list[Literal["test", "test_ood"]] = Field(
         default_factory=lambda: ["test", "test_ood"], description="Synthetic splits every policy is graded on (none with a real training set).", json_schema_extra=GRID
     )
     benchmarks: list[str] = Field(
         default_factory=list, description="Keys of `benchmarks` every policy is graded on (results/eval/{policy}/{benchmark}.json).", json_schema_extra=GRID
     )
-    k: int = Field(4, ge=1, description="Samples per question for avg@k at `temperature`.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature of avg@k.")
-    max_new_tokens: int = Field(48, ge=1, description="Token budget of one answer.")
-    batch_size: int = Field(64, ge=1, description="Prompts per generate call.")
-    without_image: bool = Field(True, description="Also grade greedily with the image removed (visual dependence).")
+    k: int | None = Field(
+        None, ge=1, description="avg@k and pass@k grade the first k cached samples of each question; None: all rollouts.num_samples."
+    )
+    without_image: bool = Field(True, description="Also grade the greedy completions with the image removed (visual dependence).")
 
 
 class PromptParams(Section):
@@ -352,7 +371,6 @@ class ResourcesParams(Section):
     train: JobResources = Field(default_factory=JobResources)
     rollouts: JobResources = Field(default_factory=JobResources)
     score: JobResources = Field(default_factory=JobResources)
-    evaluate: JobResources = Field(default_factory=JobResources)
 
 
 class Params(Section):
@@ -387,6 +405,8 @@ class Params(Section):
             raise ValueError(f"eval.splits {self.eval.splits} are synthetic splits, but data.source is {self.data.source!r}: grade eval.benchmarks instead")
         if not self.eval.splits and not self.eval.benchmarks:
             raise ValueError("eval.splits and eval.benchmarks are both empty: nothing would be graded")
+        if self.eval.k is not None and self.eval.k > self.rollouts.num_samples:
+            raise ValueError(f"eval.k ({self.eval.k}) exceeds rollouts.num_samples ({self.rollouts.num_samples}): grading reads the cached samples")
         if self.data.source != "synthetic" and self.model.path is None:
             # Real data has no target chains of thought for the tiny model's SFT: RL starts from a checkpoint.
             raise ValueError(f"data.source is {self.data.source!r}: set model.path to the local checkpoint RL starts from")

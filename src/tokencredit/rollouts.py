@@ -1,20 +1,26 @@
-"""Rollout cache: sampled completions of one policy on one split, keyed by what made them.
+"""Rollout cache: the completions of one policy on one split or benchmark, in one decoding, keyed
+by what made them. Everything downstream reads them: `score` the sampled ones, `grade` all three.
 
-One parquet per (policy, split), one row per sample, ordered by prompt then sample:
-  id, sample, family, question, image (path relative to the data dir), answer, answer_type,
-  token_ids (list[int]: the completion up to and including its first eos), sampling_logp
-  (list[float]: log-prob of each token under the distribution it was sampled from), text
-  (decoded without special tokens), finished (ended with eos), accuracy_reward, format_reward.
+Decodings (tokencredit.params.DECODINGS): `sampled` (rollouts.num_samples per prompt at
+rollouts.temperature), `greedy` (one per prompt) and `no_image` (greedy with the image removed).
+
+One parquet per (policy, split, decoding), one row per completion, ordered by prompt then sample:
+  id, sample, family, question, image (path relative to the data dir; "" for a text-only row),
+  answer, answer_type, [choices, for benchmarks], token_ids (list[int]: the completion up to and
+  including its first eos), sampling_logp (list[float]: log-prob of each token under the
+  distribution it was drawn from; for greedy, the policy's own), text (decoded without special
+  tokens), finished (ended with eos), accuracy_reward, format_reward.
 
 The cache key (in the parquet's schema metadata) is the sha256 of: the policy's weights (the
-content of its manifest, see tokencredit.manifest), the split parquet's bytes (its images are
-written with it by prepare_data), and the sampling params. `ensure_rollouts` reuses a cache only
-when the key matches and regenerates it otherwise; `load_rollouts` refuses rollouts whose policy
-or data changed since they were sampled.
+content of its manifest, see tokencredit.manifest; a local checkpoint without one is hashed
+file by file), the split parquet's bytes (its images are written with it), the decoding and the
+params that decide it (RolloutParams.for_decoding). `ensure_rollouts` reuses a cache only when
+the key matches and regenerates it otherwise; `load_rollouts` refuses rollouts whose policy, data
+or decoding is not the one asked for.
 
 Sampling is plain temperature sampling (no top-k / top-p), with the image placeholder tokens
 suppressed: a sampled <|image_pad|> would be read as an image slot when the completion is scored.
-Generation is sharded: shard i holds the samples of prompts [i * batch_size, (i + 1) * batch_size),
+Generation is sharded: shard i holds the completions of prompts [i * batch_size, (i + 1) * batch_size),
 is written atomically into a work dir beside a key.json, and is sampled with its own seed, so an
 interrupted run resumes from its last complete shard and ends with the same bytes. A work dir with
 another key is wiped first. Only parquet and json are written (never pickle).
@@ -36,17 +42,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, ProcessorMixin
 
 from tokencredit.atomic import atomic_path, write_json, write_parquet
-from tokencredit.batching import encode_prompts
+from tokencredit.batching import Images, encode_prompts
 from tokencredit.dataset import load_image, load_split
 from tokencredit.graders import accuracy_reward
-from tokencredit.manifest import manifest_path
+from tokencredit.manifest import file_digests, manifest_path
 from tokencredit.models import load_policy, vision_token_ids
-from tokencredit.params import ModelParams, RolloutParams
+from tokencredit.params import Decoding, ModelParams, RolloutParams
 from tokencredit.rewards import format_reward
 
 log = logging.getLogger(__name__)
@@ -63,11 +68,15 @@ class StaleRolloutsError(ValueError):
 
 
 def policy_hash(policy_dir: str | Path) -> str:
-    """sha256 of the policy's files (its manifest's file list), whatever the directory is called."""
+    """sha256 of the policy's files, whatever the directory is called: from its manifest when it has
+    one (every model the pipeline writes), else hashed here (a local checkpoint)."""
     path = manifest_path(policy_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"policy {policy_dir} has no manifest {path}; write it with tokencredit.manifest.write_manifest")
-    files = json.loads(path.read_text())["files"]
+    if path.is_file():
+        files = json.loads(path.read_text())["files"]
+    elif Path(policy_dir).is_dir():
+        files = file_digests(policy_dir)
+    else:
+        raise FileNotFoundError(f"policy {policy_dir} does not exist (no directory, no manifest {path})")
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
@@ -75,9 +84,9 @@ def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def cache_key(policy_dir: str | Path, data_file: str | Path, params: RolloutParams) -> dict[str, Any]:
-    """{"policy", "data", "sampling", "digest"}: the digest is what a cache must match."""
-    key = {"policy": policy_hash(policy_dir), "data": file_hash(data_file), "sampling": params.model_dump(mode="json")}
+def cache_key(policy_dir: str | Path, data_file: str | Path, params: RolloutParams, decoding: Decoding) -> dict[str, Any]:
+    """{"policy", "data", "decoding", "sampling", "digest"}: the digest is what a cache must match."""
+    key = {"policy": policy_hash(policy_dir), "data": file_hash(data_file), "decoding": decoding, "sampling": params.for_decoding(decoding)}
     key["digest"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return key
 
@@ -104,9 +113,11 @@ def read_rollouts(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return table.to_pandas(), json.loads(raw)
 
 
-def load_rollouts(path: str | Path, policy_dir: str | Path, data_file: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cached rollouts and their key, after checking they were sampled from this policy and data file."""
+def load_rollouts(path: str | Path, policy_dir: str | Path, data_file: str | Path, decoding: Decoding) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Cached rollouts and their key, after checking they are `decoding`'s, sampled from this policy and data file."""
     frame, key = read_rollouts(path)
+    if key.get("decoding") != decoding:
+        raise StaleRolloutsError(f"{path} holds {key.get('decoding')!r} completions, not {decoding!r} ones")
     for part, now in (("policy", policy_hash(policy_dir)), ("data", file_hash(data_file))):
         if key.get(part) != now:
             source = policy_dir if part == "policy" else data_file
@@ -156,48 +167,93 @@ def _shard_seed(seed: int, shard: int) -> int:
     return int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
 
 
+class SampledLogProbs(LogitsProcessor):
+    """Records the log-prob of each generated token under the distribution it was drawn from.
+
+    `output_scores` would keep a [rows, vocab] tensor per step (hundreds of GB for 2048 tokens of a
+    150k vocabulary); this keeps one. generate runs custom processors after its own (repetition
+    penalty, suppressed tokens) and before its temperature warper, so the temperature is applied
+    here. The token chosen at step t is the last column of input_ids at step t + 1; the last
+    step's token is read from the finished sequences.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
+        self.previous: torch.Tensor | None = None
+        self.logps: list[torch.Tensor] = []
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        if self.previous is not None:
+            self.logps.append(self.previous.gather(-1, tokens[:, None]).squeeze(-1))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._take(input_ids[:, -1])
+        self.previous = torch.log_softmax(scores.float() / self.temperature, -1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """[rows, steps] log-probs of the generated tokens."""
+        self._take(sequences[:, -1])
+        return torch.stack(self.logps, dim=1)
+
+
+# Warpers generate would apply after SampledLogProbs besides temperature; a checkpoint that sets one
+# would make the recorded log-probs wrong, so it is refused rather than silently misrecorded.
+UNRECORDED_WARPERS = ("min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h")
+
+
 @torch.no_grad()
 def sample(
-    model: PreTrainedModel, processor: ProcessorMixin, questions: Sequence[str], images: Sequence[Image.Image], params: RolloutParams
+    model: PreTrainedModel, processor: ProcessorMixin, questions: Sequence[str], images: Images, n: int, temperature: float, max_new_tokens: int
 ) -> list[dict[str, Any]]:
-    """`params.num_samples` completions per question: token ids, sampling log-probs, text, finished."""
+    """`n` completions per question, greedy when temperature == 0: token ids, log-probs, text, finished.
+
+    `images`: one per question (None: that prompt has no image), or None for text-only prompts.
+    """
+    if temperature == 0 and n != 1:
+        raise ValueError(f"greedy decoding gives one completion per question, got n={n}")
+    config = model.generation_config
+    warpers = [name for name in UNRECORDED_WARPERS if getattr(config, name, None) not in (None, 1.0, 0.0)]
+    if temperature > 0 and warpers:
+        raise ValueError(f"the checkpoint's generation_config sets {warpers}; tokencredit samples with temperature alone")
+    # Plain temperature sampling: no top-k / top-p truncation from the checkpoint's generation config.
+    mode = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
+    recorder = SampledLogProbs(temperature or 1.0)
+    was_training = model.training
+    model.eval()
     inputs = encode_prompts(processor, questions, images).to(model.device)
-    out = model.generate(
+    sequences = model.generate(
         **inputs,
-        max_new_tokens=params.max_new_tokens,
-        num_return_sequences=params.num_samples,
-        do_sample=True,
-        temperature=params.temperature,
-        top_k=0,  # plain temperature sampling, whatever the checkpoint's generation config says
-        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=n,
         pad_token_id=processor.tokenizer.pad_token_id,
-        suppress_tokens=vision_token_ids(model),
-        output_scores=True,  # the processed logits each token was sampled from
-        return_dict_in_generate=True,
+        suppress_tokens=vision_token_ids(model),  # a sampled image placeholder would break the prompt's image slots
+        logits_processor=LogitsProcessorList([recorder]),
+        **mode,
     )
-    tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
-    # One step at a time: never a [rows, steps, vocab] tensor.
-    logps = torch.stack(
-        [torch.log_softmax(s.float(), -1).gather(-1, tokens[:, t, None]).squeeze(-1) for t, s in enumerate(out.scores)], dim=1
-    )
+    model.train(was_training)
+    tokens = sequences[:, inputs["input_ids"].shape[1] :]
+    logps = recorder.finish(sequences)
     eos = eos_token_ids(model, processor)
     samples = []
     for ids, lp in zip(tokens.tolist(), logps.tolist()):
         ends = [t for t, token in enumerate(ids) if token in eos]
-        n = ends[0] + 1 if ends else len(ids)
-        samples.append({"token_ids": ids[:n], "sampling_logp": lp[:n], "text": decode(processor, ids[:n]), "finished": bool(ends)})
+        length = ends[0] + 1 if ends else len(ids)
+        samples.append({"token_ids": ids[:length], "sampling_logp": lp[:length], "text": decode(processor, ids[:length]), "finished": bool(ends)})
     return samples
 
 
-def _shard_rows(model, processor, prompts: pd.DataFrame, data_dir: Path, params: RolloutParams, seed: int) -> pd.DataFrame:
+def _shard_rows(model, processor, prompts: pd.DataFrame, data_dir: Path, params: RolloutParams, decoding: Decoding, seed: int) -> pd.DataFrame:
     torch.manual_seed(seed)
-    images = [load_image(data_dir, rel) for rel in prompts["image"]]
-    samples = sample(model, processor, list(prompts["question"]), images, params)
-    n = params.num_samples
-    rows = pd.DataFrame({c: np.repeat(prompts[c].to_numpy(), n) for c in DATA_COLUMNS})
+    n, temperature = (params.num_samples, params.temperature) if decoding == "sampled" else (1, 0.0)
+    images = None if decoding == "no_image" else [load_image(data_dir, rel) if rel else None for rel in prompts["image"]]
+    samples = sample(model, processor, list(prompts["question"]), images, n, temperature, params.max_new_tokens)
+    columns = [c for c in (*DATA_COLUMNS, "choices") if c in prompts]
+    rows = pd.DataFrame({c: np.repeat(prompts[c].to_numpy(), n) for c in columns})
     rows.insert(1, "sample", np.tile(np.arange(n), len(prompts)))
     rows = pd.concat([rows, pd.DataFrame(samples)], axis=1)
-    rows["accuracy_reward"] = accuracy_reward(list(rows["text"]), list(rows["answer"]), list(rows["answer_type"]))
+    choices = list(rows["choices"]) if "choices" in rows else None
+    rows["accuracy_reward"] = accuracy_reward(list(rows["text"]), list(rows["answer"]), list(rows["answer_type"]), choices)
     rows["format_reward"] = format_reward(list(rows["text"]))
     return rows
 
@@ -213,7 +269,7 @@ def generate_rollouts(
     work_dir: str | Path,
     desc: str = "rollouts",
 ) -> pd.DataFrame:
-    """Sample every prompt of `prompts` shard by shard (resuming in `work_dir`), then write `out`."""
+    """Decode every prompt of `prompts` as `key` says, shard by shard (resuming in `work_dir`), then write `out`."""
     work_dir = Path(work_dir)
     key_file = work_dir / "key.json"
     if key_file.is_file() and json.loads(key_file.read_text()).get("digest") != key["digest"]:
@@ -230,7 +286,8 @@ def generate_rollouts(
             if shard.is_file():
                 continue
             chunk = prompts.iloc[start : start + size]
-            write_parquet(shard, _shard_rows(model, processor, chunk, Path(data_dir), params, _shard_seed(params.seed, i)))
+            rows = _shard_rows(model, processor, chunk, Path(data_dir), params, key["decoding"], _shard_seed(params.seed, i))
+            write_parquet(shard, rows)
             bar.update(len(chunk))
     frame = pd.concat([pd.read_parquet(s) for s in shards], ignore_index=True)
     write_rollouts(out, frame, key)
@@ -243,18 +300,19 @@ def ensure_rollouts(
     data_dir: str | Path,
     split: str,
     params: RolloutParams,
+    decoding: Decoding,
     model_params: ModelParams | None,
     out: str | Path,
     work_dir: str | Path,
 ) -> pd.DataFrame:
-    """The rollouts of `policy_dir` on `split`: from `out` when its key matches, else sampled anew."""
+    """`decoding`'s completions of `policy_dir` on `split`: from `out` when its key matches, else generated anew."""
     data_dir = Path(data_dir)
-    key = cache_key(policy_dir, data_dir / f"{split}.parquet", params)
+    key = cache_key(policy_dir, data_dir / f"{split}.parquet", params, decoding)
     if is_current(out, key):
         log.info("reusing %s (cache key %s)", out, key["digest"][:12])
         return read_rollouts(out)[0]
     if Path(out).exists():
-        log.warning("regenerating %s: its cache key does not match the policy, data and sampling params", out)
+        log.warning("regenerating %s: its cache key does not match the policy, data, decoding and its params", out)
     model, processor = load_policy(policy_dir, model_params)
     prompts = load_split(data_dir, split)
-    return generate_rollouts(model, processor, prompts, data_dir, params, key, out, work_dir, desc=f"rollouts {Path(policy_dir).name}/{split}")
+    return generate_rollouts(model, processor, prompts, data_dir, params, key, out, work_dir, desc=f"{decoding} {Path(policy_dir).name}/{split}")

@@ -211,7 +211,7 @@ def score_file(
     out: Path,
 ) -> pd.DataFrame:
     """Score the cached rollouts of `policy_dir` on `split` (checked against the policy and data) into `out`."""
-    rollouts, key = load_rollouts(rollouts_path, policy_dir, Path(data_dir) / f"{split}.parquet")
+    rollouts, key = load_rollouts(rollouts_path, policy_dir, Path(data_dir) / f"{split}.parquet", "sampled")
     model, processor = load_policy(policy_dir, model_params)
     scorer = RolloutScorer(model, processor, methods, score, scoring, temperature=key["sampling"]["temperature"])
     table = score_rollouts(scorer, processor, rollouts, Path(data_dir), score.weighting_prompts, desc=f"score {policy}/{split}")

@@ -11,9 +11,11 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
-from tokencredit.batching import encode_for_loss
-from tokencredit.evaluation import load_images, validation_accuracy
+from tokencredit.batching import Images, encode_for_loss
+from tokencredit.dataset import load_images
+from tokencredit.graders import score
 from tokencredit.params import SFTParams
+from tokencredit.rollouts import sample
 
 EvalFn = Callable[[PreTrainedModel, ProcessorMixin, pd.DataFrame], dict[str, float]]
 LogFn = Callable[[dict, int], None]
@@ -28,6 +30,25 @@ def batches(n_rows: int, batch_size: int, seed: int):
             pending += torch.randperm(n_rows, generator=generator).tolist()
         yield pending[:batch_size]
         pending = pending[batch_size:]
+
+
+def greedy_correct(model: PreTrainedModel, processor: ProcessorMixin, frame: pd.DataFrame, images: Images, max_new_tokens: int, batch_size: int) -> list[int]:
+    """Greedy correctness of every row of `frame` (with `images`, or text-only when None)."""
+    texts = []
+    for start in range(0, len(frame), batch_size):
+        chunk_images = images[start : start + batch_size] if images is not None else None
+        questions = list(frame["question"].iloc[start : start + batch_size])
+        texts += [s["text"] for s in sample(model, processor, questions, chunk_images, 1, 0.0, max_new_tokens)]
+    return [score(t, a, kind) for t, a, kind in zip(texts, frame["answer"], frame["answer_type"])]
+
+
+def validation_accuracy(
+    model: PreTrainedModel, processor: ProcessorMixin, frame: pd.DataFrame, data_dir: Path, max_new_tokens: int = 48, batch_size: int = 64
+) -> dict[str, float]:
+    """Greedy accuracy on `frame` with and without the image (the SFT check)."""
+    with_image = greedy_correct(model, processor, frame, load_images(frame, data_dir), max_new_tokens, batch_size)
+    no_image = greedy_correct(model, processor, frame, None, max_new_tokens, batch_size)
+    return {"val_accuracy": sum(with_image) / len(frame), "val_accuracy_no_image": sum(no_image) / len(frame)}
 
 
 def train_sft(

@@ -3,7 +3,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from tokencredit.manifest import manifest_path
-from tokencredit.params import ParamsError, section_json, validate
+from tokencredit.params import DECODINGS, ParamsError, section_json, validate
 from tokencredit.synthetic import SPLITS
 
 try:
@@ -25,11 +25,18 @@ START = "sft" if P.data.source == "synthetic" else "base"
 POLICIES = [START, *RUNS]
 
 
+# What `grade` reads of every policy's completions of a split or benchmark.
+GRADED_DECODINGS = [d for d in DECODINGS if d != "no_image" or P.eval.without_image]
+
+
 wildcard_constraints:
     algo="grpo|dapo|dr_grpo",
     method="[A-Za-z0-9_]+",
     seed=r"\d+",
     split="|".join(SPLITS),
+    # A synthetic split or a benchmark (params forbid a benchmark named like a split).
+    dataset="|".join([*SPLITS, *P.benchmarks]),
+    decoding="|".join(DECODINGS),
 
 
 def section(name):
@@ -40,6 +47,15 @@ def section(name):
 def manifest(directory):
     """Rules depend on a model directory through its content manifest (see tokencredit.manifest)."""
     return str(manifest_path(directory))
+
+
+def data_dir(dataset):
+    """Where a split lives: results/data for the synthetic splits, results/benchmarks for a benchmark."""
+    return "results/benchmarks" if dataset in P.benchmarks else "results/data"
+
+
+def data_file(dataset):
+    return f"{data_dir(dataset)}/{dataset}.parquet"
 
 
 def policy_dir(policy):
