@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +76,30 @@ def test_failed_body_marks_run_failed(backend: str) -> None:
         with tracking.job_run("sft") as run:
             raise RuntimeError("boom")
     assert client(backend).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_sigterm_ends_the_run_killed(backend: str) -> None:
+    with pytest.raises(tracking.Terminated) as exit_info:
+        with tracking.job_run("grade", tags={"policy": "sft", "split": "test"}) as run:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert client(backend).get_run(run.run_id).info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the job's handler is gone
+
+
+def test_a_killed_attempts_run_is_closed_when_the_job_starts_again(backend: str) -> None:
+    """A SIGKILLed job leaves its run RUNNING; the next attempt of the same job marks it KILLED."""
+    mlflow_client = client(backend)
+    experiment = tracking.init_backend()
+    job = {"stage": "rollouts", "policy": "sft", "split": "test", "decoding": "greedy"}
+    killed = mlflow_client.create_run(experiment, tags={**job, "git_commit": "old"}, run_name="rollouts-sft").info.run_id
+    other_job = mlflow_client.create_run(experiment, tags={**job, "decoding": "sampled"}, run_name="rollouts-sft").info.run_id
+    with tracking.job_run("rollouts", tags={k: v for k, v in job.items() if k != "stage"}) as run:
+        pass
+    assert mlflow_client.get_run(killed).info.status == "KILLED"
+    assert mlflow_client.get_run(other_job).info.status == "RUNNING"  # another job's run is left alone
+    assert mlflow_client.get_run(run.run_id).info.status == "FINISHED"
 
 
 def test_nested_eval_run_and_find_run(backend: str) -> None:

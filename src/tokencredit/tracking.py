@@ -10,6 +10,10 @@ lock. A backend that stays locked, cannot be reached, or whose client cannot be 
 costs a job its result: the run's records go to `<cwd>/mlflow_fallback/<run_name>-<time>.jsonl`
 with a warning, and the job carries on.
 
+A job cancelled with SIGTERM (Snakemake on Ctrl-C, a cluster's time limit) ends its run KILLED.
+A job killed outright (SIGKILL, a lost node) cannot; its run stays RUNNING until the same job
+starts again, which marks it KILLED: Snakemake never runs one job twice at once.
+
 mlflow is imported lazily: importing it takes seconds, and machines without it still run.
 """
 
@@ -21,7 +25,9 @@ import json
 import logging
 import os
 import random
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -220,6 +226,23 @@ class JobRun:
             handle.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")
 
 
+# Tags that say how a job ran, not which job it is.
+RUN_TAGS = ("git_commit", "params_hash")
+
+
+def _job_identity(run_name: str, tags: dict[str, str]) -> tuple:
+    return run_name, sorted((k, v) for k, v in tags.items() if k not in RUN_TAGS and not k.startswith("mlflow."))
+
+
+def _close_leftovers(client: Any, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
+    """Mark KILLED the runs of this same job still RUNNING: what a killed earlier attempt left."""
+    clause = f"attributes.status = 'RUNNING' and tags.stage = '{tags['stage']}'"
+    for stale in retry(client.search_runs, [experiment_id], filter_string=clause, max_results=1000):
+        if _job_identity(stale.info.run_name, stale.data.tags) == _job_identity(run_name, tags):
+            log.warning("MLflow run %s of this job was left RUNNING by a killed attempt; marking it KILLED", stale.info.run_id)
+            retry(client.set_terminated, stale.info.run_id, "KILLED")
+
+
 def _start(run_name: str, tags: dict[str, str], flat_params: dict[str, str]) -> JobRun:
     start_record = {"event": "start", "run_name": run_name, "tags": tags, "params": flat_params}
     client = run_id = None
@@ -227,6 +250,7 @@ def _start(run_name: str, tags: dict[str, str], flat_params: dict[str, str]) -> 
         from mlflow.entities import Param
 
         client, experiment_id = _client_and_experiment()
+        _close_leftovers(client, experiment_id, run_name, tags)
         run_id = retry(client.create_run, experiment_id, tags=tags, run_name=run_name).info.run_id
         entities = [Param(key, value) for key, value in flat_params.items()]
         for chunk in _chunks(entities, PARAMS_PER_BATCH):
@@ -266,12 +290,37 @@ def job_run(
         all_tags["mlflow.parentRunId"] = parent_run_id
     run_name = run_name or (f"{stage}-{tags['policy']}" if "policy" in tags else stage)
     run = _start(run_name, all_tags, flatten_params(params))
-    try:
-        yield run
-    except BaseException:
-        run.end("FAILED")
-        raise
+    with _sigterm_raises():
+        try:
+            yield run
+        except (Terminated, KeyboardInterrupt):
+            run.end("KILLED")
+            raise
+        except BaseException:
+            run.end("FAILED")
+            raise
     run.end("FINISHED")
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: the job was cancelled. Exits with status 143, as the signal would."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread (by default it ends Python without cleanup)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: Any) -> None:
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def find_run(tags: dict) -> str | None:
