@@ -121,6 +121,18 @@ def worker(out_file: Path, data_dir: Path, base_dir: Path) -> None:
     trainer = make_trainer(data_dir, base_dir, scratch, "uniform", "dapo", dapo_reward_factory())
     trainer.train()
     logged["dapo"] = trainer.state.log_history[0]
+    trainer = make_trainer(data_dir, base_dir, scratch, "uniform", "dapo", alternating_reward)
+    loss_tokens = []
+    generate_and_score = trainer._generate_and_score_completions
+
+    def recorded(inputs):
+        batch = generate_and_score(inputs)
+        loss_tokens.append(int(batch["num_items_in_batch"]))
+        return batch
+
+    trainer._generate_and_score_completions = recorded
+    trainer.train()
+    logged["dapo_one_round"] = {**trainer.state.log_history[0], "loss_tokens": loss_tokens[0]}
     if is_main_process():
         write_json(out_file, logged)
 
@@ -159,6 +171,10 @@ def test_two_processes_weight_the_global_batch_like_one(tiny_world, tmp_path):
         assert all(f"time/{part}_s" in two for part in ("generation", "reward", "signals"))  # the step's split
         for key in stats:
             assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), f"{method} {key}: 2 processes {two[key]}, 1 process {one[key]}"
+    # DAPO's token-mean loss divides by the loss tokens of the whole batch: both processes count them all.
+    one, two = logged[1]["dapo_one_round"], logged[2]["dapo_one_round"]
+    assert two["dynamic_sampling/rounds"] == one["dynamic_sampling/rounds"] == 1
+    assert two["loss_tokens"] == one["loss_tokens"] > 0
     dapo = logged[2]["dapo"]
     assert dapo["dynamic_sampling/rounds"] == 2  # both processes took part in the main process's second round
     assert dapo["dynamic_sampling/dropped_frac"] == pytest.approx(1 / 4)  # 1 of the 4 groups seen over both processes

@@ -177,20 +177,32 @@ class TrainParams(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.", json_schema_extra=GRID)
     max_steps: int = Field(30, ge=1, description="GRPO optimizer steps per run.")
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (1e-6 in the papers' 3B/7B runs).")
-    prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step.")
+    prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step (the papers' update or global batch).")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (G).")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Completions per process in one forward and backward (policy loss and token scoring); an "
+        "optimizer step accumulates the gradients of its prompts_per_step x num_generations / num_processes completions per "
+        "process over micro-batches of this size, which must divide that number. None: all of them in one forward.",
+    )
+    updates_per_generation: int = Field(
+        1, ge=1, description="Optimizer steps taken on each generated batch: one generation samples updates_per_generation x "
+        "prompts_per_step prompts (the papers' rollout batch, e.g. 384 = 3 x 128), and each step trains on prompts_per_step "
+        "of them. Steps after the first are off-policy, which the clipped ratio to the rollout policy's log-probs "
+        "accounts for. Token weights and DAPO's filtering are taken over the whole generated batch.",
+    )
     max_completion_length: int = Field(48, ge=4, description="Token budget of one completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus (top-p) sampling of rollouts (the papers: 0.99); 1 samples the whole distribution.")
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
     entropy_penalty: float = Field(0.0, ge=0, description="VPPO's sampled-token entropy penalty coefficient (0.06 in the paper).")
     format_reward: float = Field(0.0, ge=0, le=1, description="Weight of the format reward; accuracy gets 1 - this.")
     max_dynamic_sampling_tries: int = Field(4, ge=1, description="DAPO: generation rounds allowed to fill a batch with mixed-reward groups.")
     overlong_cache: int | None = Field(None, ge=1, description="DAPO overlong reward shaping L_cache (L_max = max_completion_length); None disables it.")
-    logging_steps: int = Field(1, ge=1, description="Steps between logged metrics.")
-    save_steps: int = Field(10, ge=1, description="Steps between checkpoints.")
+    logging_steps: int = Field(1, ge=1, description="Optimizer steps between logged metrics; a multiple of updates_per_generation.")
+    save_steps: int = Field(10, ge=1, description="Optimizer steps between checkpoints; a multiple of updates_per_generation.")
     num_processes: int = Field(
         1, ge=1, description="Processes one run trains on (one per GPU; gloo processes on CPU), launched by `accelerate launch`. "
-        "prompts_per_step stays the global batch; batch-wide weighting statistics are taken over it.",
+        "prompts_per_step stays the global batch; batch-wide weighting statistics are taken over the global generated batch.",
     )
     distributed: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
         "ddp", description="Multi-process engine: the accelerate config workflow/accelerate/<this>.yaml."
@@ -211,6 +223,29 @@ class TrainParams(Section):
                 f"prompts_per_step ({self.prompts_per_step}) is not divisible by num_processes ({self.num_processes}): "
                 "every process must hold whole prompt groups"
             )
+        return self
+
+    @property
+    def completions_per_process(self) -> int:
+        """Completions one process trains on in one optimizer step."""
+        return self.prompts_per_step * self.num_generations // self.num_processes
+
+    @model_validator(mode="after")
+    def _batch_schedule(self) -> TrainParams:
+        if self.micro_batch_size is not None and self.completions_per_process % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size ({self.micro_batch_size}) does not divide the completions per process and optimizer step, "
+                f"prompts_per_step x num_generations / num_processes = {self.prompts_per_step} x {self.num_generations} / "
+                f"{self.num_processes} = {self.completions_per_process}"
+            )
+        # A logged row averages whole generated batches (rewards, weights and timings are measured once per
+        # generation), and a checkpoint falls between two of them, so that a resumed run generates where an
+        # uninterrupted one does.
+        for key in ("logging_steps", "save_steps"):
+            if getattr(self, key) % self.updates_per_generation:
+                raise ValueError(
+                    f"{key} ({getattr(self, key)}) is not a multiple of updates_per_generation ({self.updates_per_generation})"
+                )
         return self
 
     @model_validator(mode="after")

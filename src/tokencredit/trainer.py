@@ -6,6 +6,9 @@ One training step, top to bottom:
   → the rollout policy scores every completion token (no grad): the signals the method needs
   → w = weighting(signals, A) over the GLOBAL batch → per-token advantages A_i · w_{i,t}
   → TRL's clipped loss (GRPO/DAPO/Dr. GRPO normaliser) and the optimizer step.
+The generated batch may feed several optimizer steps (train.updates_per_generation), each
+accumulating gradients over micro-batches: TRL shuffles and splits the batch after this class has
+weighted it, so the weights always come from the whole generated batch.
 For w ≥ 0, weighting the advantage equals weighting the clipped per-token loss (METHODS.md §2).
 
 Several processes (`accelerate launch`): each generates, scores and trains on its own rows, but the
@@ -184,7 +187,10 @@ class WeightedGRPOTrainer(GRPOTrainer):
         metrics["dynamic_sampling/rounds"].append(len(rounds))
         metrics["dynamic_sampling/dropped_frac"].append(n_dropped / n_seen)
         metrics["dynamic_sampling/unfilled_frac"].append(n_unfilled / (num_groups * self.accelerator.num_processes))
-        return merge_rows(rounds, rows, self._tokenizer.pad_token_id), flat_inputs
+        merged = merge_rows(rounds, rows, self._tokenizer.pad_token_id)
+        # merge_rows counts this process's loss tokens; TRL's DAPO normaliser divides by the count over all processes.
+        merged["num_items_in_batch"] = self.accelerator.gather(merged["num_items_in_batch"]).sum()
+        return merged, flat_inputs
 
     # -- token weights ----------------------------------------------------------------------------------
     def _weight_advantages(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -215,6 +221,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 chunk_size=self.chunk_size,
                 temperature=self.temperature,
                 attention_layers=self.attention_layers,
+                batch_size=self.args.per_device_train_batch_size,  # forwards no larger than the training micro-batch
             )
 
     @contextmanager

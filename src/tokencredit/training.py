@@ -91,11 +91,19 @@ def require_engines(train: TrainParams) -> None:
 def grpo_config(
     train: TrainParams, algo: Algorithm, reward_weights: list[float], seed: int, output_dir: Path, suppress_tokens: list[int] = ()
 ) -> GRPOConfig:
-    """TRL's config for one run. prompts_per_step is the global batch, split evenly over train.num_processes.
+    """TRL's config for one run. prompts_per_step is the global batch of one optimizer step, split evenly
+    over train.num_processes and, within a process, into micro-batches whose gradients accumulate.
+
+    TRL generates once every `steps_per_generation` micro-steps, for that many micro-batches per
+    process: updates_per_generation optimizer steps of gradient_accumulation_steps micro-batches each.
+    Its generation batch, prompts_per_step x num_generations x updates_per_generation completions,
+    thus holds whole prompt groups, as TRL requires.
 
     `suppress_tokens`: never sampled (vision placeholders; TRL itself blocks only the image token).
     """
     on_gpu = torch.cuda.is_available()
+    micro_batch = train.micro_batch_size or train.completions_per_process
+    accumulation = train.completions_per_process // micro_batch  # TrainParams checks that it divides
     return GRPOConfig(
         output_dir=str(output_dir),
         seed=seed,
@@ -103,11 +111,13 @@ def grpo_config(
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
         lr_scheduler_type="constant",
-        per_device_train_batch_size=train.prompts_per_step * train.num_generations // train.num_processes,
-        gradient_accumulation_steps=1,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation * train.updates_per_generation,
         num_generations=train.num_generations,
         max_completion_length=train.max_completion_length,
         temperature=train.temperature,
+        top_p=train.top_p,
         loss_type=algo.loss_type,
         scale_rewards=algo.scale_rewards,
         epsilon=algo.epsilon_low,

@@ -1,0 +1,251 @@
+"""The batch schedule: micro-batches with gradient accumulation, several optimizer steps per generated
+batch, and rollout top-p, from TrainParams through TRL's GRPOConfig to the tiny model's training.
+
+Gradient accumulation equals the whole-batch step for every base algorithm here, because TRL 1.16
+normalises each micro-batch's loss so that the sum over an optimizer step is the whole batch's:
+"grpo" takes the mean over sequences of per-sequence token means, divided by the accumulation steps
+(micro-batches hold equally many sequences); "dr_grpo" divides by rows x max_completion_length and
+the accumulation steps; "dapo" divides by the loss tokens of the generated batch over all processes.
+Two things are not exact: the entropy term (train.entropy_penalty) is a token mean per micro-batch,
+so micro-batches of unequal token counts weigh their tokens unequally; and with
+updates_per_generation > 1, "dapo" divides each update by the generated batch's tokens over
+updates_per_generation, the average of the updates' own counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from tokencredit.algorithms import get_algorithm
+from tokencredit.dataset import load_split
+from tokencredit.models import load_policy
+from tokencredit.params import ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
+from tokencredit.trainer import WeightedGRPOTrainer
+from tokencredit.training import grpo_config, grpo_dataset
+from tokencredit.weighting import build_weighting, required_signals
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 12, "save_steps": 100, "learning_rate": 1e-3}
+
+
+# -- params to GRPOConfig -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("keys", "micro", "accumulation", "per_generation"),
+    [
+        ({}, 32, 1, 1),  # today's schedule: the whole batch in one forward, one update per generation
+        ({"micro_batch_size": 32}, 32, 1, 1),
+        ({"micro_batch_size": 4}, 4, 8, 8),
+        ({"micro_batch_size": 8, "updates_per_generation": 3, "logging_steps": 3, "save_steps": 3}, 8, 4, 12),
+    ],
+)
+def test_grpo_config_maps_the_batch_schedule(tmp_path, keys, micro, accumulation, per_generation):
+    train = TrainParams(max_steps=6, prompts_per_step=8, num_generations=4, **keys)
+    config = grpo_config(train, get_algorithm("grpo"), [1.0], seed=0, output_dir=tmp_path)
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps, config.steps_per_generation) == (
+        micro, accumulation, per_generation,
+    )  # fmt: skip
+    assert micro * accumulation == 8 * 4  # one optimizer step: prompts_per_step x num_generations completions
+    assert config.generation_batch_size == 8 * 4 * train.updates_per_generation
+    assert config.generation_batch_size % config.num_generations == 0
+    assert config.max_steps == 6 and config.top_p == 1.0
+
+
+def test_top_p_reaches_the_config(tmp_path):
+    config = grpo_config(TrainParams(top_p=0.99), get_algorithm("dapo"), [1.0], seed=0, output_dir=tmp_path)
+    assert config.top_p == 0.99
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        ({"prompts_per_step": 8, "num_generations": 4, "micro_batch_size": 3}, "micro_batch_size (3) does not divide"),
+        ({"prompts_per_step": 8, "num_generations": 4, "num_processes": 2, "micro_batch_size": 32}, "8 x 4 / 2 = 16"),
+        ({"micro_batch_size": 0}, "train.micro_batch_size"),
+        ({"updates_per_generation": 0}, "train.updates_per_generation"),
+        ({"updates_per_generation": 3, "max_steps": 30, "logging_steps": 1, "save_steps": 3}, "logging_steps (1) is not a multiple of updates_per_generation (3)"),
+        ({"updates_per_generation": 3, "max_steps": 30, "logging_steps": 3, "save_steps": 10}, "save_steps (10) is not a multiple of updates_per_generation (3)"),
+        ({"top_p": 0.0}, "train.top_p"),
+        ({"top_p": 1.5}, "train.top_p"),
+    ],
+)
+def test_bad_schedules_name_the_keys(train, expected):
+    with pytest.raises(ParamsError) as err:
+        validate({"train": train}, "test.yaml")
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "updates"), [("qwen2_5_vl_3b", 3), ("qwen2_5_vl_7b", 1)])
+def test_gpu_params_train_in_micro_batches(name, updates, tmp_path):
+    raw = merged_params(ROOT / "params/default.yaml", ROOT / f"params/{name}.yaml")
+    local = {"model": {"path": str(tmp_path)}, "data": {"path": str(tmp_path)}, "benchmarks": {b: {"path": str(tmp_path)} for b in raw["benchmarks"]}}
+    train = validate(deep_merge(raw, local), name).train
+    config = grpo_config(train, get_algorithm("dapo"), [1.0], seed=0, output_dir=tmp_path)
+    assert config.per_device_train_batch_size <= 8 and config.top_p == 0.99
+    global_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * train.num_processes
+    assert global_step == train.prompts_per_step * train.num_generations
+    assert config.steps_per_generation == config.gradient_accumulation_steps * updates
+
+
+# -- training the tiny model ----------------------------------------------------------------------------
+def make_trainer(tiny_world, out, train: TrainParams, algo: str, method: str, reward, callbacks=()):
+    data_dir, base_dir = tiny_world
+    model, processor = load_policy(base_dir, ModelParams())
+    return WeightedGRPOTrainer(
+        model=model,
+        processing_class=processor,
+        args=grpo_config(train, get_algorithm(algo), [1.0], seed=0, output_dir=out),
+        train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
+        reward_funcs=[reward],
+        callbacks=list(callbacks),
+        weighting=build_weighting(method),
+        needs=required_signals(method),
+        counterfactual=None,
+        chunk_size=7,
+        attention_layers=[-1],
+        dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,
+    )
+
+
+def alternating_reward(completion_ids, **_):
+    """Mixed rewards in every group of 4, whatever the completions."""
+    return [float(i % 2) for i in range(len(completion_ids))]
+
+
+class Gradients(TrainerCallback):
+    """Every parameter's gradient just before each optimizer step."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs) -> None:
+        self.steps.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+
+
+def one_update(tiny_world, out, algo: str, micro_batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The parameter change and gradient of one optimizer step, and how many forwards it took."""
+    train = TrainParams(**SMALL, micro_batch_size=micro_batch_size)
+    gradients = Gradients()
+    # entropy_topk: a top-rho threshold over the batch, which per-micro-batch weights would change
+    trainer = make_trainer(tiny_world, out, train, algo, "entropy_topk", alternating_reward, [gradients])
+    forwards = []
+    compute_loss = trainer.compute_loss
+
+    def counted_loss(*args, **kwargs):
+        forwards.append(1)
+        return compute_loss(*args, **kwargs)
+
+    trainer.compute_loss = counted_loss
+    before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
+    trainer.train()
+    after = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    return after - before, gradients.steps[0], len(forwards)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dr_grpo", "dapo"])
+def test_micro_batches_give_the_whole_batch_update(tiny_world, tmp_path, algo):
+    whole, whole_grad, whole_forwards = one_update(tiny_world, tmp_path / "whole", algo, None)
+    micro, micro_grad, micro_forwards = one_update(tiny_world, tmp_path / "micro", algo, 2)
+    assert (whole_forwards, micro_forwards) == (1, 4)  # 8 completions: one forward, or four of two
+    assert whole_grad.abs().max() > 0
+    torch.testing.assert_close(micro_grad, whole_grad, rtol=1e-4, atol=1e-7)
+    # Adam's first step is about lr * g / |g|: float noise on gradients near zero moves it by a fraction of lr.
+    torch.testing.assert_close(micro, whole, rtol=1e-4, atol=1e-2 * SMALL["learning_rate"])
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dapo"])
+def test_two_updates_per_generation_share_one_weighted_batch(tiny_world, tmp_path, algo):
+    calls = []
+
+    def reward(completion_ids, **_):
+        # The first group's rewards are equal in the first round only: DAPO must generate a second round.
+        calls.append(1)
+        rewards = alternating_reward(completion_ids)
+        return [0.0] * 4 + rewards[4:] if len(calls) == 1 else rewards
+
+    train = TrainParams(**{**SMALL, "max_steps": 2}, micro_batch_size=4, updates_per_generation=2, logging_steps=2)
+    trainer = make_trainer(tiny_world, tmp_path / algo, train, algo, "entropy_topk", reward)
+    generated, rounds, weighted, trained = [], [], [], []
+    outer, generate, weighting, compute_loss = (
+        trainer._generate_and_score_completions, trainer._generate, trainer.weighting, trainer.compute_loss,
+    )  # fmt: skip
+
+    def generate_and_score(inputs):
+        batch = outer(inputs)
+        generated.append(batch["advantages"].clone())
+        return batch
+
+    def count_rounds(prompts):
+        rounds.append(len(prompts))
+        return generate(prompts)
+
+    def weigh(signals, advantages):
+        weighted.append(signals.mask.shape[0])
+        return weighting(signals, advantages)
+
+    def loss(model, inputs, *args, **kwargs):
+        trained.append(inputs)
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer._generate_and_score_completions, trainer._generate, trainer.weighting, trainer.compute_loss = (
+        generate_and_score, count_rounds, weigh, loss,
+    )  # fmt: skip
+    trainer.train()
+
+    assert trainer.state.global_step == 2 and len(generated) == 1  # two optimizer steps, one generated batch
+    assert rounds == ([16, 16] if algo == "dapo" else [16])  # DAPO refills the whole generated batch
+    assert weighted == [16]  # weighted once, over both updates' 2 x 2 prompts x 4 completions
+    assert len(trained) == 4  # 2 updates x 2 micro-batches of 4
+    # Every micro-batch trains on rows of the one weighted batch, each row exactly once.
+    rows = sorted(tuple(row.tolist()) for inputs in trained for row in inputs["advantages"])
+    assert rows == sorted(tuple(row.tolist()) for row in generated[0])
+    assert all("old_per_token_logps" in inputs for inputs in trained)  # TRL's ratio for the off-policy update
+    (logged,) = [row for row in trainer.state.log_history if "loss" in row]
+    assert logged["step"] == 2 and "reward" in logged and "weights/weight_mean" in logged
+    if algo == "dapo":
+        assert logged["dynamic_sampling/rounds"] == 2 and logged["dynamic_sampling/unfilled_frac"] == 0
+
+
+def test_top_p_reaches_generation(tiny_world, tmp_path):
+    train = TrainParams(**SMALL, top_p=0.9)
+    trainer = make_trainer(tiny_world, tmp_path, train, "grpo", "uniform", alternating_reward)
+    seen = []
+    generate = trainer.model.generate
+
+    def recorded_generate(*args, generation_config, **kwargs):
+        seen.append(generation_config)
+        return generate(*args, generation_config=generation_config, **kwargs)
+
+    trainer.model.generate = recorded_generate
+    trainer.model.train()
+    row = trainer.train_dataset[0]
+    trainer._generate_and_score_completions([row] * trainer.num_generations)
+    assert [c.top_p for c in seen] == [0.9] and seen[0].do_sample
+
+
+class StopAt(TrainerCallback):
+    """Ends training after optimizer step `step` (and its checkpoint), as a kill after the save would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_resuming_between_generated_batches_matches_an_uninterrupted_run(tiny_world, tmp_path):
+    # save_steps is a multiple of updates_per_generation: the checkpoint lies between two generated batches.
+    train = TrainParams(**{**SMALL, "max_steps": 4, "save_steps": 2}, micro_batch_size=4, updates_per_generation=2, logging_steps=2)
+    uninterrupted = make_trainer(tiny_world, tmp_path / "whole", train, "grpo", "entropy_topk", alternating_reward)
+    uninterrupted.train()
+    stopped = make_trainer(tiny_world, tmp_path / "resumed", train, "grpo", "entropy_topk", alternating_reward, [StopAt(2)])
+    stopped.train()
+    resumed = make_trainer(tiny_world, tmp_path / "resumed", train, "grpo", "entropy_topk", alternating_reward)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed/checkpoint-2"))
+    assert resumed.state.global_step == 4
+    for (name, expected), actual in zip(uninterrupted.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(actual, expected), name
