@@ -298,7 +298,7 @@ class ScoreParams(Section):
     batch_size: int = Field(64, ge=1, description="Responses per scoring forward.")
     weighting_prompts: int = Field(
         8, ge=1, description="Prompts whose samples form one batch for the methods' batch-wide statistics "
-        "(top-rho thresholds, VPPO's min/max), as train.prompts_per_step does in training.",
+        "(top-rho thresholds, VPPO's min/max), as one generated batch (train.prompts_per_step x train.updates_per_generation) does in training.",
     )
     counterfactuals: list[Literal[
         "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
