@@ -23,8 +23,7 @@ def main() -> None:
     args = p.parse_args()
     data_file = args.data / f"{args.split}.parquet"
     frame = load_split(args.data, args.split)
-    decodings = ["sampled", "greedy", *(["no_image"] if args.params.without_image else [])]
-    cached = {d: load_rollouts(args.rollouts / f"{d}.parquet", args.policy, data_file, d)[0] for d in decodings}
+    cached = {d: load_rollouts(args.rollouts / f"{d}.parquet", args.policy, data_file, d)[0] for d in args.params.decodings}
     with policy_run("grade", args, {"eval": args.params.model_dump()}, split=args.split) as run:
         record = grade_rollouts(frame, cached["sampled"], cached["greedy"], cached.get("no_image"), args.params.k, args.policy_name, args.split)
         write_json(args.out, record)

@@ -90,6 +90,8 @@ def test_greedy_decodings_are_keyed_by_their_token_budget_only():
     assert params.for_decoding("sampled") == params.model_dump(mode="json")
     with pytest.raises(ValueError, match="unknown decoding 'beam'"):
         params.for_decoding("beam")
+    assert validate({}).eval.decodings == ["sampled", "greedy", "no_image"]
+    assert validate({"eval": {"without_image": False}}).eval.decodings == ["sampled", "greedy"]
 
 
 def test_grid_keys_stay_out_of_the_sections_rules_receive():

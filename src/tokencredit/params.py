@@ -336,6 +336,11 @@ class EvalParams(Section):
     )
     without_image: bool = Field(True, description="Also grade the greedy completions with the image removed (visual dependence).")
 
+    @property
+    def decodings(self) -> list[Decoding]:
+        """The cached decodings grading reads."""
+        return [d for d in DECODINGS if d != "no_image" or self.without_image]
+
 
 class PromptParams(Section):
     """The user text of real datasets and benchmarks. The synthetic task keeps its own format."""

@@ -25,10 +25,6 @@ START = "sft" if P.data.source == "synthetic" else "base"
 POLICIES = [START, *RUNS]
 
 
-# What `grade` reads of every policy's completions of a split or benchmark.
-GRADED_DECODINGS = [d for d in DECODINGS if d != "no_image" or P.eval.without_image]
-
-
 wildcard_constraints:
     algo="grpo|dapo|dr_grpo",
     method="[A-Za-z0-9_]+",

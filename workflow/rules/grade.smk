@@ -5,7 +5,7 @@
 
 rule grade:
     input:
-        rollouts=expand("results/rollouts/{{policy}}/{{dataset}}/{decoding}.parquet", decoding=GRADED_DECODINGS),
+        rollouts=expand("results/rollouts/{{policy}}/{{dataset}}/{decoding}.parquet", decoding=P.eval.decodings),
         data=lambda wc: data_file(wc.dataset),
     output:
         "results/eval/{policy}/{dataset}.json",
