@@ -50,6 +50,7 @@ def fake_eval(policy: str, split: str, greedy: list, avg: list, no_image: list |
         "k": 4,
         "greedy_accuracy": statistics.fmean(greedy),
         "avg_at_k": statistics.fmean(avg),
+        "pass_at_k": statistics.fmean(a > 0 for a in avg),
         "greedy_accuracy_no_image": None if no_image is None else statistics.fmean(no_image),
         "per_family": per_family,
         "per_example": per_example,
@@ -101,6 +102,7 @@ def test_metrics_by_hand(report: tuple[dict, Path]) -> None:
 
     sft = metrics["sft"]["test"]
     assert sft["greedy_accuracy_mean"] == 0.25 and sft["avg_at_k_mean"] == 0.25
+    assert sft["pass_at_k_mean"] == 0.75  # some sample right on e0, e1, e3
     assert sft["greedy_accuracy_ci95"] is None and sft["n_seeds"] == 1 and sft["n"] == 4
     assert sft["greedy_accuracy_no_image_mean"] == 0.0
     assert metrics["sft"]["validation"]["greedy_accuracy_no_image_mean"] is None
@@ -113,6 +115,7 @@ def test_metrics_by_hand(report: tuple[dict, Path]) -> None:
     assert uniform["avg_at_k_mean"] == 0.375
     assert uniform["avg_at_k_ci95"] == pytest.approx(T95_DF1 * 0.125, rel=1e-4)
     assert uniform["greedy_accuracy_no_image_mean"] == 0.125
+    assert uniform["pass_at_k_mean"] == 0.75  # seeds 1.0 and 0.5
     assert uniform["greedy_accuracy_delta_vs_sft"] == 0.125
     assert uniform["n_seeds"] == 2 and "vs_uniform" not in uniform
 
@@ -133,9 +136,10 @@ def test_summary_tables(report: tuple[dict, Path]) -> None:
     _, out = report
     md = (out / "summary.md").read_text()
     assert "### test (n = 4 examples, k = 4 samples)" in md
-    assert "| sft | 1 | 25.0 | 25.0 | 0.0 |  |" in md
-    assert "| grpo-uniform | 2 | 37.5 ± 158.8 | 37.5 ± 158.8 | 12.5 | +12.5 |" in md
-    assert "| grpo-entropy_topk | 2 | 75.0 ± 0.0 | 68.8 ± 79.4 | 37.5 | +50.0 |" in md
+    assert "| run | seeds | greedy acc % | avg@4 % | pass@4 % | no-image greedy acc % |" in md
+    assert "| sft | 1 | 25.0 | 25.0 | 75.0 | 0.0 |  |" in md
+    assert "| grpo-uniform | 2 | 37.5 ± 158.8 | 37.5 ± 158.8 | 75.0 ± 317.7 | 12.5 | +12.5 |" in md
+    assert "| grpo-entropy_topk | 2 | 75.0 ± 0.0 | 68.8 ± 79.4 | 100.0 ± 0.0 | 37.5 | +50.0 |" in md
     assert "| grpo-entropy_topk | test | +37.5 [" in md
     # per family: count_color (e0, e1), exists (e2, e3)
     assert "| run | count_color (n=2) | exists (n=2) |" in md

@@ -33,7 +33,7 @@ SFT = "sft"
 BASELINE_METHOD = "uniform"
 SPLIT_ORDER = ("train", "validation", "test", "test_ood")
 EVAL_KEYS = (
-    "policy", "split", "n", "k", "greedy_accuracy", "avg_at_k", "per_family", "per_example"
+    "policy", "split", "n", "k", "greedy_accuracy", "avg_at_k", "pass_at_k", "per_family", "per_example"
 )
 # Summary metric -> the per-example score it averages (paired bootstrap input).
 PAIRED_SCORES = {"greedy_accuracy": "greedy_correct", "avg_at_k": "avg_at_k"}
@@ -116,7 +116,7 @@ def _finite(x: float | None) -> float | None:
 def summarize(evals: list[dict]) -> dict:
     """Mean ± 95 % CI over seeds of one group's evaluations on one split."""
     summary: dict = {"n_seeds": len(evals), "n": evals[0]["n"], "k": evals[0]["k"]}
-    for key in ("greedy_accuracy", "avg_at_k"):
+    for key in ("greedy_accuracy", "avg_at_k", "pass_at_k"):
         mean, half = mean_ci([ev[key] for ev in evals])
         summary[f"{key}_mean"], summary[f"{key}_ci95"] = mean, _finite(half)
     no_image = [
@@ -211,6 +211,7 @@ def accuracy_tables(metrics: dict, evals: dict) -> str:
                     str(s["n_seeds"]),
                     _pct_ci(s["greedy_accuracy_mean"], s["greedy_accuracy_ci95"]),
                     _pct_ci(s["avg_at_k_mean"], s["avg_at_k_ci95"]),
+                    _pct_ci(s["pass_at_k_mean"], s["pass_at_k_ci95"]),
                     _pct(s["greedy_accuracy_no_image_mean"]),
                     "" if delta is None else _signed(delta),
                 ]
@@ -220,6 +221,7 @@ def accuracy_tables(metrics: dict, evals: dict) -> str:
             "seeds",
             "greedy acc %",
             f"avg@{first['k']} %",
+            f"pass@{first['k']} %",
             "no-image greedy acc %",
             "greedy Δ vs sft (points)",
         ]
