@@ -12,7 +12,6 @@ was live before it (harness.peak_bytes); time is the median of --repeats calls.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -33,17 +32,6 @@ def with_output_scores(model, processor, questions, images, n: int, temperature:
     )  # fmt: skip
     tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
     return torch.stack([torch.log_softmax(s.float(), -1).gather(-1, tokens[:, t, None]).squeeze(-1) for t, s in enumerate(out.scores)], 1)
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        harness.synchronize()
-        start = time.perf_counter()
-        fn()
-        harness.synchronize()
-        times.append(time.perf_counter() - start)
-    return harness.median(times)
 
 
 def main() -> None:
@@ -75,7 +63,7 @@ def main() -> None:
         rows = []
         for name, fn in (("output_scores (before)", scores), ("SampledLogProbs (now)", recorder)):
             peak, _ = harness.peak_bytes(fn)
-            rows.append([name, peak / 2**20, timed(fn, args.repeats)])
+            rows.append([name, peak / 2**20, harness.median_seconds(fn, args.repeats)])
     base_peak, base_time = rows[0][1], rows[0][2]
     body = harness.table(
         ["sampling log-probs from", "peak extra MiB", "vs before", "time s", "vs before"],

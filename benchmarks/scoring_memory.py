@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -35,17 +34,6 @@ def plain_forward(trainer, batch) -> torch.Tensor:
     return logps
 
 
-def seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        harness.synchronize()
-        start = time.perf_counter()
-        fn()
-        harness.synchronize()
-        times.append(time.perf_counter() - start)
-    return harness.median(times)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=harness.METHODS[1:])
@@ -62,13 +50,13 @@ def main() -> None:
         plain = lambda: plain_forward(base, batch)  # noqa: E731
         plain()  # warm-up
         plain_peak, _ = harness.peak_bytes(plain)
-        plain_time = seconds(plain, args.repeats)
+        plain_time = harness.median_seconds(plain, args.repeats)
         rows.append(["plain forward (TRL log-probs)", plain_peak / 2**20, "1.00", plain_time, "1.00"])
         for method in args.methods:
             score = lambda t=trainers[method]: t._signals(batch, inputs)  # noqa: E731
             score()
             peak, _ = harness.peak_bytes(score)
-            took = seconds(score, args.repeats)
+            took = harness.median_seconds(score, args.repeats)
             rows.append([method, peak / 2**20, f"{peak / plain_peak:.2f}", took, f"{took / plain_time:.2f}"])
     header = ["operation", "peak extra MiB", "peak vs plain", "time s", "time vs plain"]
     load = w.workload
