@@ -155,12 +155,13 @@ def _default_methods() -> dict[str, MethodSpec]:
         "entropy_topk": ("entropy_topk", {}),
         "tor": ("tor", {}),
         "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
-        "tor_perception_only": ("tor", {"gamma_r": 0.0}),
+        "tor_perception_only": ("tor", {"rho_r": 0.0}),  # gamma_p on ALL of T_p; gamma_r = 0 would drop T_p ∩ T_r
         "vppo": ("vppo", {}),
         "pgpo": ("pgpo", {}),
         "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),
         "pgpo_boosting_only": ("pgpo", {"tau": 0.0}),
         "pgpo_no_norm": ("pgpo", {"normalize": False}),
+        "pgpo_authorcode": ("pgpo", {"tau_quantile": True, "floor": 0.1, "normalize": False}),  # authors' dev code, pgpo.py
         "atrl": ("atrl", {}),
         "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
     }
