@@ -195,9 +195,25 @@ class TrainParams(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus (top-p) sampling of rollouts (the papers: 0.99); 1 samples the whole distribution.")
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
-    entropy_penalty: float = Field(0.0, ge=0, description="VPPO's sampled-token entropy penalty coefficient (0.06 in the paper).")
+    entropy_penalty: float = Field(
+        0.0, ge=0, description="Entropy penalty coefficient (VPPO: 0.06), added to the loss times the entropy estimate "
+        "that entropy_penalty_form names; 0 disables it.",
+    )
+    entropy_penalty_form: Literal["sampled", "full_vocabulary"] = Field(
+        "sampled", description="sampled: VPPO's term, the mean of −log π_θ(o_t) over the sampled tokens of the step (its "
+        "code); full_vocabulary: TRL's mean of −Σ_v π_θ(v) log π_θ(v). Same value on-policy, different gradients.",
+    )
+    dual_clip: float | None = Field(
+        None, gt=1, description="Dual-clip bound C of EasyR1's PPO loss (the four papers: 3): for a negative advantage the "
+        "per-token loss is capped at −C·A, so no gradient flows when the ratio exceeds C. Must exceed 1 + the "
+        "algorithm's epsilon_high. None: TRL's plain clipped loss.",
+    )
     format_reward: float = Field(0.0, ge=0, le=1, description="Weight of the format reward; accuracy gets 1 - this.")
     max_dynamic_sampling_tries: int = Field(4, ge=1, description="DAPO: generation rounds allowed to fill a batch with mixed-reward groups.")
+    dynamic_sampling_tolerance: float = Field(
+        1e-6, ge=0, description="DAPO: a group counts as mixed when its total rewards span more than this (float noise of "
+        "weighted rewards such as 0.9 accuracy + 0.1 format is not a mix).",
+    )
     overlong_cache: int | None = Field(None, ge=1, description="DAPO overlong reward shaping L_cache (L_max = max_completion_length); None disables it.")
     logging_steps: int = Field(1, ge=1, description="Optimizer steps between logged metrics; a multiple of updates_per_generation.")
     save_steps: int = Field(10, ge=1, description="Optimizer steps between checkpoints; a multiple of updates_per_generation.")
