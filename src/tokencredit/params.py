@@ -423,7 +423,9 @@ class Params(Section):
     sft: SFTParams = Field(default_factory=SFTParams)
     train: TrainParams = Field(default_factory=TrainParams)
     methods: dict[str, MethodSpec] = Field(
-        default_factory=_default_methods, description="Named method variants; train.methods picks the grid from these."
+        default_factory=_default_methods,
+        description="Named method variants; train.methods picks the grid from these. Entries are merged by name over "
+        "the built-in ones: a new name adds a method, a known name replaces only that method.",
     )
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     scoring: ScoringParams = Field(default_factory=ScoringParams)
@@ -462,6 +464,11 @@ class Params(Section):
         if gpus and gpus != processes:
             raise ValueError(f"resources.train.gpus ({gpus}) must equal train.num_processes ({processes}): one process per GPU")
         return self
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _over_built_in_methods(cls, methods: Any) -> Any:
+        return {**_default_methods(), **methods} if isinstance(methods, dict) else methods
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:
