@@ -28,6 +28,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_local_copy(source: str, path: str | None) -> None:
+    """A real dataset's local copy exists (tokencredit.sources.check_sources checks its adapter and split)."""
+    if path is None:
+        raise ValueError(f"dataset {source!r} needs `path`, the local copy of its release")
+    if not Path(path).is_dir():
+        raise ValueError(f"local copy {path!r} of dataset {source!r} does not exist or is not a directory")
+
+
 class DataParams(Section):
     seed: int = Field(0, description="Seed of the synthetic generator; same seed, same bytes.")
     image_size: int = Field(84, ge=28, description="Side of the square synthetic images, in pixels.")
@@ -71,9 +79,7 @@ class DataParams(Section):
             if self.path is not None:
                 raise ValueError(f"path {self.path!r} is set, but source 'synthetic' reads no files")
             return self
-        from tokencredit.sources import check_source  # imported only for real data
-
-        check_source(self.source, self.path, "train")
+        check_local_copy(self.source, self.path)
         return self
 
 
@@ -395,9 +401,7 @@ class BenchmarkSpec(Section):
 
     @model_validator(mode="after")
     def _readable(self) -> BenchmarkSpec:
-        from tokencredit.sources import check_source  # imported only when benchmarks are defined
-
-        check_source(self.source, self.path, self.split)
+        check_local_copy(self.source, self.path)
         return self
 
 
@@ -436,7 +440,9 @@ class Params(Section):
     sft: SFTParams = Field(default_factory=SFTParams)
     train: TrainParams = Field(default_factory=TrainParams)
     methods: dict[str, MethodSpec] = Field(
-        default_factory=_default_methods, description="Named method variants; train.methods picks the grid from these."
+        default_factory=_default_methods,
+        description="Named method variants; train.methods picks the grid from these. Entries are merged by name over "
+        "the built-in ones: a new name adds a method, a known name replaces only that method.",
     )
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     scoring: ScoringParams = Field(default_factory=ScoringParams)
@@ -475,6 +481,11 @@ class Params(Section):
         if gpus and gpus != processes:
             raise ValueError(f"resources.train.gpus ({gpus}) must equal train.num_processes ({processes}): one process per GPU")
         return self
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _over_built_in_methods(cls, methods: Any) -> Any:
+        return {**_default_methods(), **methods} if isinstance(methods, dict) else methods
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:

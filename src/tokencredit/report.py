@@ -1,18 +1,18 @@
 """The report: every policy's evaluation side by side, differences from `uniform`, training curves.
 
 Reads results/eval/{policy}/{split}.json and results/runs/{policy}/metrics.jsonl; writes
-summary.md, metrics.json (numbers for `dvc metrics show` / `dvc exp show`) and curves_*.png.
-`build_html` then adds index.html (tokencredit.report_html) and, from the token scores,
-analysis.json (tokencredit.analysis).
-Runs "{algo}-{method}-s{seed}" are grouped over seeds into one row "{algo}-{method}": mean ± 95 %
-Student-t interval over seeds. Reference policies ("sft") are single models shown first.
+metrics.json (numbers for `dvc metrics show` / `dvc exp show`), curves_*.png, and summary.md and
+index.html, both rendered from one list of sections (tokencredit.document); from the token scores,
+index.html adds the token analysis (tokencredit.analysis, tokencredit.report_html), analysis.json.
+Training runs (their algo, method and seed from the run.json in each run's directory) are grouped
+over seeds into one row "{algo}-{method}": mean ± 95 % Student-t interval over seeds. Reference
+policies ("base", "sft") are single models shown first.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from tokencredit.algorithms import ALGORITHMS
 from tokencredit.atomic import atomic_path, write_json, write_text
+from tokencredit.document import Image, Section, Table, render_html, render_markdown
 from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
+from tokencredit.run_record import read_run_record
 from tokencredit.stats import mean_ci, paired_bootstrap
 
-ALGOS = ("grpo", "dapo", "dr_grpo")
-# Method names may hold "-" or "_"; the seed suffix anchors the split.
-RUN_POLICY = re.compile(rf"^(?P<algo>{'|'.join(ALGOS)})-(?P<method>.+)-s(?P<seed>\d+)$")
+TITLE = "tokencredit report"
 REFERENCE_POLICIES = ("base", "sft")
 SFT = "sft"
 BASELINE_METHOD = "uniform"
@@ -52,32 +53,42 @@ class Policy:
     algo: str | None = None
     method: str | None = None
     seed: int | None = None
+    run_dir: Path | None = None  # a training run's directory
 
 
-def parse_policy(name: str) -> Policy:
+Policies = dict[str, Policy]  # the training runs, by name
+
+
+def read_policies(run_dirs: list[Path]) -> Policies:
+    """Each training run's algo, method and seed, from the run.json in its directory."""
+    policies = {}
+    for run_dir in run_dirs:
+        record = read_run_record(run_dir)
+        if record is None or record.algo is None or record.method is None or record.seed is None:
+            raise ValueError(f"{run_dir}: a training run's directory needs a run.json with its algo, method and seed")
+        policies[record.policy] = Policy(record.policy, f"{record.algo}-{record.method}", record.algo, record.method, record.seed, Path(run_dir))
+    return policies
+
+
+def policy_of(policies: Policies, name: str) -> Policy:
+    if name in policies:
+        return policies[name]
     if name in REFERENCE_POLICIES:
         return Policy(name, name)
-    match = RUN_POLICY.match(name)
-    if match is None:
-        raise ValueError(
-            f"policy {name!r} is neither one of {REFERENCE_POLICIES} nor"
-            f" '{{algo}}-{{method}}-s{{seed}}' with algo in {ALGOS}"
-        )
-    algo, method = match["algo"], match["method"]
-    return Policy(name, f"{algo}-{method}", algo, method, int(match["seed"]))
+    raise ValueError(f"policy {name!r} is neither a run given with its directory nor one of {REFERENCE_POLICIES}")
 
 
 def _group_order(policy: Policy) -> tuple:
     if policy.algo is None:
         return (0, REFERENCE_POLICIES.index(policy.name), "")
-    return (1, ALGOS.index(policy.algo), policy.method != BASELINE_METHOD, policy.method)
+    return (1, list(ALGORITHMS).index(policy.algo), policy.method != BASELINE_METHOD, policy.method)
 
 
 def _split_order(split: str) -> tuple:
     return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
 
 
-def load_evals(files: list[Path]) -> dict[str, dict[str, list[dict]]]:
+def load_evals(files: list[Path], policies: Policies) -> dict[str, dict[str, list[dict]]]:
     """{split: {group: [eval dicts, one per seed, by seed]}}, validated."""
     seen: dict[tuple[str, str], Path] = {}
     table: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -94,13 +105,13 @@ def load_evals(files: list[Path]) -> dict[str, dict[str, list[dict]]]:
         if key in seen:
             raise ValueError(f"{path}: {key[0]!r} on {key[1]!r} was already read from {seen[key]}")
         seen[key] = path
-        table[ev["split"]][parse_policy(ev["policy"]).group].append(ev)
+        table[ev["split"]][policy_of(policies, ev["policy"]).group].append(ev)
 
     def seed(ev: dict) -> int:
-        return parse_policy(ev["policy"]).seed or 0
+        return policy_of(policies, ev["policy"]).seed or 0
 
     def order(item: tuple[str, list[dict]]) -> tuple:
-        return _group_order(parse_policy(item[1][0]["policy"]))
+        return _group_order(policy_of(policies, item[1][0]["policy"]))
 
     return {
         split: {group: sorted(evs, key=seed) for group, evs in sorted(groups.items(), key=order)}
@@ -157,14 +168,14 @@ def compare_to_uniform(method: list[dict], uniform: list[dict]) -> dict[str, dic
     return result
 
 
-def build_metrics(evals: dict[str, dict[str, list[dict]]]) -> dict:
+def build_metrics(evals: dict[str, dict[str, list[dict]]], policies: Policies) -> dict:
     """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform)}}."""
     metrics: dict[str, dict] = defaultdict(dict)
     for split, groups in evals.items():
         sft = summarize(groups[SFT]) if SFT in groups else None
         for group, evs in groups.items():
             summary = summarize(evs)
-            policy = parse_policy(evs[0]["policy"])
+            policy = policy_of(policies, evs[0]["policy"])
             if policy.algo is not None and sft is not None:
                 delta = summary["greedy_accuracy_mean"] - sft["greedy_accuracy_mean"]
                 summary["greedy_accuracy_delta_vs_sft"] = delta
@@ -191,14 +202,8 @@ def _p_value(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def accuracy_tables(metrics: dict, evals: dict) -> str:
-    parts = []
+def accuracy_sections(metrics: dict, evals: dict) -> list[Section]:
+    sections = []
     for split, groups in evals.items():
         first = metrics[next(iter(groups))][split]
         rows = []
@@ -225,12 +230,12 @@ def accuracy_tables(metrics: dict, evals: dict) -> str:
             "no-image greedy acc %",
             "greedy Δ vs sft (points)",
         ]
-        title = f"### {split} (n = {first['n']} examples, k = {first['k']} samples)\n\n"
-        parts.append(title + _table(header, rows))
-    return "\n".join(parts)
+        title = f"{split} (n = {first['n']} examples, k = {first['k']} samples)"
+        sections.append(Section(title, [Table(header, rows)], level=3))
+    return sections
 
 
-def uniform_table(metrics: dict, evals: dict) -> str:
+def uniform_block(metrics: dict, evals: dict) -> Table | str:
     rows = []
     for split, groups in evals.items():
         for group in groups:
@@ -244,14 +249,14 @@ def uniform_table(metrics: dict, evals: dict) -> str:
                 row += [f"{_signed(c['diff'])} {interval}", _p_value(c["p_value"])]
             rows.append(row)
     if not rows:
-        return "No method has a `uniform` run of the same algorithm to compare with.\n"
+        return "No method has a `uniform` run of the same algorithm to compare with."
     header = ["run", "split", "Δ greedy acc (points) [95 % CI]", "p"]
     header += ["Δ avg@k (points) [95 % CI]", "p"]
-    return _table(header, rows)
+    return Table(header, rows)
 
 
-def family_tables(evals: dict) -> str:
-    parts = []
+def family_sections(evals: dict) -> list[Section]:
+    sections = []
     for split, groups in evals.items():
         counts = {}
         for evs in groups.values():
@@ -271,27 +276,27 @@ def family_tables(evals: dict) -> str:
                 cells.append(_pct(statistics.fmean(values)) if values else "–")
             rows.append([group, *cells])
         header = ["run", *(f"{family} (n={counts[family]})" for family in families)]
-        parts.append(f"### {split}\n\n" + _table(header, rows))
-    return "\n".join(parts)
+        sections.append(Section(split, [Table(header, rows)], level=3))
+    return sections
 
 
-def papers_table() -> str:
+def papers_table() -> Table:
     rows = []
     for paper in PAPER_RESULTS:
         results = " · ".join(f"{label} {value:.{paper.decimals}f}" for label, value in paper.results)
         rows.append([paper.source, paper.model, paper.benchmark, results, paper.note])
-    return _table(["source", "model", "benchmark", "results", "note"], rows)
+    return Table(["source", "model", "benchmark", "results", "note"], rows)
 
 
-def beside_papers_table(metrics: dict, evals: dict) -> str | None:
+def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
     """Our runs on real benchmarks next to what the papers report there (None without such benchmarks)."""
     rows = []
     for split, groups in evals.items():
         source = next(iter(groups.values()))[0].get("source")
-        reported = "<br>".join(
+        reported = [
             f"{p.source}: " + ", ".join(f"{label} {value:.{p.decimals}f}" for label, value in p.results)
             for p in reported_for(source or "")
-        )
+        ]
         if not reported:
             continue
         for group in groups:
@@ -299,7 +304,38 @@ def beside_papers_table(metrics: dict, evals: dict) -> str | None:
             rows.append([split, group, _pct(m["greedy_accuracy_mean"]), _pct(m["avg_at_k_mean"]), reported])
     if not rows:
         return None
-    return _table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
+    return Table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
+
+
+def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool) -> list[Section]:
+    """The report's sections on accuracy (in summary.md and index.html)."""
+    sections = [
+        Section(
+            TITLE,
+            ["Runs `{algo}-{method}` are grouped over seeds: mean ± 95 % Student-t interval over seeds "
+             "(no interval with one seed). Accuracies in %."],
+            level=1,
+        ),
+        Section("Accuracy"),
+        *accuracy_sections(metrics, evals),
+        Section(
+            "Difference from `uniform` (same algorithm)",
+            ["Paired bootstrap over examples (each example's score averaged over seeds first); "
+             "p is two-sided for no difference.", uniform_block(metrics, evals)],
+        ),
+        Section("Greedy accuracy per question family (%, mean over seeds)"),
+        *family_sections(evals),
+    ]  # fmt: skip
+    beside = beside_papers_table(metrics, evals)
+    if papers and beside:
+        sections.append(Section("Real benchmarks beside the papers' figures", [beside]))
+    if papers:
+        title = "Reported in the papers (not reproduced here; different models and benchmarks)"
+        sections.append(Section(title, [papers_table()]))
+    if curves:
+        images = [Image(path.stem, path.read_bytes(), path.name) for path in curves]
+        sections.append(Section("Training curves", images))
+    return sections
 
 
 def load_training_metrics(run_dir: Path) -> pd.DataFrame:
@@ -318,17 +354,13 @@ def load_training_metrics(run_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def plot_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
+def plot_curves(policies: Policies, out_dir: Path) -> list[Path]:
     """curves_{name}.png per CURVES entry with data: mean over seeds per method, min–max band."""
     from matplotlib.figure import Figure  # no pyplot: no global backend, renders with Agg
 
-    runs = [(parse_policy(Path(d).name), Path(d)) for d in run_dirs]
-    for policy, run_dir in runs:
-        if policy.algo is None:
-            raise ValueError(f"{run_dir}: a run dir must be named '{{algo}}-{{method}}-s{{seed}}'")
     groups: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    for policy, run_dir in sorted(runs, key=lambda run: (_group_order(run[0]), run[0].seed)):
-        groups[policy.group].append(load_training_metrics(run_dir))
+    for policy in sorted(policies.values(), key=lambda policy: (_group_order(policy), policy.seed)):
+        groups[policy.group].append(load_training_metrics(policy.run_dir))
     frames = [frame for group_frames in groups.values() for frame in group_frames]
     written = []
     for name, columns in CURVES.items():
@@ -360,54 +392,34 @@ def plot_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
 
 
 def build_report(
-    eval_files: list[Path], run_dirs: list[Path], out_dir: Path, papers: bool = True
+    eval_files: list[Path],
+    run_dirs: list[Path],
+    out_dir: Path,
+    score_files: list[Path] = (),
+    analysis_params: AnalysisParams | None = None,
+    papers: bool = True,
 ) -> dict:
-    """Write summary.md, metrics.json and curves_*.png to out_dir; return the metrics."""
+    """Write summary.md, metrics.json, curves_*.png, analysis.json ({} without scores) and index.html.
+
+    Returns the metrics. Both summary.md and index.html render the same sections; index.html adds
+    the token analysis and viewer (tokencredit.report_html) when there are token scores.
+    """
     out_dir = Path(out_dir)
-    evals = load_evals(eval_files)
-    metrics = build_metrics(evals)
-    curves = plot_curves(run_dirs, out_dir)
-    sections = [
-        "# tokencredit report\n",
-        "Runs `{algo}-{method}` are grouped over seeds: mean ± 95 % Student-t interval over seeds "
-        "(no interval with one seed). Accuracies in %.\n",
-        "## Accuracy\n",
-        accuracy_tables(metrics, evals),
-        "## Difference from `uniform` (same algorithm)\n",
-        "Paired bootstrap over examples (each example's score averaged over seeds first); "
-        "p is two-sided for no difference.\n",
-        uniform_table(metrics, evals),
-        "## Greedy accuracy per question family (%, mean over seeds)\n",
-        family_tables(evals),
-    ]
-    beside = beside_papers_table(metrics, evals)
-    if papers and beside:
-        sections += ["## Real benchmarks beside the papers' figures\n", beside]
-    if papers:
-        sections += [
-            "## Reported in the papers (not reproduced here; different models and benchmarks)\n",
-            papers_table(),
-        ]
-    if curves:
-        sections += ["## Training curves\n", *(f"![{p.stem}]({p.name})\n" for p in curves)]
-    write_text(out_dir / "summary.md", "\n".join(sections))
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
-
-
-def build_html(out_dir: Path, eval_files: list[Path], score_files: list[Path], params: AnalysisParams) -> dict | None:
-    """Write index.html and analysis.json ({} without scores) beside summary.md; return the analysis."""
-    from tokencredit.analysis import analyze, load_scores  # pandas-heavy, torch via scoring: only when asked
-    from tokencredit.report_html import viewer_data, write_index
-
-    out_dir = Path(out_dir)
-    images = {path.name: path.read_bytes() for path in sorted(out_dir.glob("curves_*.png"))}
-    analysis = viewer = None
+    policies = read_policies(run_dirs)
+    evals = load_evals(eval_files, policies)
+    metrics = build_metrics(evals, policies)
+    sections = summary_sections(metrics, evals, plot_curves(policies, out_dir), papers)
+    analysis = None
     if score_files:
-        evals = [ev for groups in load_evals(eval_files).values() for evs in groups.values() for ev in evs]
+        from tokencredit.analysis import analyze, load_scores  # pandas-heavy: only when asked
+        from tokencredit.report_html import analysis_sections
+
+        params = analysis_params or AnalysisParams()
         scores = load_scores(score_files)
-        analysis = analyze(scores, evals, params)
-        viewer = viewer_data(scores, params.viewer_responses, params.seed)
+        analysis = analyze(scores, [ev for groups in evals.values() for evs in groups.values() for ev in evs], params)
+        sections += analysis_sections(analysis, scores, params)
+    write_text(out_dir / "summary.md", render_markdown(sections))
+    write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "analysis.json", analysis or {})
-    write_index(out_dir / "index.html", (out_dir / "summary.md").read_text(), images, analysis, viewer)
-    return analysis
+    write_text(out_dir / "index.html", render_html(TITLE, sections))
+    return metrics
