@@ -118,3 +118,16 @@ def test_exported_schema_is_current():
     out = subprocess.run([sys.executable, "-m", "tokencredit.params"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == shipped
     assert set(shipped["properties"]) == set(Params.model_fields)
+
+
+def test_oracle_roles_on_real_data_names_the_method_and_the_source(tmp_path):
+    copy = str(tmp_path)
+    raw = {
+        "data": {"source": "geometry3k", "path": copy}, "model": {"path": copy},
+        "eval": {"splits": [], "benchmarks": ["b"]}, "benchmarks": {"b": {"source": "mathvista", "path": copy}},
+        "train": {"methods": ["uniform", "oracle_perception"]},
+    }  # fmt: skip
+    with pytest.raises(ParamsError, match=r"methods\.oracle_perception \(weighting 'oracle_roles'\) reads ground-truth token roles.*data\.source is 'geometry3k'"):
+        validate(raw)
+    raw["train"]["methods"] = ["uniform", "random_tor"]
+    validate(raw)  # the random twins need no roles

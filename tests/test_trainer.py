@@ -10,7 +10,7 @@ from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
 from tokencredit.params import MethodSpec, ModelParams, TrainParams
 from tokencredit.trainer import WeightedGRPOTrainer
-from tokencredit.training import grpo_config, grpo_dataset
+from tokencredit.training import check_role_labels, grpo_config, grpo_dataset
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
 
 TRAIN = TrainParams(max_steps=1, prompts_per_step=2, num_generations=4, max_completion_length=12, save_steps=100)
@@ -57,7 +57,7 @@ def one_step_update(tiny_world, tmp_path, method):
     return delta, seen[0], trainer
 
 
-@pytest.mark.parametrize("method", ["entropy_topk", "tor", "vppo", "pgpo", "atrl"])
+@pytest.mark.parametrize("method", ["entropy_topk", "tor", "vppo", "pgpo", "atrl", "random_tokens"])
 def test_method_weights_reach_the_update(tiny_world, tmp_path, method):
     uniform_delta, uniform_completions, _ = one_step_update(tiny_world, tmp_path, "uniform")
     delta, completions, trainer = one_step_update(tiny_world, tmp_path, method)
@@ -195,3 +195,32 @@ def test_dual_clip_caps_negative_advantages_as_easyr1(tiny_world, tmp_path, algo
     torch.testing.assert_close(got, gradient(trainer.model, loss), rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match=r"train.dual_clip \(1.2\) must exceed 1 \+ epsilon_high"):
         grpo_config(TrainParams(dual_clip=1.2), get_algorithm("dapo"), [1.0], seed=0, output_dir=tmp_path)
+
+
+def test_oracle_roles_label_sampled_tokens_as_the_score_step_does(tiny_world, tmp_path):
+    import pandas as pd
+
+    from tokencredit.scoring import token_table
+    from tokencredit.synthetic import ROLES
+
+    trainer = make_trainer(tiny_world, tmp_path, "oracle_roles", "grpo", [length_parity_reward])
+    tokenizer = trainer.processing_class.tokenizer
+    texts = ["<think>red blue blue. 2</think><answer>2</answer>", "<answer>3</answer>"]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(map(len, ids))
+    completion_ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids])
+    mask = torch.tensor([[True] * len(row) + [False] * (width - len(row)) for row in ids])
+    codes = trainer._role_codes(completion_ids, mask)
+    roles = token_table(trainer.processing_class, pd.DataFrame({"token_ids": ids}))["role"]
+    assert {"perception", "reasoning", "format"} <= set(roles)
+    assert codes[mask].tolist() == [float(ROLES.index(r)) for r in roles]
+    trainer.train()  # the role signal reaches the weighting in a real step
+    assert trainer.state.log_history[0]["weights/weight_mean"] > 0
+
+
+def test_oracle_roles_on_data_without_roles_names_the_method_and_the_data(tiny_world):
+    data_dir, _ = tiny_world
+    frame = load_split(data_dir, "train").drop(columns=["role_spans"])
+    with pytest.raises(ValueError, match=r"weighting 'oracle_roles' reads ground-truth token roles, but the training data .*train\.parquet has none"):
+        check_role_labels(MethodSpec(weighting="oracle_roles"), frame, data_dir)
+    check_role_labels(MethodSpec(weighting="uniform"), frame, data_dir)  # other methods need no roles

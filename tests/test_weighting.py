@@ -40,7 +40,7 @@ def weigh(name, s, **hparams):
 
 
 def test_registry_lists_every_method_with_its_needs():
-    assert registered() == ["atrl", "entropy_topk", "pgpo", "tor", "uniform", "vppo"]
+    assert registered() == ["atrl", "entropy_topk", "oracle_roles", "pgpo", "random_tokens", "tor", "uniform", "vppo"]
     assert required_signals("tor") == {"entropy", "vis_absdiff"}
     assert required_signals("vppo") == required_signals("pgpo") == {"vis_k3"}
     assert required_signals("atrl") == {"attn_image"}
@@ -235,6 +235,7 @@ def batches(draw):
     for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image"):
         v = torch.full((b, t), 0.7) if mode == "constant" else torch.rand(b, t, generator=g) * 5
         values[name] = v * mask
+    values["role"] = torch.randint(0, 3, (b, t), generator=g).float() * mask
     return TokenSignals(mask=mask, **values), torch.randn(b, generator=g)
 
 
@@ -396,3 +397,59 @@ def test_every_method_documents_its_counterfactual_scope_and_ties():
     assert describe("pgpo")["counterfactual"] == "mask_visual_attention" and "micro-batch" in describe("vppo")["scope"]
     atrl_doc = importlib.import_module("tokencredit.weighting.atrl").__doc__
     assert "no extra forward" not in atrl_doc.lower() and "one extra forward" in atrl_doc
+
+
+# Controls (issue 13): random twins and the ground-truth roles' ceiling
+
+
+def context(seed):
+    return Context(torch.Generator().manual_seed(seed))
+
+
+def test_random_tokens_selects_ratio_of_the_batch_at_the_given_mass():
+    s = signals([[1] * 7 + [0] * 3] * 4)  # 28 valid tokens
+    w = build_weighting("random_tokens", ratio=0.2, normalize=True)(s, torch.zeros(4), context(0))
+    assert int((w > 0).sum()) == math.ceil(0.2 * 28) and (w[~s.mask] == 0).all()
+    assert torch.allclose(w[w > 0], torch.full((6,), 28 / 6)) and math.isclose(float(w[s.mask].mean()), 1.0, rel_tol=1e-6)
+    again = build_weighting("random_tokens", ratio=0.2, normalize=True)(s, torch.zeros(4), context(0))
+    other = build_weighting("random_tokens", ratio=0.2, normalize=True)(s, torch.zeros(4), context(1))
+    assert torch.equal(w, again) and not torch.equal(w > 0, other > 0)  # the step's generator decides
+
+
+def test_random_tokens_per_response_keeps_each_rows_count_and_mass():
+    s = signals([[1] * 10, [1] * 5 + [0] * 5, [0] * 10])
+    w = build_weighting("random_tokens", ratio=0.4, selected_weight=2.0, other_weight=0.5, per_response=True)(s, torch.zeros(3), context(3))
+    assert (w == 2.0).sum(1).tolist() == [4, 2, 0] and (w == 0.5).sum(1).tolist() == [6, 3, 0]
+    w = build_weighting("random_tokens", ratio=0.4, selected_weight=2.0, per_response=True, normalize=True)(s, torch.zeros(3), context(3))
+    assert torch.allclose(w.sum(1), T_([10.0, 5.0, 0.0]))  # each response's weights sum to its length
+
+
+@pytest.mark.parametrize(
+    ("method", "twin"), [("entropy_topk", "random_entropy_topk"), ("atrl", "random_atrl"), ("vppo", "random_vppo")]
+)
+def test_random_twins_match_their_methods_sparsity_and_mass(method, twin):
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(16, 24, generator=g) > 0.2
+    s = TokenSignals(mask=mask, entropy=torch.rand(16, 24, generator=g) * mask, attn_image=torch.rand(16, 24, generator=g) * mask,
+                     vis_k3=torch.rand(16, 24, generator=g) * mask)  # fmt: skip
+    spec = _default_methods()[twin]
+    ours = build_weighting(method)(s, torch.zeros(16), context(0))
+    theirs = build_weighting(spec.weighting, **spec.hparams)(s, torch.zeros(16), context(0))
+    assert int((ours > 0).sum()) == int((theirs > 0).sum())
+    assert math.isclose(float(ours[mask].mean()), float(theirs[mask].mean()), rel_tol=1e-3)  # VPPO: alpha averages 1 over responses, not tokens
+    if method != "vppo":  # VPPO's trajectory scale varies the kept weight around 1; the twin keeps 1
+        assert torch.allclose(ours[mask].sort().values, theirs[mask].sort().values, atol=1e-5)
+    assert not torch.equal(ours, theirs)  # same amounts, other tokens
+
+
+def test_oracle_roles_weights_by_ground_truth_role():
+    # synthetic.ROLES: 0 perception, 1 reasoning, 2 format
+    s = signals([[1, 1, 1, 1, 0]], role=[[0, 0, 1, 2, 0]])
+    perception = _default_methods()["oracle_perception"]
+    w = build_weighting(perception.weighting, **perception.hparams)(s, torch.zeros(1))
+    assert torch.allclose(w, T_([[2.0, 2.0, 1.0, 1.0, 0.0]]) * 4 / 6)  # 2 : 1 : 1, mass-conserving
+    reasoning = _default_methods()["oracle_reasoning"]
+    w = build_weighting(reasoning.weighting, **reasoning.hparams)(s, torch.zeros(1))
+    assert torch.equal(w, T_([[0.0, 0.0, 1.0, 0.0, 0.0]]))
+    with pytest.raises(MissingSignalError, match="'role' is missing"):
+        weigh("oracle_roles", signals([[1]], entropy=[[0.5]]))

@@ -154,6 +154,11 @@ class MethodSpec(Section):
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
 
 
+# ToR's selection at its defaults, measured in training from the default SFT model (docs/experiment.md):
+# the share of tokens it weights (weights/frac_selected) and their mean weight (weight_mean / frac_selected).
+TOR_SELECTED, TOR_SELECTED_WEIGHT = 0.5, 0.8
+
+
 def _default_methods() -> dict[str, MethodSpec]:
     """Every method of METHODS.md at its authors' defaults, plus the ablations the papers name."""
     specs = {
@@ -170,6 +175,14 @@ def _default_methods() -> dict[str, MethodSpec]:
         "pgpo_authorcode": ("pgpo", {"tau_quantile": True, "floor": 0.1, "normalize": False}),  # authors' dev code, pgpo.py
         "atrl": ("atrl", {}),
         "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
+        # Controls (no paper): each sparse method's random twin at its selection ratio and weight mass,
+        # and the ground-truth roles' ceiling (weighting/random_tokens.py, weighting/oracle_roles.py).
+        "random_entropy_topk": ("random_tokens", {"ratio": 0.2, "normalize": True}),
+        "random_tor": ("random_tokens", {"ratio": TOR_SELECTED, "selected_weight": TOR_SELECTED_WEIGHT}),
+        "random_vppo": ("random_tokens", {"ratio": 0.4, "per_response": True}),
+        "random_atrl": ("random_tokens", {"ratio": 0.15, "selected_weight": 1.5, "other_weight": 0.5, "per_response": True, "normalize": True}),
+        "oracle_perception": ("oracle_roles", {}),
+        "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
     }
     return {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
 
@@ -489,13 +502,19 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:
-        from tokencredit.weighting import check_method  # torch-backed; imported only when validating
+        from tokencredit.signals import LABEL_SIGNALS
+        from tokencredit.weighting import check_method, required_signals  # torch-backed; imported only when validating
 
         unknown = [m for m in self.train.methods if m not in self.methods]
         if unknown:
             raise ValueError(f"train.methods names {unknown}, which are not defined under methods (defined: {sorted(self.methods)})")
         for name in self.train.methods:
             check_method(name, self.methods[name])
+            if self.data.source != "synthetic" and required_signals(self.methods[name].weighting) & LABEL_SIGNALS:
+                raise ValueError(
+                    f"methods.{name} (weighting {self.methods[name].weighting!r}) reads ground-truth token roles, which only "
+                    f"the synthetic task labels, but data.source is {self.data.source!r}: drop {name!r} from train.methods"
+                )
         return self
 
 

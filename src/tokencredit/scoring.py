@@ -150,13 +150,19 @@ class RolloutScorer:
         return {name: values[mask].float().cpu().numpy() for name, values in columns.items()}
 
 
+def completion_token_roles(processor: ProcessorMixin, ids: list[int]) -> tuple[str, list[tuple[int, int]], list[str]]:
+    """A completion's text, its tokens' character offsets and their ground-truth roles (module docstring)."""
+    text = decode(processor, ids)
+    offsets = token_offsets(processor, ids)
+    return text, offsets, token_roles(offsets, completion_role_spans(text))
+
+
 def token_table(processor: ProcessorMixin, rollouts: pd.DataFrame) -> pd.DataFrame:
     """One row per completion token: response, position, token id, its text and its ground-truth role."""
     parts = []
     for response, ids in enumerate(rollouts["token_ids"]):
         ids = [int(t) for t in ids]
-        text = decode(processor, ids)
-        offsets = token_offsets(processor, ids)
+        text, offsets, roles = completion_token_roles(processor, ids)
         pieces = [text[s:e] or processor.tokenizer.convert_ids_to_tokens(t) for (s, e), t in zip(offsets, ids)]
         parts.append(
             pd.DataFrame(
@@ -165,7 +171,7 @@ def token_table(processor: ProcessorMixin, rollouts: pd.DataFrame) -> pd.DataFra
                     "position": np.arange(len(ids)),
                     "token_id": ids,
                     "token": pieces,
-                    "role": token_roles(offsets, completion_role_spans(text)),
+                    "role": roles,
                 }
             )
         )

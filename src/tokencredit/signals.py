@@ -24,8 +24,11 @@ from torch import Tensor
 
 from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, real_inputs
 
-SIGNALS = ("entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image")
+SIGNALS = ("entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role")
 COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff"})
+# Read from the data's ground truth, not scored by a policy: `role` is the index in synthetic.ROLES
+# of each sampled token's role (the oracle_roles control; only the synthetic task labels roles).
+LABEL_SIGNALS = frozenset({"role"})
 
 
 class MissingSignalError(ValueError):
@@ -47,6 +50,7 @@ class TokenSignals:
     vis_kl: Tensor | None = None
     vis_absdiff: Tensor | None = None
     attn_image: Tensor | None = None
+    role: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.mask.dtype != torch.bool or self.mask.dim() != 2:
@@ -285,6 +289,8 @@ def score_policy(
     unknown = needs - set(SIGNALS)
     if unknown:
         raise ValueError(f"unknown signals {sorted(unknown)}; signals are {list(SIGNALS)}")
+    if needs & LABEL_SIGNALS:
+        raise ValueError(f"signals {sorted(needs & LABEL_SIGNALS)} come from the data's labels, not from a policy: score_policy cannot score them")
     if needs & COUNTERFACTUAL_SIGNALS:
         if counterfactual not in COUNTERFACTUALS:
             raise ValueError(

@@ -36,6 +36,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,9 @@ from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
-from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.scoring import completion_token_roles
+from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.synthetic import ROLES
 from tokencredit.weighting import Context, Layout, weight_stats
 
 log = logging.getLogger(__name__)
@@ -225,24 +228,38 @@ class WeightedGRPOTrainer(GRPOTrainer):
         return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps)
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
-        """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`."""
+        """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`.
+
+        Label signals (the ground-truth `role` of the oracle_roles control) come from the completion text.
+        """
         mask = batch["completion_mask"].bool()
-        if not self.needs:
-            return TokenSignals(mask=mask)
+        labels = {"role": self._role_codes(batch["completion_ids"], mask)} if "role" in self.needs else {}
+        scored = self.needs - LABEL_SIGNALS
+        if not scored:
+            return TokenSignals(mask=mask, **labels)
         extra = {}
         if self.counterfactual is not None:
             extra = counterfactual_batch(self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise)
         with self._whole_policy() as policy:
-            return score_policy(
+            signals = score_policy(
                 policy,
                 {**batch, **extra},
-                needs=self.needs,
+                needs=scored,
                 counterfactual=self.counterfactual,
                 chunk_size=self.chunk_size,
                 temperature=self.temperature,
                 attention_layers=self.attention_layers,
                 batch_size=self.args.per_device_train_batch_size,  # forwards no larger than the training micro-batch
             )
+        return replace(signals, **labels)
+
+    def _role_codes(self, completion_ids: Tensor, mask: Tensor) -> Tensor:
+        """[B, T] index in synthetic.ROLES of each completion token's role, labelled as the score step labels them."""
+        codes = torch.zeros(mask.shape, device=mask.device)
+        for row, (ids, valid) in enumerate(zip(completion_ids.tolist(), mask.sum(1).tolist())):
+            roles = completion_token_roles(self.processing_class, ids[:valid])[2]
+            codes[row, :valid] = torch.tensor([float(ROLES.index(r)) for r in roles])
+        return codes
 
     @contextmanager
     def _whole_policy(self) -> Iterator[Any]:

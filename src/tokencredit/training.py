@@ -34,6 +34,7 @@ from tokencredit.models import vision_token_ids
 from tokencredit.params import MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.rewards import format_reward, overlong_penalty
+from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
 
@@ -276,6 +277,15 @@ def check_checkpoint(checkpoint: Path, required: tuple[str, ...] = ()) -> None:
             raise ValueError(f"checkpoint {checkpoint} is damaged: {path.name}: {type(err).__name__}: {err}; {advice}") from err
 
 
+def check_role_labels(method: MethodSpec, train_frame: pd.DataFrame, data_dir: Path) -> None:
+    """A method that reads ground-truth token roles (oracle_roles) trains only on data that has them."""
+    if required_signals(method.weighting) & LABEL_SIGNALS and "role_spans" not in train_frame.columns:
+        raise ValueError(
+            f"weighting {method.weighting!r} reads ground-truth token roles, but the training data {data_dir / 'train.parquet'} "
+            "has none (no role_spans column): only the synthetic task (data.source: synthetic) labels token roles"
+        )
+
+
 def build_trainer(
     model,
     processor,
@@ -290,6 +300,7 @@ def build_trainer(
     callbacks: list[TrainerCallback] = (),
 ) -> WeightedGRPOTrainer:
     require_engines(train)
+    check_role_labels(method, train_frame, data_dir)
     funcs, weights = reward_functions(train, algo)
     config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
     if config.world_size != train.num_processes:

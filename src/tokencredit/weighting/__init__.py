@@ -228,4 +228,4 @@ def conserve_mass(w: Tensor, mask: Tensor) -> Tensor:
 
 
 # Each import registers one method.
-from tokencredit.weighting import atrl, entropy_topk, pgpo, tor, uniform, vppo  # noqa: E402, F401
+from tokencredit.weighting import atrl, entropy_topk, oracle_roles, pgpo, random_tokens, tor, uniform, vppo  # noqa: E402, F401
