@@ -133,10 +133,12 @@ def test_metrics_by_hand(report: tuple[dict, Path]) -> None:
     assert topk["avg_at_k_mean"] == 0.6875  # seeds 0.625 and 0.75: sem 0.0625
     assert topk["avg_at_k_ci95"] == pytest.approx(T95_DF1 * 0.0625, rel=1e-4)
     # per example over seeds: entropy_topk (1, 1, .5, .5) - uniform (1, .5, 0, 0) = (0, .5, .5, .5)
+    # Seeds and examples resampled: entropy_topk is never below uniform on a shared example draw.
     greedy = topk["vs_uniform"]["greedy_accuracy"]
     assert greedy["diff"] == 0.375
-    assert 0.0 <= greedy["ci_low"] <= 0.375 <= greedy["ci_high"] <= 0.5
-    assert 0.0 < greedy["p_value"] < 0.1
+    assert 0.0 <= greedy["ci_low"] <= 0.375 <= greedy["ci_high"] <= 1.0
+    assert 0.0 < greedy["p_value"] < 1.0 and greedy["se"] > 0
+    assert greedy["mdd"] == pytest.approx(2.8016 * greedy["se"], rel=1e-3)
     # avg@k: (1, .75, .5, .5) - (.875, .375, .125, .125) = (.125, .375, .375, .375)
     assert topk["vs_uniform"]["avg_at_k"]["diff"] == pytest.approx(0.3125)
 
@@ -246,3 +248,30 @@ def test_no_papers_section_without_real_benchmarks(tmp_path):
     files = [write_eval(tmp_path, fake_eval(p, "test", g, a, n)) for p, (g, a, n) in TEST.items()]
     build_report(files, run_dirs(tmp_path, TEST), tmp_path / "report")
     assert "beside the papers" not in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_report_opens_with_the_forest_plot_and_a_sentence_per_method(tmp_path: Path) -> None:
+    controls = {
+        "grpo-random_entropy_topk-s0": ([1, 1, 0, 0], [1.0, 0.5, 0.25, 0.25], [0, 0, 0, 0]),
+        "grpo-random_entropy_topk-s1": ([1, 0, 0, 0], [0.75, 0.25, 0.0, 0.0], [0, 0, 0, 0]),
+        "grpo-oracle_perception-s0": ([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0], [0, 0, 0, 0]),
+        "grpo-oracle_perception-s1": ([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0], [0, 0, 0, 0]),
+    }
+    runs = {**TEST, **controls}
+    evals = [write_eval(tmp_path, fake_eval(p, "test", *scores)) for p, scores in runs.items()]
+    out = tmp_path / "report"
+    metrics = build_report(evals, run_dirs(tmp_path, runs), out)
+    topk = metrics["grpo-entropy_topk"]["test"]
+    # the twin scores as uniform does: the same difference, avg@k +31.25 points
+    assert topk["vs_twin"]["twin"] == "grpo-random_entropy_topk"
+    assert topk["vs_twin"]["avg_at_k"]["diff"] == pytest.approx(0.3125) and topk["vs_twin"]["avg_at_k"]["ci_low"] > 0
+    oracle = topk["vs_oracle"]["grpo-oracle_perception"]["avg_at_k"]
+    assert oracle["diff"] == pytest.approx(0.6875 - 1.0) and oracle["ci_high"] < 0
+    assert "vs_twin" not in metrics["grpo-random_entropy_topk"]["test"]  # controls get no sentence of their own
+    md = (out / "summary.md").read_text()
+    assert md.index("![forest plot: difference from uniform](forest.png)") < md.index("## Accuracy")
+    assert (out / "forest.png").read_bytes().startswith(b"\x89PNG")
+    assert "test: with 2 seeds per run, the minimal detectable difference in avg@k is" in md
+    sentence = next(line for line in md.splitlines() if line.startswith("`grpo-entropy_topk` on test"))
+    assert "vs its random twin `grpo-random_entropy_topk` +31.2 [" in sentence and "beats it" in sentence
+    assert "vs the oracle `grpo-oracle_perception` -31.2 [" in sentence and "below it" in sentence

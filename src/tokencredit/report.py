@@ -26,18 +26,16 @@ from tokencredit.document import Image, Section, Table, render_html, render_mark
 from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
 from tokencredit.run_record import read_run_record
-from tokencredit.stats import mean_ci, paired_bootstrap
+from tokencredit.comparison import BASELINE_METHOD, PAIRED_SCORES, comparisons, is_control, method_sentence, minimal_detectable
+from tokencredit.stats import mean_ci
 
 TITLE = "tokencredit report"
 REFERENCE_POLICIES = ("base", "sft")
 SFT = "sft"
-BASELINE_METHOD = "uniform"
 SPLIT_ORDER = ("train", "validation", "test", "test_ood")
 EVAL_KEYS = (
     "policy", "split", "n", "k", "greedy_accuracy", "avg_at_k", "pass_at_k", "per_family", "per_example"
 )
-# Summary metric -> the per-example score it averages (paired bootstrap input).
-PAIRED_SCORES = {"greedy_accuracy": "greedy_correct", "avg_at_k": "avg_at_k"}
 # One PNG per entry: the training metrics it plots side by side.
 CURVES = {
     "reward": ("reward",),
@@ -139,37 +137,8 @@ def summarize(evals: list[dict]) -> dict:
     return summary
 
 
-def per_example_mean(evals: list[dict], score: str) -> dict[str, float]:
-    """{example id: score averaged over the group's seeds}; every seed must cover the same ids."""
-    by_id: dict[str, list[float]] = {}
-    for ev in evals:
-        scores = {row["id"]: float(row[score]) for row in ev["per_example"]}
-        if by_id and scores.keys() != by_id.keys():
-            raise ValueError(
-                f"{ev['policy']} on {ev['split']}: per_example ids differ from its other seeds'"
-            )
-        for example_id, value in scores.items():
-            by_id.setdefault(example_id, []).append(value)
-    return {example_id: statistics.fmean(values) for example_id, values in by_id.items()}
-
-
-def compare_to_uniform(method: list[dict], uniform: list[dict]) -> dict[str, dict[str, float]]:
-    """Paired bootstrap over examples of method minus uniform, per summary metric."""
-    result = {}
-    for metric, score in PAIRED_SCORES.items():
-        ours, base = per_example_mean(method, score), per_example_mean(uniform, score)
-        if ours.keys() != base.keys():
-            raise ValueError(
-                f"{method[0]['policy']} and {uniform[0]['policy']} on {method[0]['split']}:"
-                " evaluated on different examples"
-            )
-        ids = sorted(ours)
-        result[metric] = paired_bootstrap([ours[i] for i in ids], [base[i] for i in ids])
-    return result
-
-
 def build_metrics(evals: dict[str, dict[str, list[dict]]], policies: Policies) -> dict:
-    """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform)}}."""
+    """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform, vs_twin, vs_oracle)}}."""
     metrics: dict[str, dict] = defaultdict(dict)
     for split, groups in evals.items():
         sft = summarize(groups[SFT]) if SFT in groups else None
@@ -179,9 +148,8 @@ def build_metrics(evals: dict[str, dict[str, list[dict]]], policies: Policies) -
             if policy.algo is not None and sft is not None:
                 delta = summary["greedy_accuracy_mean"] - sft["greedy_accuracy_mean"]
                 summary["greedy_accuracy_delta_vs_sft"] = delta
-            uniform = groups.get(f"{policy.algo}-{BASELINE_METHOD}")
-            if policy.algo is not None and policy.method != BASELINE_METHOD and uniform:
-                summary["vs_uniform"] = compare_to_uniform(evs, uniform)
+            if policy.algo is not None:
+                summary |= comparisons(policy.algo, policy.method, groups)
             metrics[group][split] = summary
     return dict(metrics)
 
@@ -246,13 +214,65 @@ def uniform_block(metrics: dict, evals: dict) -> Table | str:
             for metric in PAIRED_SCORES:
                 c = comparison[metric]
                 interval = f"[{_signed(c['ci_low'])}, {_signed(c['ci_high'])}]"
-                row += [f"{_signed(c['diff'])} {interval}", _p_value(c["p_value"])]
+                row += [f"{_signed(c['diff'])} {interval}", _p_value(c["p_value"]), f"{100 * c['mdd']:.1f}"]
             rows.append(row)
     if not rows:
         return "No method has a `uniform` run of the same algorithm to compare with."
-    header = ["run", "split", "Δ greedy acc (points) [95 % CI]", "p"]
-    header += ["Δ avg@k (points) [95 % CI]", "p"]
+    header = ["run", "split", "Δ greedy acc (points) [95 % CI]", "p", "MDD"]
+    header += ["Δ avg@k (points) [95 % CI]", "p", "MDD"]
     return Table(header, rows)
+
+
+def plot_forest(metrics: dict, evals: dict, out_dir: Path) -> Path | None:
+    """forest.png: each run's avg@k difference from uniform with its seed-aware 95 % CI, one panel per split."""
+    from matplotlib.figure import Figure
+
+    panels = {split: [g for g in groups if "vs_uniform" in metrics[g][split]] for split, groups in evals.items()}
+    panels = {split: groups for split, groups in panels.items() if groups}
+    if not panels:
+        return None
+    height = 1 + 0.35 * max(len(groups) for groups in panels.values())
+    fig = Figure(figsize=(4.5 * len(panels), height), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for ax, (split, groups) in zip(axes, panels.items()):
+        for y, group in enumerate(reversed(groups)):
+            c = metrics[group][split]["vs_uniform"]["avg_at_k"]
+            color = "tab:gray" if is_control(group.split("-", 1)[1]) else "tab:blue"
+            low, high = 100 * (c["diff"] - c["ci_low"]), 100 * (c["ci_high"] - c["diff"])
+            ax.errorbar(100 * c["diff"], y, xerr=[[low], [high]], fmt="o", color=color, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(groups)), list(reversed(groups)))
+        ax.set(title=split, xlabel="avg@k − uniform (points)")
+    path = Path(out_dir) / "forest.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def forest_section(metrics: dict, evals: dict, forest: Path | None) -> Section:
+    """The report's opening: the forest plot, the minimal detectable difference, one sentence per method."""
+    if forest is None:
+        return Section("Difference from `uniform`", ["No method has a `uniform` run of the same algorithm to compare with."])
+    blocks: list = [
+        Image("forest plot: difference from uniform", forest.read_bytes(), forest.name),
+        "Each run's avg@k minus uniform's, mean over seeds, with a 95 % hierarchical-bootstrap interval "
+        "(seeds resampled, then examples within each seed). Grey: controls (random twins at the same "
+        "sparsity, oracles from the ground-truth token roles).",
+    ]
+    for split in evals:
+        mdd = minimal_detectable(metrics, split)
+        if mdd is not None:
+            n_seeds = min(m[split]["n_seeds"] for m in metrics.values() if split in m and "vs_uniform" in m[split])
+            blocks.append(
+                f"{split}: with {n_seeds} seeds per run, the minimal detectable difference in avg@k is "
+                f"{100 * mdd:.1f} points (80 % power, two-sided α = 0.05: 2.8 bootstrap standard errors, median over runs)."
+            )
+    for split, groups in evals.items():
+        for group in groups:
+            summary = metrics[group][split]
+            if "vs_uniform" in summary and not is_control(group.split("-", 1)[1]):
+                blocks.append(method_sentence(group, split, summary))
+    return Section("Difference from `uniform`, with controls", blocks)
 
 
 def family_sections(evals: dict) -> list[Section]:
@@ -307,7 +327,7 @@ def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
     return Table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
 
 
-def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool) -> list[Section]:
+def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool, forest: Path | None = None) -> list[Section]:
     """The report's sections on accuracy (in summary.md and index.html)."""
     sections = [
         Section(
@@ -316,12 +336,14 @@ def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: boo
              "(no interval with one seed). Accuracies in %."],
             level=1,
         ),
+        forest_section(metrics, evals, forest),
         Section("Accuracy"),
         *accuracy_sections(metrics, evals),
         Section(
             "Difference from `uniform` (same algorithm)",
-            ["Paired bootstrap over examples (each example's score averaged over seeds first); "
-             "p is two-sided for no difference.", uniform_block(metrics, evals)],
+            ["Hierarchical bootstrap: training seeds resampled, then examples within each seed; p is "
+             "two-sided for no difference; MDD: the minimal detectable difference at this grid size (points, "
+             "80 % power, α = 0.05).", uniform_block(metrics, evals)],
         ),
         Section("Greedy accuracy per question family (%, mean over seeds)"),
         *family_sections(evals),
@@ -408,7 +430,8 @@ def build_report(
     policies = read_policies(run_dirs)
     evals = load_evals(eval_files, policies)
     metrics = build_metrics(evals, policies)
-    sections = summary_sections(metrics, evals, plot_curves(policies, out_dir), papers)
+    forest = plot_forest(metrics, evals, out_dir)
+    sections = summary_sections(metrics, evals, plot_curves(policies, out_dir), papers, forest)
     analysis = None
     if score_files:
         from tokencredit.analysis import analyze, load_scores  # pandas-heavy: only when asked

@@ -1,7 +1,8 @@
-"""Statistics for the report: mean ± confidence interval over seeds, paired bootstrap.
+"""Statistics for the report: mean ± confidence interval over seeds, and differences between
+grids of runs by a hierarchical bootstrap that treats the training seed as the unit of replication.
 
-Pure Python + numpy (scipy is not a dependency): Student's t quantile comes from the closed-form
-CDF for integer degrees of freedom.
+Student's t and the normal quantiles come from scipy.stats; scipy.stats.bootstrap resamples one
+level only, so the two-level resample (seeds, then examples within each seed) is numpy's.
 """
 
 from __future__ import annotations
@@ -11,37 +12,7 @@ import statistics
 from collections.abc import Sequence
 
 import numpy as np
-
-
-def t_cdf_two_sided(t: float, df: int) -> float:
-    """P(|T| <= t) for Student's t with `df` degrees of freedom (Abramowitz & Stegun 26.7.3-4)."""
-    theta = math.atan(abs(t) / math.sqrt(df))
-    cos2 = math.cos(theta) ** 2
-    total = 0.0
-    if df % 2:  # odd: (2/π)(θ + sinθ(cosθ + 2/3 cos³θ + ...)), (df - 1)/2 terms
-        term = math.cos(theta)
-        for j in range(1, (df - 1) // 2 + 1):
-            total += term
-            term *= cos2 * (2 * j) / (2 * j + 1)
-        return 2 / math.pi * (theta + math.sin(theta) * total)
-    term = 1.0  # even: sinθ(1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ...), df/2 terms
-    for j in range(1, df // 2 + 1):
-        total += term
-        term *= cos2 * (2 * j - 1) / (2 * j)
-    return math.sin(theta) * total
-
-
-def t_quantile_two_sided(confidence: float, df: int) -> float:
-    """The t with P(|T| <= t) = confidence, by bisection (e.g. 0.95, df=1 -> 12.706)."""
-    if not 0 < confidence < 1 or df < 1:
-        raise ValueError(f"t quantile needs 0 < confidence < 1 and df >= 1, got {confidence}, {df}")
-    low, high = 0.0, 1.0
-    while t_cdf_two_sided(high, df) < confidence:
-        low, high = high, high * 2
-    for _ in range(100):
-        mid = (low + high) / 2
-        low, high = (mid, high) if t_cdf_two_sided(mid, df) < confidence else (low, mid)
-    return (low + high) / 2
+from scipy import stats
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -55,38 +26,55 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     if len(values) == 1:
         return mean, math.nan
     sem = statistics.stdev(values) / math.sqrt(len(values))
-    return mean, t_quantile_two_sided(confidence, len(values) - 1) * sem
+    return mean, float(stats.t.ppf((1 + confidence) / 2, len(values) - 1)) * sem
 
 
-def paired_bootstrap(
-    a: Sequence[float],
-    b: Sequence[float],
+def hierarchical_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    power: float = 0.8,
 ) -> dict[str, float]:
-    """Mean of a - b over paired examples, its percentile bootstrap interval and p-value.
+    """Mean of a minus mean of b, where a [seeds_a, examples] and b [seeds_b, examples] hold one
+    score per training seed and example (the same examples, in the same order, in both).
 
-    a[i] and b[i] score the same example (e.g. a method and `uniform`, each averaged over its
-    seeds). p_value is two-sided for "no difference": the share of resampled differences at least
-    as far from the observed one as the observed one is from 0, (1 + count) / (1 + n_boot).
+    Each resample draws seeds with replacement (independently for a and b: their seeds are separate
+    runs), then, within each drawn seed, examples with replacement. The i-th drawn seed of a and of b
+    share their example draw, so the comparison stays paired over examples while seeds vary freely.
+    Returns diff, the percentile interval (ci_low, ci_high), the two-sided p-value for "no
+    difference" ((1 + #resamples at least as far from diff as diff is from 0) / (1 + n_boot)), the
+    bootstrap standard error `se`, and `mdd`, the minimal detectable difference: the true difference
+    that a two-sided test at level 1 - confidence detects with probability `power`,
+    (z_{1 - alpha/2} + z_power) * se (normal approximation; 2.80 se at 0.95 and 0.8).
     """
-    a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a_arr.shape != b_arr.shape or a_arr.ndim != 1 or len(a_arr) == 0:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or 0 in a.shape + b.shape:
         raise ValueError(
-            f"paired_bootstrap needs two equal-length 1-D score lists,"
-            f" got shapes {a_arr.shape} and {b_arr.shape}"
+            f"hierarchical_bootstrap needs two [seeds, examples] score arrays over the same examples, got shapes {a.shape} and {b.shape}"
         )
-    d = a_arr - b_arr
-    diff = float(d.mean())
     rng = np.random.default_rng(seed)
-    boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)])
-    tail = (1 - confidence) / 2 * 100
-    ci_low, ci_high = np.percentile(boots, [tail, 100 - tail])
-    extreme = int(np.sum(np.abs(boots - diff) >= abs(diff)))
+    n_examples, slots = a.shape[1], max(len(a), len(b))
+    boots = np.empty(n_boot)
+    for start in range(0, n_boot, 256):  # chunks bound the index array to 256 x seeds x examples
+        size = min(256, n_boot - start)
+        examples = rng.integers(0, n_examples, (size, slots, n_examples))
+
+        def resampled_mean(x: np.ndarray) -> np.ndarray:
+            seeds = rng.integers(0, len(x), (size, len(x), 1))
+            return x[seeds, examples[:, : len(x)]].mean(axis=(1, 2))
+
+        boots[start : start + size] = resampled_mean(a) - resampled_mean(b)
+    diff = float(a.mean() - b.mean())
+    alpha = 1 - confidence
+    ci_low, ci_high = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    se = float(boots.std(ddof=1))
     return {
         "diff": diff,
         "ci_low": float(ci_low),
         "ci_high": float(ci_high),
-        "p_value": (1 + extreme) / (1 + n_boot),
+        "p_value": (1 + int(np.sum(np.abs(boots - diff) >= abs(diff)))) / (1 + n_boot),
+        "se": se,
+        "mdd": float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se,
     }
