@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     "files",
-    [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml")],
+    [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
+     ("params/default.yaml", "params/controls.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
@@ -131,3 +132,12 @@ def test_oracle_roles_on_real_data_names_the_method_and_the_source(tmp_path):
         validate(raw)
     raw["train"]["methods"] = ["uniform", "random_tor"]
     validate(raw)  # the random twins need no roles
+
+
+def test_default_grid_holds_the_methods_and_an_oracle_and_controls_add_the_twins():
+    default = load_params(ROOT / "params/default.yaml").train
+    assert {"uniform", "entropy_topk", "tor", "pgpo", "vppo", "atrl", "oracle_perception"} <= set(default.methods)
+    assert len(default.seeds) >= 3
+    controls = load_params(ROOT / "params/default.yaml", ROOT / "params/controls.yaml").train
+    assert set(default.methods) < set(controls.methods)
+    assert {"random_entropy_topk", "random_tor", "random_vppo", "random_atrl", "oracle_reasoning"} <= set(controls.methods)
