@@ -190,9 +190,9 @@ def test_two_updates_per_generation_share_one_weighted_batch(tiny_world, tmp_pat
         rounds.append(len(prompts))
         return generate(prompts)
 
-    def weigh(signals, advantages):
+    def weigh(signals, advantages, context):
         weighted.append(signals.mask.shape[0])
-        return weighting(signals, advantages)
+        return weighting(signals, advantages, context)
 
     def loss(model, inputs, *args, **kwargs):
         trained.append(inputs)
