@@ -28,7 +28,7 @@ from tokencredit.models import load_policy
 from tokencredit.params import ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import grpo_config, grpo_dataset
-from tokencredit.weighting import build_weighting, required_signals
+from tokencredit.weighting import Layout, build_weighting, required_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 12, "save_steps": 100, "learning_rate": 1e-3}
@@ -90,6 +90,7 @@ def test_gpu_params_train_in_micro_batches(name, updates, tmp_path):
     global_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * train.num_processes
     assert global_step == train.prompts_per_step * train.num_generations
     assert config.steps_per_generation == config.gradient_accumulation_steps * updates
+    assert config.delta == train.dual_clip == 3.0  # EasyR1's dual-clip, as the papers train
 
 
 # -- training the tiny model ----------------------------------------------------------------------------
@@ -189,9 +190,9 @@ def test_two_updates_per_generation_share_one_weighted_batch(tiny_world, tmp_pat
         rounds.append(len(prompts))
         return generate(prompts)
 
-    def weigh(signals, advantages):
+    def weigh(signals, advantages, context):
         weighted.append(signals.mask.shape[0])
-        return weighting(signals, advantages)
+        return weighting(signals, advantages, context)
 
     def loss(model, inputs, *args, **kwargs):
         trained.append(inputs)
@@ -256,3 +257,21 @@ def test_resuming_between_generated_batches_matches_an_uninterrupted_run(tiny_wo
     assert resumed.state.global_step == 4
     for (name, expected), actual in zip(uninterrupted.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(actual, expected), name
+
+
+def test_weighting_gets_the_layout_and_a_reproducible_tie_generator(tiny_world, tmp_path):
+    train = TrainParams(**SMALL, micro_batch_size=2)
+    draws = []
+    for run in ("a", "b"):
+        trainer = make_trainer(tiny_world, tmp_path / run, train, "grpo", "entropy_topk", alternating_reward)
+        weighting = trainer.weighting
+
+        def weigh(signals, advantages, context):
+            draws.append((context.layout, torch.rand(4, generator=context.generator)))
+            return weighting(signals, advantages, context)
+
+        trainer.weighting = weigh
+        trainer.train()
+    (layout_a, draw_a), (layout_b, draw_b) = draws
+    assert layout_a == layout_b == Layout(micro_batch=2, step=8)  # 8 completions per step, micro-batches of 2
+    assert torch.equal(draw_a, draw_b)  # seeded from (seed, step): a rerun breaks ties the same way

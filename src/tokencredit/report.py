@@ -327,7 +327,28 @@ def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
     return Table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
 
 
-def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool, forest: Path | None = None) -> list[Section]:
+def methods_table(policies: Policies) -> Table | None:
+    """Each trained method's weighting and, from the weighting registry, its counterfactual input,
+    batch scope and tie rule (None without training runs)."""
+    from tokencredit.params import _default_methods
+    from tokencredit.weighting import describe  # torch-backed: only with training runs
+
+    rows = {}
+    for policy in policies.values():
+        recorded = read_run_record(policy.run_dir).params.get("methods", {}).get(policy.method)
+        spec = recorded or _default_methods()[policy.method].model_dump()  # run.json of an older run: built-in spec
+        facts = describe(spec["weighting"])
+        hparams = ", ".join(f"{key}={value}" for key, value in sorted(spec.get("hparams", {}).items()))
+        weighting = f"{spec['weighting']} ({hparams})" if hparams else spec["weighting"]
+        rows[policy.method] = [policy.method, weighting, spec.get("counterfactual") or facts["counterfactual"], facts["scope"], facts["ties"]]
+    if not rows:
+        return None
+    return Table(["method", "weighting", "counterfactual input", "batch scope", "ties"], [rows[m] for m in sorted(rows)])
+
+
+def summary_sections(
+    metrics: dict, evals: dict, curves: list[Path], papers: bool, methods: Table | None = None, forest: Path | None = None
+) -> list[Section]:
     """The report's sections on accuracy (in summary.md and index.html)."""
     sections = [
         Section(
@@ -348,6 +369,8 @@ def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: boo
         Section("Greedy accuracy per question family (%, mean over seeds)"),
         *family_sections(evals),
     ]  # fmt: skip
+    if methods:
+        sections.append(Section("Methods", [methods]))
     beside = beside_papers_table(metrics, evals)
     if papers and beside:
         sections.append(Section("Real benchmarks beside the papers' figures", [beside]))
@@ -431,7 +454,7 @@ def build_report(
     evals = load_evals(eval_files, policies)
     metrics = build_metrics(evals, policies)
     forest = plot_forest(metrics, evals, out_dir)
-    sections = summary_sections(metrics, evals, plot_curves(policies, out_dir), papers, forest)
+    sections = summary_sections(metrics, evals, plot_curves(policies, out_dir), papers, methods_table(policies), forest)
     analysis = None
     if score_files:
         from tokencredit.analysis import analyze, load_scores  # pandas-heavy: only when asked

@@ -13,8 +13,10 @@ For w ≥ 0, weighting the advantage equals weighting the clipped per-token loss
 
 Several processes (`accelerate launch`): each generates, scores and trains on its own rows, but the
 weighting sees every process's rows, so its batch-wide statistics (entropy_topk's and ToR's top-ρ
-thresholds, VPPO's min/max over responses) are those of the global batch, exactly as with one
-process; each process then keeps the weights of its own rows. Prompt groups never straddle
+thresholds) are those of the global batch, exactly as with one process; each process then keeps the
+weights of its own rows. The weighting also gets the batch layout (rows per micro-batch and per
+process step: VPPO's trajectory scale pools on them by default, as its authors' code does) and a
+generator seeded per step, the same on every process, that breaks ties among equal scores. Prompt groups never straddle
 processes (TrainParams checks it), so DAPO's per-group decisions stay local.
 
 Every step logs the seconds spent in generation, rewards and signals (`time/*_s`); the rest of
