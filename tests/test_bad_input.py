@@ -132,7 +132,7 @@ def test_non_finite_signals_leave_the_weighting_and_empty_responses_weigh_zero()
     mask = torch.tensor([[True, True, True, False], [True, True, False, False], [True, True, True, True]])
     values = torch.rand(3, 4) * mask
     values[0, 1], values[1, :2], values[2, 3] = NAN, INF, -INF  # row 1 keeps no valid token
-    raw = TokenSignals(mask=mask, **{name: values.clone() for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image")})
+    raw = TokenSignals(mask=mask, role=torch.ones(3, 4) * mask, **{name: values.clone() for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image")})
     signals, guarded = finite_signals(raw)
     assert guarded == 4
     assert signals.mask.tolist() == [[True, False, True, False], [False] * 4, [True, True, True, False]]

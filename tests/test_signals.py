@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from tokencredit.signals import (
+    LABEL_SIGNALS,
     MissingSignalError,
     TokenSignals,
     exact_kl,
@@ -268,6 +270,14 @@ def test_every_method_weights_scored_signals(model):
         "patch_blackening", batch["pixel_values"], batch["image_grid_thw"], (0.5,) * 3, (0.25,) * 3, torch.Generator().manual_seed(0)
     )
     for name in registered():
-        s = score_policy(model, batch, required_signals(name), counterfactual=default_counterfactual(name))
+        needs = required_signals(name)
+        s = score_policy(model, batch, needs - LABEL_SIGNALS, counterfactual=default_counterfactual(name))
+        if "role" in needs:  # labelled from the completion text, not scored (trainer._role_codes)
+            s = replace(s, role=torch.randint(0, 3, s.mask.shape).float() * s.mask)
         w = build_weighting(name)(s, torch.randn(len(s.mask)))
         assert torch.isfinite(w).all() and (w >= 0).all() and (w[~s.mask] == 0).all(), name
+
+
+def test_score_policy_refuses_label_signals():
+    with pytest.raises(ValueError, match=r"signals \['role'\] come from the data's labels"):
+        score_policy(None, {}, {"role"})
