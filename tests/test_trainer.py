@@ -200,7 +200,7 @@ def test_dual_clip_caps_negative_advantages_as_easyr1(tiny_world, tmp_path, algo
 def test_oracle_roles_label_sampled_tokens_as_the_score_step_does(tiny_world, tmp_path):
     import pandas as pd
 
-    from tokencredit.scoring import token_table
+    from tokencredit.scoring import role_codes, token_table
     from tokencredit.synthetic import ROLES
 
     trainer = make_trainer(tiny_world, tmp_path, "oracle_roles", "grpo", [length_parity_reward])
@@ -210,7 +210,7 @@ def test_oracle_roles_label_sampled_tokens_as_the_score_step_does(tiny_world, tm
     width = max(map(len, ids))
     completion_ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids])
     mask = torch.tensor([[True] * len(row) + [False] * (width - len(row)) for row in ids])
-    codes = trainer._role_codes(completion_ids, mask)
+    codes = role_codes(trainer.processing_class, completion_ids, mask)
     roles = token_table(trainer.processing_class, pd.DataFrame({"token_ids": ids}))["role"]
     assert {"perception", "reasoning", "format"} <= set(roles)
     assert codes[mask].tolist() == [float(ROLES.index(r)) for r in roles]

@@ -43,8 +43,8 @@ from tokencredit.models import load_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoreParams, ScoringParams
 from tokencredit.rollouts import decode, load_rollouts, token_offsets
 from tokencredit.score_columns import signal_column, weight_column
-from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
-from tokencredit.synthetic import completion_role_spans, token_roles
+from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.synthetic import ROLES, completion_role_spans, token_roles
 from tokencredit.weighting import WeightFn, build_weighting, default_counterfactual, required_signals
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,13 @@ class RolloutScorer:
             log.warning("attn_image is not scored: %s", err)
             self.policy_signals.discard("attn_image")
         self.methods: dict[str, tuple[WeightFn, str | None]] = {}
+        self.labels = False  # whether a method reads the ground-truth roles
         for name, spec in methods.items():
-            missing = required_signals(spec.weighting) - self.policy_signals - COUNTERFACTUAL_SIGNALS
+            missing = required_signals(spec.weighting) - self.policy_signals - COUNTERFACTUAL_SIGNALS - LABEL_SIGNALS
             if missing:
                 log.warning("method %s is not weighted: it needs %s", name, sorted(missing))
                 continue
+            self.labels |= bool(required_signals(spec.weighting) & LABEL_SIGNALS)
             self.methods[name] = (build_weighting(spec.weighting, **spec.hparams), method_counterfactual(spec))
         self.noise = torch.Generator().manual_seed(score.seed)  # patch blackening / noise draws
 
@@ -142,9 +144,10 @@ class RolloutScorer:
         for kind in self.kinds:
             columns |= {signal_column(s, kind): by_kind[kind].require(s) for s in CF_SIGNALS}
         advantages = group_advantages(rows).to(policy.mask.device)
+        labels = {"role": role_codes(self.processor, batch["completion_ids"], policy.mask)} if self.labels else {}
         for name, (weigh, kind) in self.methods.items():
             counterfactual = {s: by_kind[kind].require(s) for s in CF_SIGNALS} if kind else {}
-            own = {s: policy.require(s) for s in self.policy_signals}
+            own = {s: policy.require(s) for s in self.policy_signals} | labels
             columns[weight_column(name)] = weigh(TokenSignals(mask=policy.mask, **own, **counterfactual), advantages)
         mask = policy.mask
         return {name: values[mask].float().cpu().numpy() for name, values in columns.items()}
@@ -155,6 +158,15 @@ def completion_token_roles(processor: ProcessorMixin, ids: list[int]) -> tuple[s
     text = decode(processor, ids)
     offsets = token_offsets(processor, ids)
     return text, offsets, token_roles(offsets, completion_role_spans(text))
+
+
+def role_codes(processor: ProcessorMixin, completion_ids: Tensor, mask: Tensor) -> Tensor:
+    """[B, T] index in synthetic.ROLES of each completion token's role (the `role` label signal; 0 on padding)."""
+    codes = torch.zeros(mask.shape, device=mask.device)
+    for row, (ids, valid) in enumerate(zip(completion_ids.tolist(), mask.sum(1).tolist())):
+        roles = completion_token_roles(processor, ids[:valid])[2]
+        codes[row, :valid] = torch.tensor([float(ROLES.index(r)) for r in roles])
+    return codes
 
 
 def token_table(processor: ProcessorMixin, rollouts: pd.DataFrame) -> pd.DataFrame:

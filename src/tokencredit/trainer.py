@@ -49,9 +49,8 @@ from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
-from tokencredit.scoring import completion_token_roles
+from tokencredit.scoring import role_codes
 from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
-from tokencredit.synthetic import ROLES
 from tokencredit.weighting import Context, Layout, weight_stats
 
 log = logging.getLogger(__name__)
@@ -235,7 +234,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         Label signals (the ground-truth `role` of the oracle_roles control) come from the completion text.
         """
         mask = batch["completion_mask"].bool()
-        labels = {"role": self._role_codes(batch["completion_ids"], mask)} if "role" in self.needs else {}
+        labels = {"role": role_codes(self.processing_class, batch["completion_ids"], mask)} if "role" in self.needs else {}
         scored = self.needs - LABEL_SIGNALS
         if not scored:
             return TokenSignals(mask=mask, **labels)
@@ -254,14 +253,6 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 batch_size=self.args.per_device_train_batch_size,  # forwards no larger than the training micro-batch
             )
         return replace(signals, **labels)
-
-    def _role_codes(self, completion_ids: Tensor, mask: Tensor) -> Tensor:
-        """[B, T] index in synthetic.ROLES of each completion token's role, labelled as the score step labels them."""
-        codes = torch.zeros(mask.shape, device=mask.device)
-        for row, (ids, valid) in enumerate(zip(completion_ids.tolist(), mask.sum(1).tolist())):
-            roles = completion_token_roles(self.processing_class, ids[:valid])[2]
-            codes[row, :valid] = torch.tensor([float(ROLES.index(r)) for r in roles])
-        return codes
 
     @contextmanager
     def _whole_policy(self) -> Iterator[Any]:
