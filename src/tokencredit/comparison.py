@@ -19,8 +19,9 @@ TWIN_PREFIX, ORACLE_PREFIX = "random_", "oracle_"
 PAIRED_SCORES = {"greedy_accuracy": "greedy_correct", "avg_at_k": "avg_at_k"}
 
 
-def is_control(method: str) -> bool:
-    return method.startswith((TWIN_PREFIX, ORACLE_PREFIX))
+def is_control(group: str) -> bool:
+    """Whether a group "{algo}-{method}" (or a bare method name) is a random twin or an oracle."""
+    return group.split("-", 1)[-1].startswith((TWIN_PREFIX, ORACLE_PREFIX))
 
 
 def seed_scores(evals: list[dict], score: str) -> tuple[list[str], np.ndarray]:

@@ -22,11 +22,11 @@ import pandas as pd
 
 from tokencredit.algorithms import ALGORITHMS
 from tokencredit.atomic import atomic_path, write_json, write_text
+from tokencredit.comparison import BASELINE_METHOD, PAIRED_SCORES, comparisons, is_control, method_sentence, minimal_detectable
 from tokencredit.document import Image, Section, Table, render_html, render_markdown
 from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
 from tokencredit.run_record import read_run_record
-from tokencredit.comparison import BASELINE_METHOD, PAIRED_SCORES, comparisons, is_control, method_sentence, minimal_detectable
 from tokencredit.stats import mean_ci
 
 TITLE = "tokencredit report"
@@ -237,7 +237,7 @@ def plot_forest(metrics: dict, evals: dict, out_dir: Path) -> Path | None:
     for ax, (split, groups) in zip(axes, panels.items()):
         for y, group in enumerate(reversed(groups)):
             c = metrics[group][split]["vs_uniform"]["avg_at_k"]
-            color = "tab:gray" if is_control(group.split("-", 1)[1]) else "tab:blue"
+            color = "tab:gray" if is_control(group) else "tab:blue"
             low, high = 100 * (c["diff"] - c["ci_low"]), 100 * (c["ci_high"] - c["diff"])
             ax.errorbar(100 * c["diff"], y, xerr=[[low], [high]], fmt="o", color=color, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
@@ -270,7 +270,7 @@ def forest_section(metrics: dict, evals: dict, forest: Path | None) -> Section:
     for split, groups in evals.items():
         for group in groups:
             summary = metrics[group][split]
-            if "vs_uniform" in summary and not is_control(group.split("-", 1)[1]):
+            if "vs_uniform" in summary and not is_control(group):
                 blocks.append(method_sentence(group, split, summary))
     return Section("Difference from `uniform`, with controls", blocks)
 
