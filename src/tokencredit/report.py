@@ -264,7 +264,7 @@ def forest_section(metrics: dict, evals: dict, forest: Path | None) -> Section:
         if mdd is not None:
             n_seeds = min(m[split]["n_seeds"] for m in metrics.values() if split in m and "vs_uniform" in m[split])
             blocks.append(
-                f"{split}: with {n_seeds} seeds per run, the minimal detectable difference in avg@k is "
+                f"{split}: with {n_seeds} seed{'s' if n_seeds != 1 else ''} per run, the minimal detectable difference in avg@k is "
                 f"{100 * mdd:.1f} points (80 % power, two-sided α = 0.05: 2.8 bootstrap standard errors, median over runs)."
             )
     for split, groups in evals.items():
