@@ -18,15 +18,21 @@ from tokencredit.sources.schema import COLUMNS
 log = logging.getLogger(__name__)
 
 
-def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_dir: Path) -> int:
-    """Write out_dir/{name}.parquet and out_dir/images/{name}/; returns the malformed rows skipped."""
+SKIPPED = "skipped_rows"  # the frame attribute (kept in the parquet file) listing the rows left out
+
+
+def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_dir: Path) -> list[str]:
+    """Write out_dir/{name}.parquet and out_dir/images/{name}/; returns the rows skipped, each with
+    its reason, which the parquet file also keeps (frame.attrs) for grading and the report."""
     adapter = get_adapter(spec.source)
     with atomic_path(Path(out_dir) / "images" / name, directory=True) as tmp:
         frame, skipped = convert(
             adapter, Path(spec.path), spec.split or adapter.default_split, tmp, f"images/{name}",
             prompt.template, spec.where, spec.limit, spec.on_bad_row,
         )  # fmt: skip
-    write_parquet(Path(out_dir) / f"{name}.parquet", frame.assign(split=name))
+    frame = frame.assign(split=name)
+    frame.attrs[SKIPPED] = skipped
+    write_parquet(Path(out_dir) / f"{name}.parquet", frame)
     return skipped
 
 
