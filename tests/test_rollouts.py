@@ -12,7 +12,7 @@ import torch
 
 import tokencredit.rollouts as rollouts
 from tokencredit.batching import completion_token_ids, encode_prompts
-from tokencredit.dataset import load_images, load_split
+from tokencredit.dataset import load_images, load_split, row_images
 from tokencredit.manifest import manifest_path, write_manifest
 from tokencredit.models import load_policy
 from tokencredit.params import RolloutParams
@@ -195,6 +195,25 @@ def test_recorded_log_probs_are_those_of_the_sampling_distribution(world, temper
         assert s["token_ids"] == tokens[row, : len(s["token_ids"])].tolist()
         expected = [torch.log_softmax(out.scores[t][row].float(), -1)[token].item() for t, token in enumerate(s["token_ids"])]
         assert s["sampling_logp"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_row_with_two_images_shows_the_model_both(world):
+    """A benchmark row lists several images: each gets its placeholder and its pixels (within the
+    processor's pixel limits), and generation runs on the mixed batch."""
+    data_dir, _, model, processor = world
+    prompts = load_split(data_dir, "test").head(2)
+    frame = pd.DataFrame({"images": [list(prompts["image"]), [prompts["image"].iloc[0]], []]})
+    images = row_images(frame, data_dir)
+    assert [None if i is None else len(i) for i in images] == [2, 1, None]
+    questions = ["Compare the two.", "One.", "None."]
+    inputs = encode_prompts(processor, questions, images)
+    assert len(inputs["image_grid_thw"]) == 3  # every image of every prompt
+    slots = (inputs["input_ids"] == model.config.image_token_id).sum(1).tolist()
+    assert slots[0] == 2 * slots[1] > 0 and slots[2] == 0
+    patch, max_pixels = processor.image_processor.patch_size, processor.image_processor.size["longest_edge"]
+    assert all(h * w * patch * patch <= max_pixels for _, h, w in inputs["image_grid_thw"].tolist())
+    samples = rollouts.sample(model, processor, questions, images, 1, 0.0, 3)
+    assert len(samples) == 3
 
 
 def test_token_offsets_give_each_token_its_target_role(world, tiny_world):

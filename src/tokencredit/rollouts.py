@@ -47,7 +47,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, 
 
 from tokencredit.atomic import atomic_path, write_json, write_parquet
 from tokencredit.batching import Images, encode_prompts
-from tokencredit.dataset import load_image, load_split
+from tokencredit.dataset import load_split, row_images
 from tokencredit.graders import accuracy_reward
 from tokencredit.manifest import file_digests, manifest_path
 from tokencredit.models import load_policy, vision_token_ids
@@ -246,7 +246,7 @@ def sample(
 def _shard_rows(model, processor, prompts: pd.DataFrame, data_dir: Path, params: RolloutParams, decoding: Decoding, seed: int) -> pd.DataFrame:
     torch.manual_seed(seed)
     n, temperature = (params.num_samples, params.temperature) if decoding == "sampled" else (1, 0.0)
-    images = None if decoding == "no_image" else [load_image(data_dir, rel) if rel else None for rel in prompts["image"]]
+    images = None if decoding == "no_image" else row_images(prompts, data_dir)
     samples = sample(model, processor, list(prompts["question"]), images, n, temperature, params.max_new_tokens)
     columns = [c for c in (*DATA_COLUMNS, "choices") if c in prompts]
     rows = pd.DataFrame({c: np.repeat(prompts[c].to_numpy(), n) for c in columns})
