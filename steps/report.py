@@ -4,7 +4,7 @@ from pathlib import Path
 
 from steps.common import parser, section
 from tokencredit.params import AnalysisParams
-from tokencredit.report import build_html, build_report
+from tokencredit.report import build_report
 from tokencredit.tracking import job_run
 
 
@@ -17,8 +17,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     with job_run("report", params={"analysis": args.analysis.model_dump()}) as run:
-        build_report(args.evals, args.runs, args.out)
-        build_html(args.out, args.evals, args.scores, args.analysis)
+        build_report(args.evals, args.runs, args.out, args.scores, args.analysis)
         for path in sorted(args.out.iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 run.log_artifact(path)

@@ -231,3 +231,22 @@ def test_no_papers_section_without_real_benchmarks(tmp_path):
     files = [write_eval(tmp_path, fake_eval(p, "test", g, a, n)) for p, (g, a, n) in TEST.items()]
     build_report(files, [], tmp_path / "report")
     assert "beside the papers" not in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_benchmarks_show_official_metrics_rule_based_figures_and_skipped_rows(tmp_path):
+    files = []
+    for policy, (greedy, avg, _) in TEST.items():
+        seed = parse_policy(policy).seed or 0
+        wemath = {**fake_eval(policy, "wemath", greedy, avg, None), "source": "wemath", "skipped_rows": []}
+        wemath["release_metrics"] = {"greedy": {"score_strict": 0.25 + 0.5 * seed, "IK": 0.5}, "avg_at_k": {}}
+        logic = {**fake_eval(policy, "logicvista", greedy, avg, None), "source": "logicvista", "rule_based": True,
+                 "skipped_rows": ["data/dataset.json row 382: empty question"]}  # fmt: skip
+        files += [write_eval(tmp_path, wemath), write_eval(tmp_path, logic)]
+    build_report(files, [], tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    official = summary.split("## Official metrics of the benchmarks' scorers")[1]
+    assert "| run | score_strict | IK |" in official and "| grpo-uniform | 50.0 | 50.0 |" in official  # (25 + 75) / 2
+    logic_section = summary.split("### logicvista")[1].split("###")[0]
+    assert "Rule-based: the official scorer of this benchmark is an LLM judge" in logic_section
+    assert "1 row(s) of the release left out: data/dataset.json row 382: empty question" in logic_section
+    assert "Rule-based" not in summary.split("### wemath")[1].split("###")[0]

@@ -16,8 +16,9 @@ from test_analysis import fake_scores
 from test_report import TEST, fake_eval, write_eval
 
 from tokencredit.params import AnalysisParams
-from tokencredit.report import build_html, build_report
-from tokencredit.report_html import markdown_html, render_index, viewer_data
+from tokencredit.document import Image, Section, Table, Viewer, render_html, render_markdown
+from tokencredit.report import build_report
+from tokencredit.report_html import ROLE_COLORS, viewer_data
 
 POLICIES = ("sft", "grpo-uniform-s0", "grpo-uniform-s1")
 
@@ -29,8 +30,7 @@ def report_dir(tmp_path_factory) -> Path:
     scores = root / "scores.parquet"
     fake_scores(policies=POLICIES, families=("count_color", "exists")).to_parquet(scores)
     out = root / "report"
-    build_report(evals, [], out)
-    build_html(out, evals, [scores], AnalysisParams(n_bootstrap=20, viewer_responses=3))
+    build_report(evals, [], out, [scores], AnalysisParams(n_bootstrap=20, viewer_responses=3))
     return out
 
 
@@ -48,12 +48,23 @@ def test_index_is_one_self_contained_page(report_dir: Path):
     assert {r["policy"] for r in analysis["auroc"]} == set(POLICIES)
 
 
-def test_markdown_subset():
-    md = "# Title\n\nSome `code` & text.\n\n| a | b |\n|---|---|\n| 1 | <2> |\n\n![curve](c.png)\n![missing](m.png)\n"
-    out = markdown_html(md, {"c.png": b"\x89PNG"})
-    assert "<h1>Title</h1>" in out and "<p>Some <code>code</code> &amp; text.</p>" in out
-    assert "<th>a</th><th>b</th>" in out and "<td>&lt;2&gt;</td>" in out and "|---|" not in out
-    assert 'alt="curve" src="data:image/png;base64,iVBORw=="' in out and "m.png" in out
+def test_markdown_and_html_from_the_same_sections():
+    sections = [
+        Section("Title", ["Some `code` & text."], level=1),
+        Section("Numbers", [Table(["a", "b|c"], [["x", "<2>"], ["1.5", ["one", "two"]]], "cap"), Image("curve", b"\x89PNG", "c.png")]),
+        Section("Only on the page", ["analysis"], anchor="only", nav="only here", html_only=True),
+        Section("Plot", [Image("inline", b"\x89PNG")]),
+    ]
+    md = render_markdown(sections)
+    assert md.startswith("# Title\n\nSome `code` & text.\n\n## Numbers\n")
+    assert "| a | b\\|c |\n|---|---|\n| x | <2> |\n| 1.5 | one<br>two |\n" in md and "**cap**" in md
+    assert "![curve](c.png)" in md and "Only on the page" not in md and "inline" not in md
+    page = render_html("report", sections)
+    assert "<h1>Title</h1>" in page and "<p>Some <code>code</code> &amp; text.</p>" in page
+    assert "<th>a</th><th>b|c</th>" in page and "<td>&lt;2&gt;</td>" in page and "|---|" not in page
+    assert '<td class="num">1.5</td><td>one<br>two</td>' in page and "<caption>cap</caption>" in page
+    assert page.count('src="data:image/png;base64,iVBORw=="') == 2
+    assert '<h2 id="only">Only on the page</h2>' in page and '<nav><a href="#only">only here</a> </nav>' in page
 
 
 def test_viewer_shows_the_same_prompts_for_every_policy():
@@ -67,7 +78,7 @@ def test_viewer_shows_the_same_prompts_for_every_policy():
 
 def test_token_text_cannot_close_the_script():
     viewer = {"columns": ["signal.entropy"], "roles": ["format"], "policies": {"sft": [{"tokens": [["</script><b>x", 0, 1.0]]}]}}
-    page = render_index("# r\n", {}, None, viewer)
+    page = render_html("r", [Section("viewer", [Viewer(viewer, ROLE_COLORS)])])
     assert "</script><b>x" not in page and page.count("</script>") == 2
 
 
@@ -144,7 +155,6 @@ def test_index_in_headless_chromium(report_dir: Path, tmp_path: Path):
 def test_without_scores_the_page_has_the_summary_only(tmp_path):
     evals = [write_eval(tmp_path, fake_eval("sft", "test", *TEST["sft"]))]
     build_report(evals, [], tmp_path / "out")
-    assert build_html(tmp_path / "out", evals, [], AnalysisParams()) is None
     page = (tmp_path / "out" / "index.html").read_text()
     assert "<h1>tokencredit report</h1>" in page and "viewer-data" not in page
     assert json.loads((tmp_path / "out" / "analysis.json").read_text()) == {}

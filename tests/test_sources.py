@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from tokencredit.params import BenchmarkSpec, DataParams, ParamsError, PromptParams, deep_merge, merged_params, validate
-from tokencredit.sources import get_adapter, registered
+from tokencredit.sources import check_sources, get_adapter, registered
 from tokencredit.sources.answers import infer_answer_type, option_letters, unbox
 from tokencredit.sources.benchmark import load_benchmark, write_benchmark
 from tokencredit.sources.convert import convert
@@ -501,12 +501,14 @@ def test_data_and_benchmark_params_name_what_is_wrong(tmp_path):
         DataParams(source="virl39k", path="/nowhere/ViRL39K")
     with pytest.raises(ValueError, match="needs `path`"):
         DataParams(source="virl39k")
-    with pytest.raises(ValueError, match="unknown dataset adapter 'virl40k'"):
-        DataParams(source="virl40k", path=str(tmp_path))
+    with pytest.raises(ValueError, match="data.source: unknown dataset adapter 'virl40k'"):
+        real = {"data": {"source": "virl40k", "path": str(tmp_path)}, "model": {"path": str(tmp_path)}}
+        benchmarks = {"eval": {"splits": [], "benchmarks": ["mv"]}, "benchmarks": {"mv": {"source": "mathvista", "path": str(tmp_path)}}}
+        check_sources(validate(real | benchmarks))
     with pytest.raises(ValueError, match="source 'synthetic' reads no files"):
         DataParams(path=str(tmp_path))
-    with pytest.raises(ValueError, match="no published split 'testmax'"):
-        BenchmarkSpec(source="mathvista", path=str(tmp_path), split="testmax")
+    with pytest.raises(ValueError, match="benchmarks.mv.source: dataset adapter 'mathvista' has no published split 'testmax'"):
+        check_sources(validate({"benchmarks": {"mv": {"source": "mathvista", "path": str(tmp_path), "split": "testmax"}}}))
     with pytest.raises(ValueError, match="exactly once"):
         PromptParams(template="no placeholder")
     with pytest.raises(ParamsError, match="eval.benchmarks names \\['mv'\\]"):

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tokencredit.params import AnalysisParams
-from tokencredit.scoring import SIGNAL_PREFIX, WEIGHT_PREFIX
+from tokencredit.score_columns import SIGNAL_PREFIX, WEIGHT_PREFIX
 
 TARGET_ROLES = ("perception", "reasoning")
 REFERENCE = "sft"

@@ -28,6 +28,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_local_copy(source: str, path: str | None) -> None:
+    """A real dataset's local copy exists (tokencredit.sources.check_sources checks its adapter and split)."""
+    if path is None:
+        raise ValueError(f"dataset {source!r} needs `path`, the local copy of its release")
+    if not Path(path).is_dir():
+        raise ValueError(f"local copy {path!r} of dataset {source!r} does not exist or is not a directory")
+
+
 class DataParams(Section):
     seed: int = Field(0, description="Seed of the synthetic generator; same seed, same bytes.")
     image_size: int = Field(84, ge=28, description="Side of the square synthetic images, in pixels.")
@@ -71,9 +79,7 @@ class DataParams(Section):
             if self.path is not None:
                 raise ValueError(f"path {self.path!r} is set, but source 'synthetic' reads no files")
             return self
-        from tokencredit.sources import check_source  # imported only for real data
-
-        check_source(self.source, self.path, "train")
+        check_local_copy(self.source, self.path)
         return self
 
 
@@ -378,9 +384,7 @@ class BenchmarkSpec(Section):
 
     @model_validator(mode="after")
     def _readable(self) -> BenchmarkSpec:
-        from tokencredit.sources import check_source  # imported only when benchmarks are defined
-
-        check_source(self.source, self.path, self.split)
+        check_local_copy(self.source, self.path)
         return self
 
 

@@ -1,9 +1,9 @@
 """The report: every policy's evaluation side by side, differences from `uniform`, training curves.
 
 Reads results/eval/{policy}/{split}.json and results/runs/{policy}/metrics.jsonl; writes
-summary.md, metrics.json (numbers for `dvc metrics show` / `dvc exp show`) and curves_*.png.
-`build_html` then adds index.html (tokencredit.report_html) and, from the token scores,
-analysis.json (tokencredit.analysis).
+metrics.json (numbers for `dvc metrics show` / `dvc exp show`), curves_*.png, and summary.md and
+index.html, both rendered from one list of sections (tokencredit.document); from the token scores,
+index.html adds the token analysis (tokencredit.analysis, tokencredit.report_html), analysis.json.
 Runs "{algo}-{method}-s{seed}" are grouped over seeds into one row "{algo}-{method}": mean ± 95 %
 Student-t interval over seeds. Reference policies ("sft") are single models shown first.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from tokencredit.atomic import atomic_path, write_json, write_text
+from tokencredit.document import Image, Section, Table, render_html, render_markdown
 from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
 from tokencredit.stats import mean_ci, paired_bootstrap
@@ -28,6 +29,7 @@ from tokencredit.stats import mean_ci, paired_bootstrap
 ALGOS = ("grpo", "dapo", "dr_grpo")
 # Method names may hold "-" or "_"; the seed suffix anchors the split.
 RUN_POLICY = re.compile(rf"^(?P<algo>{'|'.join(ALGOS)})-(?P<method>.+)-s(?P<seed>\d+)$")
+TITLE = "tokencredit report"
 REFERENCE_POLICIES = ("base", "sft")
 SFT = "sft"
 BASELINE_METHOD = "uniform"
@@ -191,14 +193,8 @@ def _p_value(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def accuracy_tables(metrics: dict, evals: dict) -> str:
-    parts = []
+def accuracy_sections(metrics: dict, evals: dict) -> list[Section]:
+    sections = []
     for split, groups in evals.items():
         first = metrics[next(iter(groups))][split]
         rows = []
@@ -225,12 +221,40 @@ def accuracy_tables(metrics: dict, evals: dict) -> str:
             "no-image greedy acc %",
             "greedy Δ vs sft (points)",
         ]
-        title = f"### {split} (n = {first['n']} examples, k = {first['k']} samples)\n\n"
-        parts.append(title + _table(header, rows))
-    return "\n".join(parts)
+        title = f"{split} (n = {first['n']} examples, k = {first['k']} samples)"
+        sections.append(Section(title, [*benchmark_notes(groups), Table(header, rows)], level=3))
+    return sections
 
 
-def uniform_table(metrics: dict, evals: dict) -> str:
+def benchmark_notes(groups: dict[str, list[dict]]) -> list[str]:
+    """What a reader of a real benchmark's figures must know: a rule-based stand-in for an LLM
+    judge, and the rows its release publishes broken, left out with their reasons."""
+    first = next(iter(groups.values()))[0]
+    notes = []
+    if first.get("rule_based"):
+        notes.append("Rule-based: the official scorer of this benchmark is an LLM judge; these figures approximate it.")
+    skipped = first.get("skipped_rows") or []
+    if skipped:
+        notes.append(f"{len(skipped)} row(s) of the release left out: " + "; ".join(skipped))
+    return notes
+
+
+def release_metric_sections(evals: dict) -> list[Section]:
+    """The metrics each benchmark's official scorer reports (greedy decoding, mean over seeds, %)."""
+    sections = []
+    for split, groups in evals.items():
+        names = list(next(iter(groups.values()))[0].get("release_metrics", {}).get("greedy", {}))
+        if not names:
+            continue
+        rows = [
+            [group, *(_pct(statistics.fmean(ev["release_metrics"]["greedy"][name] for ev in evs)) for name in names)]
+            for group, evs in groups.items()
+        ]
+        sections.append(Section(split, [Table(["run", *names], rows)], level=3))
+    return sections
+
+
+def uniform_block(metrics: dict, evals: dict) -> Table | str:
     rows = []
     for split, groups in evals.items():
         for group in groups:
@@ -244,14 +268,14 @@ def uniform_table(metrics: dict, evals: dict) -> str:
                 row += [f"{_signed(c['diff'])} {interval}", _p_value(c["p_value"])]
             rows.append(row)
     if not rows:
-        return "No method has a `uniform` run of the same algorithm to compare with.\n"
+        return "No method has a `uniform` run of the same algorithm to compare with."
     header = ["run", "split", "Δ greedy acc (points) [95 % CI]", "p"]
     header += ["Δ avg@k (points) [95 % CI]", "p"]
-    return _table(header, rows)
+    return Table(header, rows)
 
 
-def family_tables(evals: dict) -> str:
-    parts = []
+def family_sections(evals: dict) -> list[Section]:
+    sections = []
     for split, groups in evals.items():
         counts = {}
         for evs in groups.values():
@@ -271,27 +295,27 @@ def family_tables(evals: dict) -> str:
                 cells.append(_pct(statistics.fmean(values)) if values else "–")
             rows.append([group, *cells])
         header = ["run", *(f"{family} (n={counts[family]})" for family in families)]
-        parts.append(f"### {split}\n\n" + _table(header, rows))
-    return "\n".join(parts)
+        sections.append(Section(split, [Table(header, rows)], level=3))
+    return sections
 
 
-def papers_table() -> str:
+def papers_table() -> Table:
     rows = []
     for paper in PAPER_RESULTS:
         results = " · ".join(f"{label} {value:.{paper.decimals}f}" for label, value in paper.results)
         rows.append([paper.source, paper.model, paper.benchmark, results, paper.note])
-    return _table(["source", "model", "benchmark", "results", "note"], rows)
+    return Table(["source", "model", "benchmark", "results", "note"], rows)
 
 
-def beside_papers_table(metrics: dict, evals: dict) -> str | None:
+def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
     """Our runs on real benchmarks next to what the papers report there (None without such benchmarks)."""
     rows = []
     for split, groups in evals.items():
         source = next(iter(groups.values()))[0].get("source")
-        reported = "<br>".join(
+        reported = [
             f"{p.source}: " + ", ".join(f"{label} {value:.{p.decimals}f}" for label, value in p.results)
             for p in reported_for(source or "")
-        )
+        ]
         if not reported:
             continue
         for group in groups:
@@ -299,7 +323,41 @@ def beside_papers_table(metrics: dict, evals: dict) -> str | None:
             rows.append([split, group, _pct(m["greedy_accuracy_mean"]), _pct(m["avg_at_k_mean"]), reported])
     if not rows:
         return None
-    return _table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
+    return Table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
+
+
+def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool) -> list[Section]:
+    """The report's sections on accuracy (in summary.md and index.html)."""
+    sections = [
+        Section(
+            TITLE,
+            ["Runs `{algo}-{method}` are grouped over seeds: mean ± 95 % Student-t interval over seeds "
+             "(no interval with one seed). Accuracies in %."],
+            level=1,
+        ),
+        Section("Accuracy"),
+        *accuracy_sections(metrics, evals),
+        Section(
+            "Difference from `uniform` (same algorithm)",
+            ["Paired bootstrap over examples (each example's score averaged over seeds first); "
+             "p is two-sided for no difference.", uniform_block(metrics, evals)],
+        ),
+        Section("Greedy accuracy per question family (%, mean over seeds)"),
+        *family_sections(evals),
+    ]  # fmt: skip
+    official = release_metric_sections(evals)
+    if official:
+        sections += [Section("Official metrics of the benchmarks' scorers (greedy, %, mean over seeds)"), *official]
+    beside = beside_papers_table(metrics, evals)
+    if papers and beside:
+        sections.append(Section("Real benchmarks beside the papers' figures", [beside]))
+    if papers:
+        title = "Reported in the papers (not reproduced here; different models and benchmarks)"
+        sections.append(Section(title, [papers_table()]))
+    if curves:
+        images = [Image(path.stem, path.read_bytes(), path.name) for path in curves]
+        sections.append(Section("Training curves", images))
+    return sections
 
 
 def load_training_metrics(run_dir: Path) -> pd.DataFrame:
@@ -360,54 +418,33 @@ def plot_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
 
 
 def build_report(
-    eval_files: list[Path], run_dirs: list[Path], out_dir: Path, papers: bool = True
+    eval_files: list[Path],
+    run_dirs: list[Path],
+    out_dir: Path,
+    score_files: list[Path] = (),
+    analysis_params: AnalysisParams | None = None,
+    papers: bool = True,
 ) -> dict:
-    """Write summary.md, metrics.json and curves_*.png to out_dir; return the metrics."""
+    """Write summary.md, metrics.json, curves_*.png, analysis.json ({} without scores) and index.html.
+
+    Returns the metrics. Both summary.md and index.html render the same sections; index.html adds
+    the token analysis and viewer (tokencredit.report_html) when there are token scores.
+    """
     out_dir = Path(out_dir)
     evals = load_evals(eval_files)
     metrics = build_metrics(evals)
-    curves = plot_curves(run_dirs, out_dir)
-    sections = [
-        "# tokencredit report\n",
-        "Runs `{algo}-{method}` are grouped over seeds: mean ± 95 % Student-t interval over seeds "
-        "(no interval with one seed). Accuracies in %.\n",
-        "## Accuracy\n",
-        accuracy_tables(metrics, evals),
-        "## Difference from `uniform` (same algorithm)\n",
-        "Paired bootstrap over examples (each example's score averaged over seeds first); "
-        "p is two-sided for no difference.\n",
-        uniform_table(metrics, evals),
-        "## Greedy accuracy per question family (%, mean over seeds)\n",
-        family_tables(evals),
-    ]
-    beside = beside_papers_table(metrics, evals)
-    if papers and beside:
-        sections += ["## Real benchmarks beside the papers' figures\n", beside]
-    if papers:
-        sections += [
-            "## Reported in the papers (not reproduced here; different models and benchmarks)\n",
-            papers_table(),
-        ]
-    if curves:
-        sections += ["## Training curves\n", *(f"![{p.stem}]({p.name})\n" for p in curves)]
-    write_text(out_dir / "summary.md", "\n".join(sections))
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
-
-
-def build_html(out_dir: Path, eval_files: list[Path], score_files: list[Path], params: AnalysisParams) -> dict | None:
-    """Write index.html and analysis.json ({} without scores) beside summary.md; return the analysis."""
-    from tokencredit.analysis import analyze, load_scores  # pandas-heavy, torch via scoring: only when asked
-    from tokencredit.report_html import viewer_data, write_index
-
-    out_dir = Path(out_dir)
-    images = {path.name: path.read_bytes() for path in sorted(out_dir.glob("curves_*.png"))}
-    analysis = viewer = None
+    sections = summary_sections(metrics, evals, plot_curves(run_dirs, out_dir), papers)
+    analysis = None
     if score_files:
-        evals = [ev for groups in load_evals(eval_files).values() for evs in groups.values() for ev in evs]
+        from tokencredit.analysis import analyze, load_scores  # pandas-heavy: only when asked
+        from tokencredit.report_html import analysis_sections
+
+        params = analysis_params or AnalysisParams()
         scores = load_scores(score_files)
-        analysis = analyze(scores, evals, params)
-        viewer = viewer_data(scores, params.viewer_responses, params.seed)
+        analysis = analyze(scores, [ev for groups in evals.values() for evs in groups.values() for ev in evs], params)
+        sections += analysis_sections(analysis, scores, params)
+    write_text(out_dir / "summary.md", render_markdown(sections))
+    write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "analysis.json", analysis or {})
-    write_index(out_dir / "index.html", (out_dir / "summary.md").read_text(), images, analysis, viewer)
-    return analysis
+    write_text(out_dir / "index.html", render_html(TITLE, sections))
+    return metrics

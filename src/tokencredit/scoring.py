@@ -42,6 +42,7 @@ from tokencredit.dataset import load_image, prompt_messages
 from tokencredit.models import load_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoreParams, ScoringParams
 from tokencredit.rollouts import decode, load_rollouts, token_offsets
+from tokencredit.score_columns import signal_column, weight_column
 from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
 from tokencredit.synthetic import completion_role_spans, token_roles
 from tokencredit.weighting import WeightFn, build_weighting, default_counterfactual, required_signals
@@ -50,15 +51,6 @@ log = logging.getLogger(__name__)
 
 POLICY_SIGNALS = ("entropy", "logp", "attn_image")  # from the forward with the real image
 CF_SIGNALS = ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff")  # one set per counterfactual input
-SIGNAL_PREFIX, WEIGHT_PREFIX = "signal.", "weight."
-
-
-def signal_column(signal: str, counterfactual: str | None = None) -> str:
-    return f"{SIGNAL_PREFIX}{signal}" if counterfactual is None else f"{SIGNAL_PREFIX}{signal}.{counterfactual}"
-
-
-def weight_column(method: str) -> str:
-    return f"{WEIGHT_PREFIX}{method}"
 
 
 def method_counterfactual(spec: MethodSpec) -> str | None:

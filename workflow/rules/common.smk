@@ -3,12 +3,14 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from tokencredit.manifest import manifest_path
-from tokencredit.params import DECODINGS, ParamsError, section_json, validate
+from tokencredit.params import DECODINGS, section_json, validate
+from tokencredit.sources import check_sources
 from tokencredit.synthetic import SPLITS
 
 try:
     P = validate(config, "params (params/default.yaml + --configfile/--config overrides)")
-except ParamsError as err:
+    check_sources(P)
+except ValueError as err:  # ParamsError included
     raise WorkflowError(str(err)) from None
 
 # Steps run as `python -m steps.<rule>` from any --directory.

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
+from tokencredit.params import Params
 from tokencredit.sources.records import Layout, RowRef
 from tokencredit.sources.schema import Item
 
@@ -67,15 +67,20 @@ def get_adapter(name: str) -> Adapter:
     return ADAPTERS[name]
 
 
-def check_source(name: str, path: str | None, split: str | None) -> None:
-    """Params check of a real dataset: a known adapter, a published split, an existing local copy."""
-    adapter = get_adapter(name)
-    if split is not None and split not in adapter.splits:
-        raise ValueError(f"dataset adapter {name!r} has no published split {split!r} (published: {list(adapter.splits)})")
-    if path is None:
-        raise ValueError(f"dataset {name!r} needs `path`, the local copy of its release")
-    if not Path(path).is_dir():
-        raise ValueError(f"local copy {path!r} of dataset {name!r} does not exist or is not a directory")
+def check_sources(params: Params) -> None:
+    """The params' real datasets name a registered adapter and one of its published splits.
+
+    params checks the rest (each local copy exists); this check needs the adapters, which sit above it.
+    """
+    named = [("data.source", params.data.source, "train")] if params.data.source != "synthetic" else []
+    named += [(f"benchmarks.{key}.source", spec.source, spec.split) for key, spec in params.benchmarks.items()]
+    for key, name, split in named:
+        try:
+            adapter = get_adapter(name)
+        except ValueError as err:
+            raise ValueError(f"{key}: {err}") from None
+        if split is not None and split not in adapter.splits:
+            raise ValueError(f"{key}: dataset adapter {name!r} has no published split {split!r} (published: {list(adapter.splits)})")
 
 
 # Each import registers one adapter.
