@@ -7,6 +7,7 @@ import pandas as pd
 from steps.common import parser, section
 from tokencredit.manifest import write_manifest
 from tokencredit.params import ModelParams
+from tokencredit.run_record import write_run_record
 from tokencredit.tiny_vlm import build_base
 from tokencredit.tracking import job_run
 
@@ -19,9 +20,11 @@ def main() -> None:
     args = p.parse_args()
     train = pd.read_parquet(args.train, columns=["question", "target"])
     corpus = [*train["question"], *train["target"]]
-    with job_run("build_base", params={"model": args.params.model_dump()}):
+    params = {"model": args.params.model_dump()}
+    with job_run("build_base", params=params, tags={"policy": "base"}) as run:
         build_base(args.params, corpus, args.out)
         write_manifest(args.out)
+        write_run_record(args.out, "base", params, run.run_id)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from tokencredit.params import ModelParams
-from tokencredit.tracking import JobRun, find_run, job_run
+from tokencredit.run_record import read_run_record
+from tokencredit.tracking import JobRun, job_run
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -56,6 +57,8 @@ def policy_parser(description: str, params: type[BaseModel]) -> argparse.Argumen
 
 
 def policy_run(stage: str, args: argparse.Namespace, params: dict, **tags: str) -> contextlib.AbstractContextManager[JobRun]:
-    """The step's MLflow run, tagged with its policy and nested under that policy's training run."""
-    parent = find_run({"stage": "train", "policy": args.policy_name})
-    return job_run(stage, params=params, tags={"policy": args.policy_name, **tags}, parent_run_id=parent)
+    """The step's MLflow run, tagged like its policy's own run (run.json) and nested under it."""
+    record = read_run_record(args.policy)
+    identity = record.tags if record else {"policy": args.policy_name}
+    parent = record.mlflow_run_id if record else None
+    return job_run(stage, params=params, tags={**identity, **tags}, parent_run_id=parent)

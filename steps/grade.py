@@ -9,6 +9,11 @@ from tokencredit.dataset import load_split
 from tokencredit.evaluation import grade_rollouts
 from tokencredit.params import EvalParams
 from tokencredit.rollouts import load_rollouts
+from tokencredit.run_record import read_run_record
+from tokencredit.tracking import log_to_run
+
+# The grade's summary numbers, as metrics of the policy's own run: "{split}/{name}" (MLflow's runs table).
+POLICY_METRICS = {"greedy_accuracy": "greedy_acc", "avg_at_k": "avg_at_k", "pass_at_k": "pass_at_k", "greedy_accuracy_no_image": "no_image_acc"}
 
 
 def main() -> None:
@@ -27,7 +32,11 @@ def main() -> None:
     with policy_run("grade", args, {"eval": args.params.model_dump()}, split=args.split) as run:
         record = grade_rollouts(frame, cached["sampled"], cached["greedy"], cached.get("no_image"), args.params.k, args.policy_name, args.split)
         write_json(args.out, record)
-        run.log_metrics({k: v for k, v in record.items() if k in ("greedy_accuracy", "avg_at_k", "pass_at_k", "greedy_accuracy_no_image") and v is not None})
+        summary = {k: v for k, v in record.items() if k in POLICY_METRICS and v is not None}
+        run.log_metrics(summary)
+        policy = read_run_record(args.policy)
+        if policy is not None and policy.mlflow_run_id is not None:
+            log_to_run(policy.mlflow_run_id, {f"{args.split}/{POLICY_METRICS[k]}": v for k, v in summary.items()})
         for decoding, metrics in record.get("release_metrics", {}).items():
             run.log_metrics({f"{decoding}_{name}": value for name, value in metrics.items()})
         run.log_artifact(args.out)

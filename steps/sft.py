@@ -7,6 +7,7 @@ from tokencredit.dataset import REQUIRED, load_split
 from tokencredit.manifest import write_manifest
 from tokencredit.models import load_policy, save_policy
 from tokencredit.params import ModelParams, SFTParams
+from tokencredit.run_record import write_run_record
 from tokencredit.sft import history_jsonl, train_sft
 from tokencredit.tracking import job_run
 
@@ -24,10 +25,12 @@ def main() -> None:
     model, processor = load_policy(args.base, args.model_params)
     with_target = (*REQUIRED, "target")  # SFT imitates the target chain of thought
     train, val = load_split(args.data, "train", with_target), load_split(args.data, "validation", with_target)
-    with job_run("sft", params={"sft": args.params.model_dump()}, tags={"policy": "sft"}) as run:
+    params = {"sft": args.params.model_dump()}
+    with job_run("sft", params=params, tags={"policy": "sft"}) as run:
         history = train_sft(model, processor, train, val, args.data, args.params, log_fn=run.log_metrics)
         save_policy(model, processor, args.out, extra_files={"training_log.jsonl": history_jsonl(history)})
         write_manifest(args.out)
+        write_run_record(args.out, "sft", {**params, "model": args.model_params.model_dump()}, run.run_id)
         run.log_artifact(args.out / "training_log.jsonl")
 
 

@@ -16,6 +16,7 @@ from tokencredit.dataset import load_split
 from tokencredit.manifest import write_manifest
 from tokencredit.models import load_policy, save_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
+from tokencredit.run_record import write_run_record
 from tokencredit.tracking import job_run
 from tokencredit.training import (
     MetricsLogger,
@@ -51,8 +52,12 @@ def main() -> None:
     require_engines(args.params)
     set_threads(args.threads)
     run_name = args.out.name
-    params = {"train": args.params.model_dump(), "method": args.method_spec.model_dump(), "scoring": args.scoring.model_dump()}
-    settings = {**params, "model": args.model_params.model_dump(), "algo": args.algo, "seed": args.seed}
+    # MLflow params: the runs table sorts and filters by algo, method, seed and the method's hyperparameters.
+    params = {
+        "algo": args.algo, "method": args.method, "seed": args.seed, "method_spec": args.method_spec.model_dump(),
+        "train": args.params.model_dump(), "scoring": args.scoring.model_dump(),
+    }  # fmt: skip
+    settings = {**params, "model": args.model_params.model_dump()}
     # Checkpoints live outside the rule's output, which Snakemake deletes before a rerun, under the
     # fingerprint of what they depend on: an interrupted run resumes, a changed one starts afresh.
     run_dir = Path("results/checkpoints") / run_name
@@ -85,6 +90,7 @@ def main() -> None:
                 save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()})
         if main_process:
             write_manifest(args.out)
+            write_run_record(args.out, run_name, settings, run.run_id, args.algo, args.method, args.seed)
             run.log_artifact(args.out / "metrics.jsonl")
     if main_process:
         shutil.rmtree(run_dir)

@@ -24,8 +24,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DDP_CONFIG = ROOT / "workflow/accelerate/ddp.yaml"
 # Methods with batch-wide statistics: top-rho quantiles (entropy_topk, tor) and VPPO's min/max over
-# responses. VPPO reads a deterministic counterfactual here so that both runs score the same inputs.
-METHODS = {"entropy_topk": {}, "tor": {}, "vppo": {"counterfactual": "gray"}}
+# responses. VPPO reads a deterministic counterfactual here so that both runs score the same inputs,
+# and pools over the global batch (its authors' default pools per process, which a split changes).
+METHODS = {"entropy_topk": {}, "tor": {}, "vppo": {"counterfactual": "gray", "hparams": {"tas_scope": "batch"}}}
 
 
 # -- the worker: one short training run per method, in every process -------------------------------------
@@ -34,7 +35,7 @@ def alternating_reward(completion_ids, **_):
     return [float(i % 2) for i in range(len(completion_ids))]
 
 
-def make_trainer(data_dir: Path, base_dir: Path, out: Path, weighting: str, algo: str, reward, counterfactual=None):
+def make_trainer(data_dir: Path, base_dir: Path, out: Path, weighting: str, algo: str, reward, counterfactual=None, hparams=None):
     from tokencredit.algorithms import get_algorithm
     from tokencredit.dataset import load_split
     from tokencredit.models import load_policy
@@ -54,7 +55,7 @@ def make_trainer(data_dir: Path, base_dir: Path, out: Path, weighting: str, algo
         args=config,
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=[reward],
-        weighting=build_weighting(weighting),
+        weighting=build_weighting(weighting, **(hparams or {})),
         needs=required_signals(weighting),
         counterfactual=counterfactual or default_counterfactual(weighting),
         chunk_size=7,

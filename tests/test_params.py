@@ -18,6 +18,15 @@ def test_shipped_params_are_valid(files):
     assert params.train.methods and set(params.train.methods) <= set(params.methods)
 
 
+def test_methods_merge_by_name_over_the_built_in_ones():
+    built_in = Params().methods
+    params = validate({"methods": {"tor": {"weighting": "tor", "hparams": {"rho_r": 0.2}}, "tor_wide": {"weighting": "tor", "hparams": {"rho_r": 0.5}}},
+                       "train": {"methods": ["uniform", "tor", "tor_wide", "pgpo"]}})  # fmt: skip
+    assert params.methods["tor"].hparams == {"rho_r": 0.2} and params.methods["tor_wide"].hparams == {"rho_r": 0.5}
+    assert set(params.methods) == set(built_in) | {"tor_wide"}
+    assert all(params.methods[name] == spec for name, spec in built_in.items() if name != "tor")
+
+
 def test_methods_full_grid_covers_every_method_and_ablation():
     params = load_params(ROOT / "params/default.yaml", ROOT / "params/methods_full.yaml")
     assert sorted(params.train.methods) == sorted(params.methods)

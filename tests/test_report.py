@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tokencredit.report import build_report, parse_policy
+from tokencredit.manifest import write_manifest
+from tokencredit.report import build_report, read_policies
+from tokencredit.run_record import write_run_record
 
 T95_DF1 = 12.7062  # two-sided 95 % Student t, 1 degree of freedom (2 seeds)
 FAMILIES = ["count_color", "count_color", "exists", "exists"]  # of examples e0..e3
@@ -64,10 +66,12 @@ def write_eval(root: Path, ev: dict) -> Path:
     return path
 
 
-def write_run(root: Path, policy: str) -> Path:
+def write_run(root: Path, policy: str, algo: str = "grpo") -> Path:
+    """A training run's directory: metrics.jsonl and run.json (method and seed from the name, as the pipeline names runs)."""
     run_dir = root / "runs" / policy
     run_dir.mkdir(parents=True)
-    seed = parse_policy(policy).seed
+    method, seed = policy.removeprefix(f"{algo}-").rsplit("-s", 1)
+    seed = int(seed)
     lines = [
         {
             "step": step,
@@ -83,7 +87,13 @@ def write_run(root: Path, policy: str) -> Path:
         for step in range(5)
     ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_manifest(run_dir)
+    write_run_record(run_dir, policy, {"train": {"max_steps": 5}}, None, algo, method, seed)
     return run_dir
+
+
+def run_dirs(root: Path, policies) -> list[Path]:
+    return [write_run(root, p) for p in policies if p != "sft"]
 
 
 @pytest.fixture
@@ -91,9 +101,8 @@ def report(tmp_path: Path) -> tuple[dict, Path]:
     evals = [write_eval(tmp_path, fake_eval(p, "test", *scores)) for p, scores in TEST.items()]
     # A second split where the image-free score was not measured.
     evals.append(write_eval(tmp_path, fake_eval("sft", "validation", [1, 1, 0, 0], [0.5] * 4, None)))
-    runs = [write_run(tmp_path, p) for p in TEST if p != "sft"]
     out = tmp_path / "report"
-    return build_report(evals, runs, out), out
+    return build_report(evals, run_dirs(tmp_path, TEST), out), out
 
 
 def test_metrics_by_hand(report: tuple[dict, Path]) -> None:
@@ -150,6 +159,10 @@ def test_summary_tables(report: tuple[dict, Path]) -> None:
     assert "GRPO 50.90 · DAPO 52.69 · VPPO 54.08 · PGPO 54.70" in md
     assert md.index("| sft |") < md.index("| grpo-uniform |") < md.index("| grpo-entropy_topk |")
     assert "![curves_reward](curves_reward.png)" in md
+    # the methods table: counterfactual input, batch scope and tie rule from the weighting registry
+    assert "| method | weighting | counterfactual input | batch scope | ties |" in md
+    assert "| entropy_topk | entropy_topk | none | global batch: top-ρ over every valid token of the generated batch | random among" in md
+    assert "| uniform | uniform | none | none: every valid token | none: no selection |" in md
 
 
 def test_curves_are_pngs(report: tuple[dict, Path]) -> None:
@@ -182,15 +195,22 @@ def test_without_papers(tmp_path: Path) -> None:
     assert "No method has a `uniform` run" in md
 
 
-def test_parse_policy() -> None:
-    policy = parse_policy("dr_grpo-tor_reasoning-only-s12")
+def test_policies_come_from_run_json(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "dr_grpo-tor_reasoning-only-s12", algo="dr_grpo")
+    renamed = run_dir.rename(tmp_path / "anything")  # the name is not parsed
+    policy = read_policies([renamed])["dr_grpo-tor_reasoning-only-s12"]
     assert (policy.algo, policy.method, policy.seed) == ("dr_grpo", "tor_reasoning-only", 12)
-    assert policy.group == "dr_grpo-tor_reasoning-only"
-    assert parse_policy("sft").group == "sft"
-    with pytest.raises(ValueError, match="'ppo-uniform-s0'"):
-        parse_policy("ppo-uniform-s0")
-    with pytest.raises(ValueError, match="'grpo-uniform'"):
-        parse_policy("grpo-uniform")
+    assert policy.group == "dr_grpo-tor_reasoning-only" and policy.run_dir == renamed
+    record = json.loads((renamed / "run.json").read_text())
+    assert record["params"] == {"train": {"max_steps": 5}} and record["mlflow_run_id"] is None
+    assert len(record["manifest_sha256"]) == 64
+    assert "run.json" not in json.loads((tmp_path / "runs" / "dr_grpo-tor_reasoning-only-s12.manifest.json").read_text())["files"]
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(ValueError, match="bare: a training run's directory needs a run.json"):
+        read_policies([tmp_path / "bare"])
+    ev = write_eval(tmp_path, fake_eval("grpo-uniform-s0", "test", *TEST["grpo-uniform-s0"]))
+    with pytest.raises(ValueError, match="policy 'grpo-uniform-s0' is neither a run given"):
+        build_report([ev], [], tmp_path / "out")
 
 
 def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
@@ -206,9 +226,8 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     base = fake_eval("grpo-uniform-s0", "test", *TEST["grpo-uniform-s0"])
     files = [write_eval(tmp_path / "b", ours), write_eval(tmp_path / "b", base)]
     with pytest.raises(ValueError, match="different examples"):
-        build_report(files, [], tmp_path / "out")
-    run_dir = tmp_path / "runs" / "grpo-uniform-s0"
-    run_dir.mkdir(parents=True)
+        build_report(files, run_dirs(tmp_path / "b", ["grpo-tor-s0", "grpo-uniform-s0"]), tmp_path / "out")
+    run_dir = write_run(tmp_path, "grpo-uniform-s0")
     (run_dir / "metrics.jsonl").write_text('{"step": 0}\nnot json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: not JSON"):
         build_report([good], [run_dir], tmp_path / "out")
@@ -220,7 +239,7 @@ def test_real_benchmark_results_sit_beside_the_papers_figures(tmp_path):
         ev = fake_eval(policy, "mathverse_testmini", greedy, avg, None)
         ev["source"] = "mathverse"
         files.append(write_eval(tmp_path, ev))
-    build_report(files, [], tmp_path / "report")
+    build_report(files, run_dirs(tmp_path, TEST), tmp_path / "report")
     summary = (tmp_path / "report" / "summary.md").read_text()
     section = summary.split("## Real benchmarks beside the papers' figures")[1].split("## ")[0]
     assert "| mathverse_testmini | grpo-uniform | 37.5 |" in section  # greedy: seeds 2/4 and 1/4
@@ -229,20 +248,20 @@ def test_real_benchmark_results_sit_beside_the_papers_figures(tmp_path):
 
 def test_no_papers_section_without_real_benchmarks(tmp_path):
     files = [write_eval(tmp_path, fake_eval(p, "test", g, a, n)) for p, (g, a, n) in TEST.items()]
-    build_report(files, [], tmp_path / "report")
+    build_report(files, run_dirs(tmp_path, TEST), tmp_path / "report")
     assert "beside the papers" not in (tmp_path / "report" / "summary.md").read_text()
 
 
 def test_benchmarks_show_official_metrics_rule_based_figures_and_skipped_rows(tmp_path):
     files = []
     for policy, (greedy, avg, _) in TEST.items():
-        seed = parse_policy(policy).seed or 0
+        seed = int(policy.rsplit("-s", 1)[1]) if policy != "sft" else 0
         wemath = {**fake_eval(policy, "wemath", greedy, avg, None), "source": "wemath", "skipped_rows": []}
         wemath["release_metrics"] = {"greedy": {"score_strict": 0.25 + 0.5 * seed, "IK": 0.5}, "avg_at_k": {}}
         logic = {**fake_eval(policy, "logicvista", greedy, avg, None), "source": "logicvista", "rule_based": True,
                  "skipped_rows": ["data/dataset.json row 382: empty question"]}  # fmt: skip
         files += [write_eval(tmp_path, wemath), write_eval(tmp_path, logic)]
-    build_report(files, [], tmp_path / "report")
+    build_report(files, run_dirs(tmp_path, TEST), tmp_path / "report")
     summary = (tmp_path / "report" / "summary.md").read_text()
     official = summary.split("## Official metrics of the benchmarks' scorers")[1]
     assert "| run | score_strict | IK |" in official and "| grpo-uniform | 50.0 | 50.0 |" in official  # (25 + 75) / 2

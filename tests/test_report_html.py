@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_analysis import fake_scores
-from test_report import TEST, fake_eval, write_eval
+from test_report import TEST, fake_eval, run_dirs, write_eval
 
 from tokencredit.params import AnalysisParams
 from tokencredit.document import Image, Section, Table, Viewer, render_html, render_markdown
@@ -30,7 +30,7 @@ def report_dir(tmp_path_factory) -> Path:
     scores = root / "scores.parquet"
     fake_scores(policies=POLICIES, families=("count_color", "exists")).to_parquet(scores)
     out = root / "report"
-    build_report(evals, [], out, [scores], AnalysisParams(n_bootstrap=20, viewer_responses=3))
+    build_report(evals, run_dirs(root, POLICIES), out, [scores], AnalysisParams(n_bootstrap=20, viewer_responses=3))
     return out
 
 

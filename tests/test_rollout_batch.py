@@ -46,7 +46,11 @@ def test_merge_rows_repads_and_keeps_each_row_intact():
     assert out["mm_token_type_ids"][0, :5].tolist() == [0, 0, 1, 1, 1]
 
 
-def test_mixed_groups_flags_groups_with_any_nonzero_advantage():
-    adv = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0])
-    assert mixed_groups(adv, 2).tolist() == [False, False, True, False]
-    assert mixed_groups(adv, 4).tolist() == [False, True]
+def test_mixed_groups_are_decided_from_rewards_with_a_tolerance():
+    rewards = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    assert mixed_groups(rewards, 2).tolist() == [False, False, True, False]
+    assert mixed_groups(rewards, 4).tolist() == [False, True]
+    # weighted rewards with float noise are equal; NaN (unscored) rows are left out
+    noisy = torch.tensor([0.9, 0.9 + 1e-7, 0.9, 0.9 - 1e-7, 0.1, torch.nan, 0.1, 0.1, 0.1, torch.nan, 1.0, torch.nan])
+    assert mixed_groups(noisy, 4).tolist() == [False, False, True]
+    assert mixed_groups(torch.full((4,), torch.nan), 4).tolist() == [False]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -107,7 +109,16 @@ def test_k3_matches_formula_and_clamps():
     d = torch.tensor([0.0, -1.0, 0.5, 20.0])
     expected = (d.exp() - d - 1).clamp(0, 10)
     assert torch.allclose(k3(logp, logp_cf), expected)
-    assert k3(logp, logp_cf)[3] == 10.0
+    assert k3(logp, logp_cf)[3] == 10.0 and k3(logp, logp_cf).dtype == torch.float32
+
+
+@pytest.mark.parametrize("d", [1e-6, 3e-5, 1e-4, 5e-4, 1e-3])
+def test_k3_is_precise_for_small_differences(d):
+    # e^d - d - 1 = d^2/2 + d^3/6 + ...; in float32 it is 0 below 1e-4 and far off below 1e-3
+    logp = torch.tensor([-2.0, -2.0])
+    logp_cf = logp + torch.tensor([d, -d])
+    exact = torch.tensor([math.expm1(x) - x for x in (logp_cf - logp).double().tolist()], dtype=torch.float64)
+    torch.testing.assert_close(k3(logp, logp_cf).double(), exact, rtol=1e-4, atol=0)
 
 
 def test_from_logps_derives_visual_signals_zero_on_padding():

@@ -531,7 +531,9 @@ def test_real_checkpoint_params(name, tmp_path):
              "benchmarks": {b: {"path": str(tmp_path)} for b in raw["benchmarks"]}}
     params = validate(deep_merge(raw, local), name)
     assert params.train.learning_rate == 1e-6 and params.train.max_completion_length == 2048
-    assert params.eval.k == 8 and set(params.eval.benchmarks) == set(params.benchmarks)
+    # Every benchmark is graded but DynaMath's 10-variant copy (opt-in: 10x the generation).
+    assert params.eval.k == 8 and set(params.eval.benchmarks) == set(params.benchmarks) - {"dynamath_variants"}
+    assert params.benchmarks["dynamath_variants"].split == "all"
     assert "<think>" in params.prompt.template and "\\boxed{}" in params.prompt.template
     assert params.resources.train.snakemake()["gpu"] == params.train.num_processes
     assert params.benchmarks["mathverse_vision_only"].where == {"problem_version": ["Vision Only"]}

@@ -16,14 +16,15 @@ from tokencredit.weighting import build_weighting, default_counterfactual, requi
 TRAIN = TrainParams(max_steps=1, prompts_per_step=2, num_generations=4, max_completion_length=12, save_steps=100)
 
 
-def make_trainer(tiny_world, tmp_path, method: str, algo: str, reward_funcs, hparams=None):
+def make_trainer(tiny_world, tmp_path, method: str, algo: str, reward_funcs, hparams=None, train=TRAIN, reward_weights=None):
     data_dir, base_dir = tiny_world
     model, processor = load_policy(base_dir, ModelParams())
     spec = MethodSpec(weighting=method, hparams=hparams or {})
+    weights = reward_weights or [1.0] * len(reward_funcs)
     return WeightedGRPOTrainer(
         model=model,
         processing_class=processor,
-        args=grpo_config(TRAIN, get_algorithm(algo), [1.0], seed=0, output_dir=tmp_path / method),
+        args=grpo_config(train, get_algorithm(algo), weights, seed=0, output_dir=tmp_path / method),
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=reward_funcs,
         weighting=build_weighting(spec.weighting, **spec.hparams),
@@ -32,6 +33,8 @@ def make_trainer(tiny_world, tmp_path, method: str, algo: str, reward_funcs, hpa
         chunk_size=7,
         attention_layers=[-1],
         dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,
+        dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
+        entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
     )
 
 
@@ -105,3 +108,90 @@ def test_attention_method_on_sdpa_model_fails_before_training(tiny_world, tmp_pa
             chunk_size=7,
             attention_layers=[-1],
         )
+
+
+def test_dapo_drops_groups_of_equal_weighted_rewards(tiny_world, tmp_path):
+    """0.9 accuracy + 0.1 format, all 0.9 in a group of 8: TRL's float32 group mean leaves
+    advantages of about 6e-4, yet the group's rewards are all equal and DAPO must drop it."""
+    calls = []
+
+    def accuracy(completion_ids, **_):
+        calls.append(1)
+        first = [1.0] * 8 if len(calls) == 1 else [float(i % 2) for i in range(8)]
+        return first + [float(i % 2) for i in range(len(completion_ids) - 8)]
+
+    def no_format(completion_ids, **_):
+        return [0.0] * len(completion_ids)
+
+    train = TrainParams(max_steps=1, prompts_per_step=2, num_generations=8, max_completion_length=12, save_steps=100)
+    trainer = make_trainer(tiny_world, tmp_path, "uniform", "dapo", [accuracy, no_format], train=train, reward_weights=[0.9, 0.1])
+    trainer.model.train()
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    batch = trainer._generate_and_score_completions([row for row in rows for _ in range(8)])
+    metrics = trainer._metrics["train"]
+    assert metrics["dynamic_sampling/rounds"][-1] == 2 and metrics["dynamic_sampling/dropped_frac"][-1] > 0
+    assert batch["completion_ids"].size(0) == 16
+
+
+def gradient(model, loss) -> torch.Tensor:
+    model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten().clone() for p in model.parameters() if p.grad is not None])
+
+
+def one_batch(trainer):
+    """A generated batch of one prompt, and the policy's log π_θ(o_t) on it (with grad)."""
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which these tests skip
+    batch = trainer._generate_and_score_completions([trainer.train_dataset[0]] * trainer.num_generations)
+    mask = batch["completion_mask"]
+    logps, _, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
+        torch.cat([batch["prompt_mask"], mask], 1), mask.size(1),
+        pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], num_images=batch.get("num_images"),
+        mm_token_type_ids=batch.get("mm_token_type_ids"),
+    )  # fmt: skip
+    return batch, logps
+
+
+def test_vppo_entropy_penalty_is_the_sampled_token_term(tiny_world, tmp_path):
+    train = TrainParams(**{**TRAIN.model_dump(), "entropy_penalty": 0.5})
+    trainer = make_trainer(tiny_world, tmp_path, "uniform", "grpo", [length_parity_reward], train=train)
+    batch, logps = one_batch(trainer)
+    zero = torch.zeros_like(batch["advantages"])  # no policy gradient: only the penalty remains
+    got = gradient(trainer.model, trainer._compute_loss(trainer.model, {**batch, "advantages": zero}))
+    # VPPO: 0.5 x the mean over the sampled tokens of −log π_θ(o_t); not TRL's full-vocabulary entropy
+    mask = batch["completion_mask"]
+    expected = gradient(trainer.model, 0.5 * (-logps * mask).sum() / mask.sum())
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+    # TRL's full-vocabulary entropy has the same value on-policy but another gradient
+    full = make_trainer(tiny_world, tmp_path, "uniform", "grpo", [length_parity_reward], train=TrainParams(
+        **{**train.model_dump(), "entropy_penalty_form": "full_vocabulary"}))  # fmt: skip
+    full.model.train()
+    full.current_gradient_accumulation_steps = 1
+    other = gradient(full.model, full._compute_loss(full.model, {**batch, "advantages": zero}))
+    assert other.abs().max() > 0 and not torch.allclose(other, expected, rtol=1e-2, atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dapo"])
+def test_dual_clip_caps_negative_advantages_as_easyr1(tiny_world, tmp_path, algo):
+    train = TrainParams(**{**TRAIN.model_dump(), "dual_clip": 3.0})
+    trainer = make_trainer(tiny_world, tmp_path, "uniform", algo, [length_parity_reward], train=train)
+    batch, logps = one_batch(trainer)
+    mask = batch["completion_mask"]
+    # Ratios 5 (beyond C), 2, 1.1 and 0.5 along each completion, with advantages of both signs.
+    ratios = torch.tensor([5.0, 2.0, 1.1, 0.5]).repeat(mask.size(1))[: mask.size(1)].expand_as(mask)
+    old = logps.detach() - ratios.log()
+    advantages = torch.tensor([-1.0, 1.0, -2.0, 0.5])[:, None].expand_as(mask)
+    inputs = {**batch, "old_per_token_logps": old, "advantages": advantages, "num_items_in_batch": mask.sum()}
+    got = gradient(trainer.model, trainer._compute_loss(trainer.model, inputs))
+    # EasyR1 core_algos.compute_policy_loss: max(−A r, −A clip(r)), then min with −A C where A < 0
+    ratio = torch.exp(logps - old)
+    clipped = ratio.clamp(1 - trainer.epsilon_low, 1 + trainer.epsilon_high)
+    higher = torch.maximum(-advantages * ratio, -advantages * clipped)
+    per_token = torch.where(advantages < 0, torch.minimum(higher, -advantages * 3.0), higher)
+    loss = ((per_token * mask).sum(-1) / mask.sum(-1)).mean() if algo == "grpo" else (per_token * mask).sum() / mask.sum()
+    torch.testing.assert_close(got, gradient(trainer.model, loss), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match=r"train.dual_clip \(1.2\) must exceed 1 \+ epsilon_high"):
+        grpo_config(TrainParams(dual_clip=1.2), get_algorithm("dapo"), [1.0], seed=0, output_dir=tmp_path)

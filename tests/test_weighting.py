@@ -12,13 +12,17 @@ from hypothesis import strategies as st
 from tokencredit.params import MethodSpec, _default_methods
 from tokencredit.signals import MissingSignalError, TokenSignals
 from tokencredit.weighting import (
+    Context,
+    Layout,
     build_weighting,
     check_method,
     default_counterfactual,
+    describe,
     registered,
     required_signals,
     weight_stats,
 )
+from tokencredit.weighting.vppo import trajectory_scale
 
 T_ = torch.tensor
 
@@ -104,10 +108,10 @@ def test_entropy_topk_keeps_ceil_rho_n_and_rescales():
     s = signals([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]], entropy=[[0.1, 0.9, 0.2, 0.3, 5.0], [0.8, 0.4, 0.5, 0.6, 5.0]])
     expected = T_([[0, 4.0, 0, 0, 0], [4.0, 0, 0, 0, 0]])
     assert torch.equal(weigh("entropy_topk", s, rho=0.25), expected)
-    # 0.3 * 10 lands a hair above 3 in floating point: still 3 kept; ties go to earlier tokens
+    # 0.3 * 10 lands a hair above 3 in floating point: still 3 kept (which 3 of the tied tokens: random)
     s = signals([[1] * 10], entropy=[[1.0] * 10])
     w = weigh("entropy_topk", s, rho=0.3)
-    assert torch.equal(w, T_([[10 / 3] * 3 + [0.0] * 7]))
+    assert (w > 0).sum() == 3 and w.max() == pytest.approx(10 / 3)
     assert weigh("entropy_topk", s, rho=0.2).sum() == pytest.approx(10.0)  # loss mass = #valid
 
 
@@ -120,7 +124,9 @@ def test_tor_gammas_on_reasoning_and_perception_sets():
     )
     assert torch.equal(weigh("tor", s), T_([[1.0, 1.0, 1.0, 0.5, 0.5, 0, 0, 0, 0, 0, 0]]))
     assert torch.equal(weigh("tor", s, gamma_p=0.0), T_([[1.0, 1.0, 1.0] + [0.0] * 8]))
+    # gamma_r = 0 drops the overlap T_p ∩ T_r (token 2); perception-only (rho_r = 0) trains all of T_p
     assert torch.equal(weigh("tor", s, gamma_r=0.0), T_([[0.0, 0.0, 0.0, 0.5, 0.5] + [0.0] * 6]))
+    assert torch.equal(weigh("tor", s, rho_r=0.0), T_([[0.0, 0.0, 0.5, 0.5, 0.5] + [0.0] * 6]))
     assert torch.equal(weigh("tor", s, rho_r=0.0, gamma_p=2.0), T_([[0.0, 0.0, 2.0, 2.0, 2.0] + [0.0] * 6]))
 
 
@@ -139,7 +145,7 @@ def test_vppo_gates_ceil_k_n_per_response_and_alphas_average_one():
     kept = w > 0
     assert kept.sum(1).tolist() == [2, 2, 2]  # ceil(0.4*5), ceil(0.4*3), ceil(0.4*4)
     assert kept[0].tolist() == [True, False, True, False, False]
-    assert kept[1].tolist() == [True, True, False, False, False]  # tie at 0.0: the earlier token
+    assert kept[1, 1] and kept[1, :3].sum() == 2  # token 1, and one of the two tied at 0.0
     # mean scores 0.3, 0.1, 0.2 -> n = 1, 0, 0.5; mu = 0.5; beta_max = 0.9 + 0.1 / 0.5 = 1.1
     alpha = w.amax(1)
     assert alpha.tolist() == pytest.approx([1.1, 0.9, 1.0])
@@ -272,3 +278,121 @@ def test_selection_counts_are_ceilings(batch, fraction):
     assert int(kept.sum()) == math.ceil(round(fraction * n_valid, 9))
     gated = build_weighting("vppo", k=fraction)(s, advantages) > 0
     assert gated.sum(1).tolist() == [math.ceil(round(fraction * int(n), 9)) for n in s.mask.sum(1)]
+
+
+# Method review findings (issue 12)
+
+
+def test_tor_perception_only_variant_trains_all_of_the_perception_set():
+    # Correlated signals: the tokens with most entropy are also the most image-sensitive.
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(8, 40, dtype=torch.bool)
+    entropy = torch.rand(8, 40, generator=g)
+    s = TokenSignals(mask=mask, entropy=entropy, vis_absdiff=entropy + 0.1 * torch.rand(8, 40, generator=g))
+    spec = _default_methods()["tor_perception_only"]
+    w = build_weighting(spec.weighting, **spec.hparams)(s, torch.zeros(8))
+    perception = weigh("tor", s, rho_r=0.0, gamma_p=1.0) > 0  # T_p alone
+    assert perception.sum() == math.ceil(0.3 * 320)
+    assert torch.equal(w > 0, perception) and torch.all(w[perception] == 0.5)
+
+
+def test_ties_are_broken_at_random_and_reproducibly():
+    s = signals([[1] * 50] * 4, entropy=[[1.0] * 50] * 4, attn_image=[[1.0] * 50] * 4, vis_k3=[[0.5] * 50] * 4)
+    advantages = torch.zeros(4)
+    for name in ("entropy_topk", "atrl", "vppo"):
+        fn = build_weighting(name)
+
+        def selected(seed):
+            w = fn(s, advantages, Context(torch.Generator().manual_seed(seed)))
+            return w == w.max()  # entropy_topk's kept tokens, AT-RL's anchors, VPPO's gated tokens
+
+        first, again, other = selected(1), selected(1), selected(2)
+        assert torch.equal(first, again) and not torch.equal(first, other), name
+        # neither the earliest rows nor the earliest tokens take the tied selection
+        positions = first.nonzero()[:, 1].float()
+        assert positions.mean() > 10, name
+    kept = build_weighting("entropy_topk", rho=0.25)(s, advantages, Context(torch.Generator().manual_seed(3))) > 0
+    assert 0 < kept[0].sum() < 50 and kept.sum(1).min() > 0  # spread over the rows, not the first row
+
+
+def test_pgpo_near_constant_rows_get_weight_one():
+    # a row of zeros, and the same row with one token at 1e-9, or with a float-noise spread
+    s = signals([[1, 1, 1, 1]] * 3, vis_k3=[[0.0, 0.0, 0.0, 0.0], [0.0, 1e-9, 0.0, 0.0], [2.0, 2.0 + 1e-5, 2.0, 2.0]])
+    for hparams in ({}, {"normalize": False}, {"tau_quantile": True, "floor": 0.1, "normalize": False}):
+        assert torch.equal(weigh("pgpo", s, **hparams), s.mask.float()), hparams
+    # a real contrast is still gated
+    s = signals([[1, 1, 1, 1]], vis_k3=[[0.0, 0.5, 0.0, 0.0]])
+    assert weigh("pgpo", s)[0, 1] > 1.0
+
+
+def development_code_weights(k3, mask, tau, beta):
+    """PGPO's "vig" form in Yzk1114/EasyR1 at 6259f02, transcribed as the third-party fork
+    zsxm1998/awesome-perception-aware-rlvr tests it (tests: _development_code_weights)."""
+    scores = torch.log1p(k3) * mask
+    low = scores.masked_fill(~mask, math.inf).amin(1, keepdim=True)
+    high = scores.masked_fill(~mask, -math.inf).amax(1, keepdim=True)
+    spread = torch.where(high - low > 1e-8, high - low, 1.0)
+    level = ((scores - low) / spread).clamp(0, 1) * mask
+    length = mask.sum(1)
+    index = torch.minimum((length.float() * tau).long(), (length - 1).clamp(min=0))
+    threshold = level.masked_fill(~mask, math.inf).sort(1).values.gather(1, index[:, None])
+    low_mask = (level < threshold) & mask
+    w = torch.where(low_mask, (level / (threshold + 1e-8)).clamp(min=0.1), 1 + beta * (level - threshold) / (1 - threshold + 1e-8))
+    return w * mask
+
+
+@pytest.mark.parametrize("tau", [0.2, 0.4, 0.7])
+def test_pgpo_authorcode_variant_matches_the_development_code(tau):
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 21, (6,), generator=g)
+    mask = torch.arange(20)[None, :] < lengths[:, None]
+    d = (torch.randn(6, 20, generator=g) * 2).clamp(-20, 20)
+    k3 = (torch.exp(d) - d - 1).clamp(0, 10) * mask
+    spec = _default_methods()["pgpo_authorcode"]
+    w = build_weighting(spec.weighting, **{**spec.hparams, "tau": tau})(TokenSignals(mask=mask, vis_k3=k3), torch.zeros(6))
+    torch.testing.assert_close(w, development_code_weights(k3, mask, tau, 2.0), rtol=1e-5, atol=1e-6)
+    assert (w[mask] >= 0.1).all()  # the floor
+
+
+def test_vppo_trajectory_scale_is_bounded_by_its_micro_batch():
+    # 1,024 responses, one image-dependent outlier: over the whole batch, alpha_max is about 100
+    mask = torch.ones(1024, 4, dtype=torch.bool)
+    scores = torch.full((1024, 4), 0.01)
+    scores[3] = 5.0
+    assert trajectory_scale(scores, mask, 0.9).max() > 100
+    # the authors' scope: min/max per process step (128 rows), mean per micro-batch (8 rows)
+    layout = Layout(micro_batch=8, step=128)
+    alpha = trajectory_scale(scores, mask, 0.9, layout)
+    assert alpha.max() <= 0.9 + 8 * (1 - 0.9) + 1e-5
+    # mean 1 in the outlier's micro-batch; beta_min in the rest of its step (all n = 0 there, as in
+    # the authors' code); 1 in the other steps, whose scores are all equal
+    assert alpha.view(-1, 8).mean(1).tolist() == pytest.approx([1.0] + [0.9] * 15 + [1.0] * 112)
+    # the method's default scope reads the layout; tas_scope="batch" ignores it
+    s = TokenSignals(mask=mask, vis_k3=scores)
+    context = Context(layout=layout)
+    assert build_weighting("vppo", k=1.0)(s, torch.zeros(1024), context).max() <= 1.7 + 1e-5
+    assert build_weighting("vppo", k=1.0, tas_scope="batch")(s, torch.zeros(1024), context).max() > 100
+    with pytest.raises(ValueError, match="tas_scope='device'"):
+        build_weighting("vppo", tas_scope="device")
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=batches(), micro=st.integers(1, 5), beta_min=st.floats(0.0, 1.0))
+def test_vppo_alpha_bound_holds_for_any_batch(batch, micro, beta_min):
+    s, _ = batch
+    alpha = trajectory_scale(s.vis_k3, s.mask, beta_min, Layout(micro_batch=micro, step=2 * micro))
+    assert (alpha <= beta_min + micro * (1 - beta_min) + 1e-4).all()
+
+
+def test_every_method_documents_its_counterfactual_scope_and_ties():
+    import importlib
+
+    for name in registered():
+        facts = describe(name)
+        assert set(facts) == {"counterfactual", "scope", "ties"} and all(facts.values())
+        doc = importlib.import_module(f"tokencredit.weighting.{name}").__doc__
+        for fact in ("Counterfactual:", "Scope:", "Ties:"):
+            assert fact in doc, (name, fact)
+    assert describe("pgpo")["counterfactual"] == "mask_visual_attention" and "micro-batch" in describe("vppo")["scope"]
+    atrl_doc = importlib.import_module("tokencredit.weighting.atrl").__doc__
+    assert "no extra forward" not in atrl_doc.lower() and "one extra forward" in atrl_doc

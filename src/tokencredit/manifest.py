@@ -14,6 +14,7 @@ from pathlib import Path
 from tokencredit.atomic import write_json
 
 SUFFIX = ".manifest.json"
+RUN_RECORD = "run.json"  # metadata written after the manifest (tokencredit.run_record), not content
 
 
 def manifest_path(directory: str | Path) -> Path:
@@ -30,9 +31,10 @@ def _sha256(path: Path) -> str:
 
 
 def file_digests(directory: str | Path) -> dict[str, str]:
-    """The sha256 of every file under `directory`, by relative path."""
+    """The sha256 of every file under `directory` but its run record, by relative path."""
     directory = Path(directory)
-    return {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
+    files = (p for p in sorted(directory.rglob("*")) if p.is_file() and p.relative_to(directory) != Path(RUN_RECORD))
+    return {str(p.relative_to(directory)): _sha256(p) for p in files}
 
 
 def write_manifest(directory: str | Path) -> Path:

@@ -161,12 +161,13 @@ def _default_methods() -> dict[str, MethodSpec]:
         "entropy_topk": ("entropy_topk", {}),
         "tor": ("tor", {}),
         "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
-        "tor_perception_only": ("tor", {"gamma_r": 0.0}),
+        "tor_perception_only": ("tor", {"rho_r": 0.0}),  # gamma_p on ALL of T_p; gamma_r = 0 would drop T_p ∩ T_r
         "vppo": ("vppo", {}),
         "pgpo": ("pgpo", {}),
         "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),
         "pgpo_boosting_only": ("pgpo", {"tau": 0.0}),
         "pgpo_no_norm": ("pgpo", {"normalize": False}),
+        "pgpo_authorcode": ("pgpo", {"tau_quantile": True, "floor": 0.1, "normalize": False}),  # authors' dev code, pgpo.py
         "atrl": ("atrl", {}),
         "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
     }
@@ -200,9 +201,25 @@ class TrainParams(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus (top-p) sampling of rollouts (the papers: 0.99); 1 samples the whole distribution.")
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
-    entropy_penalty: float = Field(0.0, ge=0, description="VPPO's sampled-token entropy penalty coefficient (0.06 in the paper).")
+    entropy_penalty: float = Field(
+        0.0, ge=0, description="Entropy penalty coefficient (VPPO: 0.06), added to the loss times the entropy estimate "
+        "that entropy_penalty_form names; 0 disables it.",
+    )
+    entropy_penalty_form: Literal["sampled", "full_vocabulary"] = Field(
+        "sampled", description="sampled: VPPO's term, the mean of −log π_θ(o_t) over the sampled tokens of the step (its "
+        "code); full_vocabulary: TRL's mean of −Σ_v π_θ(v) log π_θ(v). Same value on-policy, different gradients.",
+    )
+    dual_clip: float | None = Field(
+        None, gt=1, description="Dual-clip bound C of EasyR1's PPO loss (the four papers: 3): for a negative advantage the "
+        "per-token loss is capped at −C·A, so no gradient flows when the ratio exceeds C. Must exceed 1 + the "
+        "algorithm's epsilon_high. None: TRL's plain clipped loss.",
+    )
     format_reward: float = Field(0.0, ge=0, le=1, description="Weight of the format reward; accuracy gets 1 - this.")
     max_dynamic_sampling_tries: int = Field(4, ge=1, description="DAPO: generation rounds allowed to fill a batch with mixed-reward groups.")
+    dynamic_sampling_tolerance: float = Field(
+        1e-6, ge=0, description="DAPO: a group counts as mixed when its total rewards span more than this (float noise of "
+        "weighted rewards such as 0.9 accuracy + 0.1 format is not a mix).",
+    )
     overlong_cache: int | None = Field(None, ge=1, description="DAPO overlong reward shaping L_cache (L_max = max_completion_length); None disables it.")
     logging_steps: int = Field(1, ge=1, description="Optimizer steps between logged metrics; a multiple of updates_per_generation.")
     save_steps: int = Field(10, ge=1, description="Optimizer steps between checkpoints; a multiple of updates_per_generation.")
@@ -423,7 +440,9 @@ class Params(Section):
     sft: SFTParams = Field(default_factory=SFTParams)
     train: TrainParams = Field(default_factory=TrainParams)
     methods: dict[str, MethodSpec] = Field(
-        default_factory=_default_methods, description="Named method variants; train.methods picks the grid from these."
+        default_factory=_default_methods,
+        description="Named method variants; train.methods picks the grid from these. Entries are merged by name over "
+        "the built-in ones: a new name adds a method, a known name replaces only that method.",
     )
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     scoring: ScoringParams = Field(default_factory=ScoringParams)
@@ -462,6 +481,11 @@ class Params(Section):
         if gpus and gpus != processes:
             raise ValueError(f"resources.train.gpus ({gpus}) must equal train.num_processes ({processes}): one process per GPU")
         return self
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _over_built_in_methods(cls, methods: Any) -> Any:
+        return {**_default_methods(), **methods} if isinstance(methods, dict) else methods
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:

@@ -4,15 +4,15 @@ Reads results/eval/{policy}/{split}.json and results/runs/{policy}/metrics.jsonl
 metrics.json (numbers for `dvc metrics show` / `dvc exp show`), curves_*.png, and summary.md and
 index.html, both rendered from one list of sections (tokencredit.document); from the token scores,
 index.html adds the token analysis (tokencredit.analysis, tokencredit.report_html), analysis.json.
-Runs "{algo}-{method}-s{seed}" are grouped over seeds into one row "{algo}-{method}": mean ± 95 %
-Student-t interval over seeds. Reference policies ("sft") are single models shown first.
+Training runs (their algo, method and seed from the run.json in each run's directory) are grouped
+over seeds into one row "{algo}-{method}": mean ± 95 % Student-t interval over seeds. Reference
+policies ("base", "sft") are single models shown first.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,15 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from tokencredit.algorithms import ALGORITHMS
 from tokencredit.atomic import atomic_path, write_json, write_text
 from tokencredit.document import Image, Section, Table, render_html, render_markdown
 from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
+from tokencredit.run_record import read_run_record
 from tokencredit.stats import mean_ci, paired_bootstrap
 
-ALGOS = ("grpo", "dapo", "dr_grpo")
-# Method names may hold "-" or "_"; the seed suffix anchors the split.
-RUN_POLICY = re.compile(rf"^(?P<algo>{'|'.join(ALGOS)})-(?P<method>.+)-s(?P<seed>\d+)$")
 TITLE = "tokencredit report"
 REFERENCE_POLICIES = ("base", "sft")
 SFT = "sft"
@@ -54,32 +53,42 @@ class Policy:
     algo: str | None = None
     method: str | None = None
     seed: int | None = None
+    run_dir: Path | None = None  # a training run's directory
 
 
-def parse_policy(name: str) -> Policy:
+Policies = dict[str, Policy]  # the training runs, by name
+
+
+def read_policies(run_dirs: list[Path]) -> Policies:
+    """Each training run's algo, method and seed, from the run.json in its directory."""
+    policies = {}
+    for run_dir in run_dirs:
+        record = read_run_record(run_dir)
+        if record is None or record.algo is None or record.method is None or record.seed is None:
+            raise ValueError(f"{run_dir}: a training run's directory needs a run.json with its algo, method and seed")
+        policies[record.policy] = Policy(record.policy, f"{record.algo}-{record.method}", record.algo, record.method, record.seed, Path(run_dir))
+    return policies
+
+
+def policy_of(policies: Policies, name: str) -> Policy:
+    if name in policies:
+        return policies[name]
     if name in REFERENCE_POLICIES:
         return Policy(name, name)
-    match = RUN_POLICY.match(name)
-    if match is None:
-        raise ValueError(
-            f"policy {name!r} is neither one of {REFERENCE_POLICIES} nor"
-            f" '{{algo}}-{{method}}-s{{seed}}' with algo in {ALGOS}"
-        )
-    algo, method = match["algo"], match["method"]
-    return Policy(name, f"{algo}-{method}", algo, method, int(match["seed"]))
+    raise ValueError(f"policy {name!r} is neither a run given with its directory nor one of {REFERENCE_POLICIES}")
 
 
 def _group_order(policy: Policy) -> tuple:
     if policy.algo is None:
         return (0, REFERENCE_POLICIES.index(policy.name), "")
-    return (1, ALGOS.index(policy.algo), policy.method != BASELINE_METHOD, policy.method)
+    return (1, list(ALGORITHMS).index(policy.algo), policy.method != BASELINE_METHOD, policy.method)
 
 
 def _split_order(split: str) -> tuple:
     return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
 
 
-def load_evals(files: list[Path]) -> dict[str, dict[str, list[dict]]]:
+def load_evals(files: list[Path], policies: Policies) -> dict[str, dict[str, list[dict]]]:
     """{split: {group: [eval dicts, one per seed, by seed]}}, validated."""
     seen: dict[tuple[str, str], Path] = {}
     table: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -96,13 +105,13 @@ def load_evals(files: list[Path]) -> dict[str, dict[str, list[dict]]]:
         if key in seen:
             raise ValueError(f"{path}: {key[0]!r} on {key[1]!r} was already read from {seen[key]}")
         seen[key] = path
-        table[ev["split"]][parse_policy(ev["policy"]).group].append(ev)
+        table[ev["split"]][policy_of(policies, ev["policy"]).group].append(ev)
 
     def seed(ev: dict) -> int:
-        return parse_policy(ev["policy"]).seed or 0
+        return policy_of(policies, ev["policy"]).seed or 0
 
     def order(item: tuple[str, list[dict]]) -> tuple:
-        return _group_order(parse_policy(item[1][0]["policy"]))
+        return _group_order(policy_of(policies, item[1][0]["policy"]))
 
     return {
         split: {group: sorted(evs, key=seed) for group, evs in sorted(groups.items(), key=order)}
@@ -159,14 +168,14 @@ def compare_to_uniform(method: list[dict], uniform: list[dict]) -> dict[str, dic
     return result
 
 
-def build_metrics(evals: dict[str, dict[str, list[dict]]]) -> dict:
+def build_metrics(evals: dict[str, dict[str, list[dict]]], policies: Policies) -> dict:
     """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform)}}."""
     metrics: dict[str, dict] = defaultdict(dict)
     for split, groups in evals.items():
         sft = summarize(groups[SFT]) if SFT in groups else None
         for group, evs in groups.items():
             summary = summarize(evs)
-            policy = parse_policy(evs[0]["policy"])
+            policy = policy_of(policies, evs[0]["policy"])
             if policy.algo is not None and sft is not None:
                 delta = summary["greedy_accuracy_mean"] - sft["greedy_accuracy_mean"]
                 summary["greedy_accuracy_delta_vs_sft"] = delta
@@ -326,7 +335,26 @@ def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
     return Table(["benchmark", "run", "greedy acc %", "avg@k %", "reported in the papers (their models)"], rows)
 
 
-def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool) -> list[Section]:
+def methods_table(policies: Policies) -> Table | None:
+    """Each trained method's weighting and, from the weighting registry, its counterfactual input,
+    batch scope and tie rule (None without training runs)."""
+    from tokencredit.params import _default_methods
+    from tokencredit.weighting import describe  # torch-backed: only with training runs
+
+    rows = {}
+    for policy in policies.values():
+        recorded = read_run_record(policy.run_dir).params.get("methods", {}).get(policy.method)
+        spec = recorded or _default_methods()[policy.method].model_dump()  # run.json of an older run: built-in spec
+        facts = describe(spec["weighting"])
+        hparams = ", ".join(f"{key}={value}" for key, value in sorted(spec.get("hparams", {}).items()))
+        weighting = f"{spec['weighting']} ({hparams})" if hparams else spec["weighting"]
+        rows[policy.method] = [policy.method, weighting, spec.get("counterfactual") or facts["counterfactual"], facts["scope"], facts["ties"]]
+    if not rows:
+        return None
+    return Table(["method", "weighting", "counterfactual input", "batch scope", "ties"], [rows[m] for m in sorted(rows)])
+
+
+def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: bool, methods: Table | None = None) -> list[Section]:
     """The report's sections on accuracy (in summary.md and index.html)."""
     sections = [
         Section(
@@ -348,6 +376,8 @@ def summary_sections(metrics: dict, evals: dict, curves: list[Path], papers: boo
     official = release_metric_sections(evals)
     if official:
         sections += [Section("Official metrics of the benchmarks' scorers (greedy, %, mean over seeds)"), *official]
+    if methods:
+        sections.append(Section("Methods", [methods]))
     beside = beside_papers_table(metrics, evals)
     if papers and beside:
         sections.append(Section("Real benchmarks beside the papers' figures", [beside]))
@@ -376,17 +406,13 @@ def load_training_metrics(run_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def plot_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
+def plot_curves(policies: Policies, out_dir: Path) -> list[Path]:
     """curves_{name}.png per CURVES entry with data: mean over seeds per method, min–max band."""
     from matplotlib.figure import Figure  # no pyplot: no global backend, renders with Agg
 
-    runs = [(parse_policy(Path(d).name), Path(d)) for d in run_dirs]
-    for policy, run_dir in runs:
-        if policy.algo is None:
-            raise ValueError(f"{run_dir}: a run dir must be named '{{algo}}-{{method}}-s{{seed}}'")
     groups: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    for policy, run_dir in sorted(runs, key=lambda run: (_group_order(run[0]), run[0].seed)):
-        groups[policy.group].append(load_training_metrics(run_dir))
+    for policy in sorted(policies.values(), key=lambda policy: (_group_order(policy), policy.seed)):
+        groups[policy.group].append(load_training_metrics(policy.run_dir))
     frames = [frame for group_frames in groups.values() for frame in group_frames]
     written = []
     for name, columns in CURVES.items():
@@ -431,9 +457,10 @@ def build_report(
     the token analysis and viewer (tokencredit.report_html) when there are token scores.
     """
     out_dir = Path(out_dir)
-    evals = load_evals(eval_files)
-    metrics = build_metrics(evals)
-    sections = summary_sections(metrics, evals, plot_curves(run_dirs, out_dir), papers)
+    policies = read_policies(run_dirs)
+    evals = load_evals(eval_files, policies)
+    metrics = build_metrics(evals, policies)
+    sections = summary_sections(metrics, evals, plot_curves(policies, out_dir), papers, methods_table(policies))
     analysis = None
     if score_files:
         from tokencredit.analysis import analyze, load_scores  # pandas-heavy: only when asked

@@ -45,6 +45,9 @@ FALLBACK_DIR = "mlflow_fallback"
 MAX_PARAM_VALUE_CHARS = 6000  # MLflow's limit on a param value
 PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch call
 METRICS_PER_BATCH = 1000  # MLflow's limit on metrics in one log_batch call
+INVOCATION_ENV = "TOKENCREDIT_INVOCATION"  # set once per `snakemake` call: every job run carries it as a tag
+# MLflow 3's UI opens an experiment of this kind on its runs table (GenAI ones open on traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 T = TypeVar("T")
 
@@ -100,16 +103,18 @@ def _client_and_experiment() -> tuple[Any, str]:
     with _first_use_lock(uri):
         client = mlflow.MlflowClient(uri)
         experiment = retry(client.get_experiment_by_name, name)
-        if experiment is not None:
-            return client, experiment.experiment_id
-        try:
-            return client, retry(client.create_experiment, name)
-        except MlflowException:
-            # Another process (on a server backend) created it between our two calls.
-            experiment = retry(client.get_experiment_by_name, name)
-            if experiment is None:
-                raise
-            return client, experiment.experiment_id
+        if experiment is None:
+            try:
+                return client, retry(client.create_experiment, name, tags=EXPERIMENT_KIND)
+            except MlflowException:
+                # Another process (on a server backend) created it between our two calls.
+                experiment = retry(client.get_experiment_by_name, name)
+                if experiment is None:
+                    raise
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:  # an experiment made before, or by MLflow itself
+                retry(client.set_experiment_tag, experiment.experiment_id, key, value)
+        return client, experiment.experiment_id
 
 
 def init_backend() -> str | None:
@@ -227,7 +232,7 @@ class JobRun:
 
 
 # Tags that say how a job ran, not which job it is.
-RUN_TAGS = ("git_commit", "params_hash")
+RUN_TAGS = ("git_commit", "params_hash", "invocation")
 
 
 def _job_identity(run_name: str, tags: dict[str, str]) -> tuple:
@@ -272,8 +277,9 @@ def job_run(
 ) -> Iterator[JobRun]:
     """Run the body of one pipeline job inside one MLflow run.
 
-    Tags: stage, git commit, params hash, `tags` (policy, algo, method, seed, ...) and, with
-    `parent_run_id`, MLflow's parent link, which nests the run under it in the UI. Params are
+    Tags: stage, git commit, params hash, the `snakemake` invocation (TOKENCREDIT_INVOCATION), `tags`
+    (policy, algo, method, seed, ...) and, with `parent_run_id`, MLflow's parent link, which nests
+    the run under it in the UI. Params are
     logged flattened ("sft.learning_rate"). The run ends FAILED if the body raises.
     """
     params = params or {}
@@ -286,6 +292,8 @@ def job_run(
         "params_hash": params_hash(params),
         **tags,
     }
+    if os.environ.get(INVOCATION_ENV):
+        all_tags["invocation"] = os.environ[INVOCATION_ENV]
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run_name = run_name or (f"{stage}-{tags['policy']}" if "policy" in tags else stage)
@@ -323,27 +331,15 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def find_run(tags: dict) -> str | None:
-    """Id of the latest FINISHED run of the experiment that carries all `tags`, or None.
-
-    E.g. find_run({"stage": "train", "policy": "grpo-uniform-s0"}) for an eval's parent run.
-    A failing backend gives a warning and None.
-    """
-    clauses = ["attributes.status = 'FINISHED'"]
-    for key, value in tags.items():
-        if "'" in str(value) or "`" in str(key):
-            raise ValueError(f"find_run: tag {key!r}={value!r} holds a quote")
-        clauses.append(f"tags.`{key}` = '{value}'")
+def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
+    """Add metrics to an existing run (a policy's, from a later job); a failing backend only warns."""
     try:
-        client, experiment_id = _client_and_experiment()
-        runs = retry(
-            client.search_runs,
-            [experiment_id],
-            filter_string=" and ".join(clauses),
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
+        from mlflow.entities import Metric
+
+        client, _ = _client_and_experiment()
+        now = int(time.time() * 1000)
+        entities = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        for chunk in _chunks(entities, METRICS_PER_BATCH):
+            retry(client.log_batch, run_id, metrics=chunk)
     except Exception as exc:
-        log.warning("MLflow search for %s failed (%s); no run found", tags, exc)
-        return None
-    return runs[0].info.run_id if runs else None
+        log.warning("MLflow: could not add %s to run %s (%s)", sorted(metrics), run_id, exc)

@@ -13,8 +13,10 @@ For w ≥ 0, weighting the advantage equals weighting the clipped per-token loss
 
 Several processes (`accelerate launch`): each generates, scores and trains on its own rows, but the
 weighting sees every process's rows, so its batch-wide statistics (entropy_topk's and ToR's top-ρ
-thresholds, VPPO's min/max over responses) are those of the global batch, exactly as with one
-process; each process then keeps the weights of its own rows. Prompt groups never straddle
+thresholds) are those of the global batch, exactly as with one process; each process then keeps the
+weights of its own rows. The weighting also gets the batch layout (rows per micro-batch and per
+process step: VPPO's trajectory scale pools on them by default, as its authors' code does) and a
+generator seeded per step, the same on every process, that breaks ties among equal scores. Prompt groups never straddle
 processes (TrainParams checks it), so DAPO's per-group decisions stay local.
 
 Every step logs the seconds spent in generation, rewards and signals (`time/*_s`); the rest of
@@ -47,7 +49,7 @@ from trl.models import unwrap_model_for_generation
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
 from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
-from tokencredit.weighting import weight_stats
+from tokencredit.weighting import Context, Layout, weight_stats
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
         counterfactual: counterfactual input for `logp_cf`, or None.
         chunk_size, attention_layers: scoring settings (params.ScoringParams).
         dynamic_sampling_tries: DAPO; 0 disables dynamic sampling, n > 0 allows n generation rounds per batch.
+        dynamic_sampling_tolerance: DAPO; a group is mixed when its rewards span more than this.
+        entropy_penalty: VPPO's coefficient of mean(−log π_θ(o_t)) over the sampled tokens, added to
+            the loss; 0 disables it. (TRL's own entropy_coef is the full-vocabulary form.)
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         chunk_size: int,
         attention_layers: list[int],
         dynamic_sampling_tries: int = 0,
+        dynamic_sampling_tolerance: float = 1e-6,
+        entropy_penalty: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -81,15 +88,20 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
         self.dynamic_sampling_tries = dynamic_sampling_tries
+        self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
+        self.entropy_penalty = entropy_penalty
         if "attn_image" in self.needs:
             check_attention_implementation(self.model)
         self._check_whole_groups_per_process()
-        # Separate streams, so that extra DAPO prompts and counterfactual noise do not perturb each
-        # other; seeded every step by _reseed_streams.
+        # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
+        # perturb each other; seeded every step by _reseed_streams.
         self._extra_prompts = torch.Generator()
         self._counterfactual_noise = torch.Generator()
+        self._tie_breaks = torch.Generator()
         self._seconds: dict[str, float] = defaultdict(float)  # per generation batch: generation, reward, signals
         self._nonfinite: dict[str, int] = defaultdict(int)  # per generation batch: guarded rewards, signal tokens
+        self._rewards: Tensor | None = None  # the last round's total reward per row of the global batch
+        self._last_logps: Tensor | None = None
 
     def _check_whole_groups_per_process(self) -> None:
         """TRL splits the global batch across processes in contiguous rows; DAPO judges groups locally."""
@@ -133,17 +145,22 @@ class WeightedGRPOTrainer(GRPOTrainer):
             rewards = super()._calculate_rewards(*args, **kwargs)
         bad = ~torch.isfinite(rewards)
         self._count_nonfinite("rewards", int(bad.sum()))
-        return rewards.masked_fill(bad, torch.nan)
+        rewards = rewards.masked_fill(bad, torch.nan)
+        # The total TRL normalises (its sum_then_normalize), NaN where no function scored the row.
+        total = (rewards * self.reward_weights.to(rewards.device)).nansum(dim=1)
+        self._rewards = total.masked_fill(rewards.isnan().all(dim=1), torch.nan)
+        return rewards
 
     def _reseed_streams(self) -> None:
         """Seed the trainer's own streams from (seed, step): no generator state to checkpoint.
 
-        Extra prompts are drawn for the global batch, so every process shares that stream; noise is
-        drawn per row, so each process has its own.
+        Extra prompts are drawn for the global batch, and every process weights the same global
+        batch, so every process shares those streams; noise is drawn per row, so each process has its own.
         """
         step, rank = self.state.global_step, self.accelerator.process_index
         self._extra_prompts.manual_seed(_derived_seed(self.args.seed, step, 0))
         self._counterfactual_noise.manual_seed(_derived_seed(self.args.seed, step, 1, rank))
+        self._tie_breaks.manual_seed(_derived_seed(self.args.seed, step, 2))
 
     def _draw_inputs(self, num_prompts: int) -> list[dict[str, Any]]:
         """This process's share of fresh prompts for the global batch, each repeated G times like TRL's sampler."""
@@ -169,7 +186,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
             if attempt:
                 round_inputs.append(self._draw_inputs(num_groups))
                 rounds.append(super()._generate_and_score_completions(round_inputs[-1]))
-            mixed = mixed_groups(rounds[-1]["advantages"], g).tolist()
+            mixed = mixed_groups(self._local_rewards(len(round_inputs[-1])), g, self.dynamic_sampling_tolerance).tolist()
             kept += [(attempt, j) for j, ok in enumerate(mixed) if ok]
             dropped += [(attempt, j) for j, ok in enumerate(mixed) if not ok]
             if self._on_every_process(len(kept) >= num_groups):
@@ -199,10 +216,15 @@ class WeightedGRPOTrainer(GRPOTrainer):
             signals, advantages = self._global_batch(local, batch["advantages"])
             signals, guarded = finite_signals(signals)
             self._count_nonfinite("signals", guarded)
-            w = self.weighting(signals, advantages)
+            w = self.weighting(signals, advantages, Context(self._tie_breaks, self._layout()))
         batch["advantages"] = batch["advantages"].unsqueeze(1) * self._local_rows(w, local.mask.shape[1])
         self._log_weights(w, signals)
         return batch
+
+    def _layout(self) -> Layout:
+        """Rows of one micro-batch and of one process's optimizer step (VPPO's TAS pools on them)."""
+        micro = self.args.per_device_train_batch_size
+        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps)
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`."""
@@ -246,6 +268,11 @@ class WeightedGRPOTrainer(GRPOTrainer):
         mask = gather(signals.mask.int()).bool()  # gloo cannot gather bool tensors
         return TokenSignals(mask=mask, **scored), self.accelerator.gather(advantages)
 
+    def _local_rewards(self, rows: int) -> Tensor:
+        """This process's rows of the last round's total rewards (TRL gathers rewards over processes)."""
+        start = self.accelerator.process_index * rows
+        return self._rewards[start : start + rows]
+
     def _count_nonfinite(self, what: str, count: int) -> None:
         self._nonfinite[what] += count
         if count:
@@ -265,6 +292,31 @@ class WeightedGRPOTrainer(GRPOTrainer):
         for name in sorted(self.needs):
             values = getattr(signals, name)[signals.mask]
             metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
+
+    # -- loss: VPPO's sampled-token entropy penalty ----------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+        out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        self._last_logps = out[0]  # the loss forward's log π_θ(o_t), with grad, for the penalty
+        return out
+
+    def _compute_loss(self, model, inputs):
+        """TRL's loss, plus entropy_penalty × mean(−log π_θ(o_t)) over the sampled tokens (VPPO's term).
+
+        As VPPO's code (dp_actor.py, EasyR1's token-weighted micro-batches), the mean is over every
+        loss token of the optimizer step on all processes, whatever the micro-batches: each
+        micro-batch's sum is divided by the step's token count per process, as TRL's "dapo" loss is.
+        """
+        loss = super()._compute_loss(model, inputs)
+        logps, self._last_logps = self._last_logps, None
+        if not self.entropy_penalty:
+            return loss
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        tokens = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes  # of the generated batch
+        if self.model.training:
+            tokens = tokens * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+        penalty = (-logps * mask).sum() / tokens
+        self._mode_metrics()["entropy_penalty/sampled"].append(self.accelerator.gather(penalty.detach()).mean().item())
+        return loss + self.entropy_penalty * penalty
 
     # -- saving and resuming ----------------------------------------------------------------------------
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -123,9 +123,12 @@ def grpo_config(
         epsilon=algo.epsilon_low,
         epsilon_high=algo.epsilon_high,
         beta=train.beta,
-        # VPPO's entropy penalty: TRL subtracts coef·H, so a negative coef adds penalty·H to the loss.
-        # TRL's H is the full-vocabulary entropy, whose expectation VPPO's sampled −log π estimates.
-        entropy_coef=-train.entropy_penalty,
+        # The full-vocabulary entropy penalty is TRL's: it subtracts coef·H, so a negative coef adds penalty·H.
+        # The sampled form (VPPO's) is WeightedGRPOTrainer's.
+        entropy_coef=-train.entropy_penalty if train.entropy_penalty_form == "full_vocabulary" else 0.0,
+        # EasyR1's dual-clip caps a negative advantage's loss at −C·A; TRL's `delta` caps the ratio at C for
+        # every token, which is the same loss when C > 1 + epsilon_high (positive advantages clip below C).
+        delta=dual_clip(train, algo),
         reward_weights=reward_weights,
         logging_steps=train.logging_steps,
         save_strategy="steps",
@@ -142,6 +145,12 @@ def grpo_config(
         vllm_mode=train.vllm_mode,
         generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
     )
+
+
+def dual_clip(train: TrainParams, algo: Algorithm) -> float | None:
+    if train.dual_clip is not None and train.dual_clip <= 1 + algo.epsilon_high:
+        raise ValueError(f"train.dual_clip ({train.dual_clip}) must exceed 1 + epsilon_high ({1 + algo.epsilon_high}) of {algo.loss_type}")
+    return train.dual_clip
 
 
 class MetricsLogger(TrainerCallback):
@@ -301,4 +310,6 @@ def build_trainer(
         chunk_size=scoring.chunk_size,
         attention_layers=list(scoring.attention_layers),
         dynamic_sampling_tries=train.max_dynamic_sampling_tries if algo.dynamic_sampling else 0,
+        dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
+        entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
     )

@@ -1,4 +1,6 @@
 import os
+import time
+import uuid
 
 from snakemake.exceptions import WorkflowError
 
@@ -19,6 +21,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 # MLflow's own variables, so every step (and `mlflow ui`) sees the same backend.
 os.environ.setdefault("MLFLOW_TRACKING_URI", P.tracking.tracking_uri)
 os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", P.tracking.experiment)
+# One id per `snakemake` call: the `invocation` tag of every job's MLflow run groups them (a job a
+# cluster starts in a new Snakemake process inherits it).
+os.environ.setdefault("TOKENCREDIT_INVOCATION", f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
 
 RUNS = [f"{a}-{m}-s{s}" for a in P.train.algos for m in P.train.methods for s in P.train.seeds]
 # RL starts from the SFT warm-up on the synthetic task, and from the checkpoint itself on real

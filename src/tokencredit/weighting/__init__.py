@@ -2,17 +2,25 @@
 
     fn = build_weighting("tor", gamma_p=0.0)   # hparams override the method's defaults
     w = fn(signals, advantages)                # TokenSignals, [B] -> w [B, T] >= 0, 0 on padding
+    w = fn(signals, advantages, Context(generator, layout))   # the trainer's call
 
-A method is a builder that validates its hyperparameters and returns the weight function; it
-registers itself with `@register(name, needs=..., counterfactual=...)`, so a new method is one
-new file (imported at the bottom of this module). Builder keyword defaults are the authors'
+A method is a builder that validates its hyperparameters and returns the weight function
+(signals, advantages, context) -> w; it registers itself with `@register(name, needs=...,
+counterfactual=..., scope=..., ties=...)`, so a new method is one new file (imported at the bottom
+of this module). `scope` and `ties` are one-line texts the report shows: which rows a batch-wide
+statistic spans, and how equal scores are ranked. Builder keyword defaults are the authors'
 defaults; a bad or unknown hyperparameter is a ValueError naming it. `weight_stats(w, mask)` gives
 the per-batch numbers to log (frac_selected, frac_boosted, weight_mean, weight_max).
 
-Batch-wide quantities (top-rho thresholds of entropy_topk and tor, VPPO's min/max over responses)
-are taken over exactly the rows a function is given. The trainer gives them the GLOBAL batch: with
-several processes it gathers every process's signals and advantages, weights the gathered batch
-and keeps each process's own rows, so the weights do not depend on how the batch is split.
+Ties: a top-k selection among equal scores takes a random subset, drawn from `Context.generator`
+(the trainer seeds one per step from the run's seed, the same on every process), so a run is
+reproducible and no row or position is favoured. Without a context, a generator seeded 0 is used.
+
+Batch-wide quantities (top-rho thresholds of entropy_topk and tor) are taken over exactly the rows a
+function is given. The trainer gives them the GLOBAL batch: with several processes it gathers every
+process's signals and advantages, weights the gathered batch and keeps each process's own rows, so
+the weights do not depend on how the batch is split. VPPO's trajectory scale follows its authors'
+micro-batches instead, read from `Context.layout` (see vppo.py).
 """
 
 from __future__ import annotations
@@ -28,7 +36,27 @@ from torch import Tensor
 
 from tokencredit.signals import SIGNALS, TokenSignals
 
-WeightFn = Callable[[TokenSignals, Tensor], Tensor]
+@dataclass(frozen=True)
+class Layout:
+    """How the trainer splits the weighted rows: consecutive runs of `micro_batch` rows are one
+    micro-batch's worth, of `step` rows one process's optimizer step. None: the whole batch."""
+
+    micro_batch: int | None = None
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a weighting may need beyond signals: the step's random generator (tie-breaking) and the batch layout."""
+
+    generator: torch.Generator | None = None
+    layout: Layout = Layout()
+
+    def tie_generator(self) -> torch.Generator:
+        return self.generator if self.generator is not None else torch.Generator().manual_seed(0)
+
+
+WeightFn = Callable[[TokenSignals, Tensor, Context], Tensor]
 
 
 @dataclass(frozen=True)
@@ -37,12 +65,18 @@ class Method:
     needs: frozenset[str]
     counterfactual: str | None
     defaults: dict[str, Any]
+    scope: str  # the rows a batch-wide statistic spans
+    ties: str  # how equal scores are ranked
 
 
 METHODS: dict[str, Method] = {}
 
+RANDOM_TIES = "random among equal scores, from the step's seeded generator"
 
-def register(name: str, needs: Iterable[str] = (), counterfactual: str | None = None) -> Callable:
+
+def register(
+    name: str, needs: Iterable[str] = (), counterfactual: str | None = None, scope: str = "per response", ties: str = RANDOM_TIES
+) -> Callable:
     """Register the decorated builder as weighting `name`, which reads signals `needs`."""
 
     def add(build: Callable[..., WeightFn]) -> Callable[..., WeightFn]:
@@ -52,7 +86,7 @@ def register(name: str, needs: Iterable[str] = (), counterfactual: str | None = 
         if unknown:
             raise ValueError(f"weighting {name!r} needs unknown signals {sorted(unknown)}")
         defaults = {p.name: p.default for p in inspect.signature(build).parameters.values()}
-        METHODS[name] = Method(build, frozenset(needs), counterfactual, defaults)
+        METHODS[name] = Method(build, frozenset(needs), counterfactual, defaults, scope, ties)
         return build
 
     return add
@@ -76,6 +110,12 @@ def default_counterfactual(name: str) -> str | None:
     return _method(name).counterfactual
 
 
+def describe(name: str) -> dict[str, str]:
+    """The three facts the report's methods table shows: counterfactual input, batch scope, tie rule."""
+    method = _method(name)
+    return {"counterfactual": method.counterfactual or "none", "scope": method.scope, "ties": method.ties}
+
+
 def _check_types(name: str, defaults: dict[str, Any], hparams: dict[str, Any]) -> None:
     unknown = sorted(set(hparams) - set(defaults))
     if unknown:
@@ -83,6 +123,8 @@ def _check_types(name: str, defaults: dict[str, Any], hparams: dict[str, Any]) -
     for key, value in hparams.items():
         if isinstance(defaults[key], bool):
             ok = isinstance(value, bool)
+        elif isinstance(defaults[key], str):
+            ok = isinstance(value, str)
         else:  # numeric; bool is an int subclass, so reject it explicitly
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not ok:
@@ -94,12 +136,12 @@ def build_weighting(name: str, **hparams: Any) -> WeightFn:
     _check_types(name, method.defaults, hparams)
     weigh = method.build(**hparams)
 
-    def weights(signals: TokenSignals, advantages: Tensor) -> Tensor:
+    def weights(signals: TokenSignals, advantages: Tensor, context: Context = Context()) -> Tensor:
         for signal in sorted(method.needs):
             signals.require(signal)
         if advantages.shape != signals.mask.shape[:1]:
             raise ValueError(f"advantages have shape {tuple(advantages.shape)}, expected [{signals.mask.shape[0]}] (one per response)")
-        return weigh(signals, advantages).float().masked_fill(~signals.mask, 0.0)
+        return weigh(signals, advantages, context).float().masked_fill(~signals.mask, 0.0)
 
     weights.__name__ = name
     return weights
@@ -145,25 +187,29 @@ def top_count(fraction: float, n: Tensor) -> Tensor:
     return torch.ceil(fraction * n.double() - 1e-6).clamp(min=0).long()
 
 
-def _ranks(scores: Tensor) -> Tensor:
-    """Rank of each element along the last dim, largest first; ties go to the lower index."""
-    order = torch.argsort(scores, dim=-1, descending=True, stable=True)
+def _ranks(scores: Tensor, generator: torch.Generator) -> Tensor:
+    """Rank of each element along the last dim, largest first; equal scores in random order.
+
+    Elements are shuffled first (independently per row), so the stable sort keeps that random order among ties.
+    """
+    shuffle = torch.rand(scores.shape, generator=generator, device=generator.device).to(scores.device).argsort(dim=-1)
+    order = shuffle.gather(-1, torch.argsort(scores.gather(-1, shuffle), dim=-1, descending=True, stable=True))
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(scores.shape[-1], device=scores.device).expand_as(order))
     return ranks
 
 
-def batch_top_fraction(scores: Tensor, mask: Tensor, fraction: float) -> Tensor:
-    """Bool [B, T]: the ceil(fraction * N) valid tokens of the batch with the largest scores."""
+def batch_top_fraction(scores: Tensor, mask: Tensor, fraction: float, generator: torch.Generator) -> Tensor:
+    """Bool [B, T]: the ceil(fraction * N) valid tokens of the batch with the largest scores (ties: random)."""
     masked = scores.float().masked_fill(~mask, -math.inf).flatten()
-    keep = _ranks(masked) < top_count(fraction, mask.sum())
+    keep = _ranks(masked, generator) < top_count(fraction, mask.sum())
     return keep.view(mask.shape) & mask
 
 
-def row_top_fraction(scores: Tensor, mask: Tensor, fraction: float) -> Tensor:
-    """Bool [B, T]: per response, the ceil(fraction * n_i) valid tokens with the largest scores."""
+def row_top_fraction(scores: Tensor, mask: Tensor, fraction: float, generator: torch.Generator) -> Tensor:
+    """Bool [B, T]: per response, the ceil(fraction * n_i) valid tokens with the largest scores (ties: random)."""
     masked = scores.float().masked_fill(~mask, -math.inf)
-    return (_ranks(masked) < top_count(fraction, mask.sum(1))[:, None]) & mask
+    return (_ranks(masked, generator) < top_count(fraction, mask.sum(1))[:, None]) & mask
 
 
 def row_min_max(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,18 +8,21 @@ these are our choices, each a parameter:
 
 - Connectivity c_t = `attn_image`: attention mass from the position predicting token t to all
   image-token keys, averaged over heads and over `scoring.attention_layers` (last layer by
-  default). No extra forward: it comes from the policy forward.
+  default). It comes from the no-grad scoring forward with the real image (the one that gives
+  logp and entropy): one extra forward per generated batch besides the loss's, and no
+  counterfactual one. That forward needs eager attention, which returns the weights.
 - Clusters: with one scalar feature per token, a graph clustering of a response's tokens
   (e.g. single-linkage on the sorted values, or any similarity graph with a kernel monotone in
   |c_s - c_t|) yields contiguous bands of c_t. We cut the bands per response so the anchor band
-  holds exactly the top `anchor_fraction` of its tokens by c_t (ties to earlier tokens), rather
-  than at a data-dependent gap: the anchor share is then the paper's 15 % by construction and the
-  method is deterministic. Per response, because attention mass to the image shrinks as a
+  holds exactly the top `anchor_fraction` of its tokens by c_t, rather than at a data-dependent
+  gap: the anchor share is then the paper's 15 % by construction. Ties: random among equal c_t,
+  from the step's seeded generator. Per response, because attention mass to the image shrinks as a
   response grows longer, which would otherwise hand every anchor to short responses.
 - W(C_k): `anchor_weight` on anchors, `base_weight` on the rest; with `normalize` each response's
   weights are rescaled to sum to its length (mean 1, as in PGPO), so only their ratio matters.
 - Negative ablation `low_connectivity_only`: anchors get 0, the rest keep `base_weight`.
-Per response only: no statistic crosses responses, so the process split cannot change a weight.
+Counterfactual: none. Scope: per response only; no statistic crosses responses, so the process
+split cannot change a weight.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import torch
 from torch import Tensor
 
 from tokencredit.signals import TokenSignals
-from tokencredit.weighting import WeightFn, check_range, conserve_mass, register, row_top_fraction
+from tokencredit.weighting import Context, WeightFn, check_range, conserve_mass, register, row_top_fraction
 
 
-@register("atrl", needs=("attn_image",))
+@register("atrl", needs=("attn_image",), scope="per response: top anchor_fraction of each response's tokens")
 def atrl(
     anchor_fraction: float = 0.15,
     anchor_weight: float = 1.5,
@@ -44,9 +47,9 @@ def atrl(
     check_range("base_weight", base_weight, 0.0, low_open=True)
     on_anchors = 0.0 if low_connectivity_only else anchor_weight
 
-    def weights(signals: TokenSignals, advantages: Tensor) -> Tensor:
+    def weights(signals: TokenSignals, advantages: Tensor, context: Context) -> Tensor:
         mask = signals.mask
-        anchors = row_top_fraction(signals.require("attn_image"), mask, anchor_fraction)
+        anchors = row_top_fraction(signals.require("attn_image"), mask, anchor_fraction, context.tie_generator())
         w = torch.where(anchors, on_anchors, base_weight) * mask
         return conserve_mass(w, mask) if normalize else w
 

@@ -2,8 +2,12 @@
 
 Reasoning set T_r: top `rho_r` of the batch's valid tokens by entropy. Perception set T_p: top
 `rho_p` by |logp - logp_cf| with the image dropped. w = gamma_r on T_r, gamma_p on T_p minus T_r,
-0 elsewhere. Ablations: reasoning-only (gamma_p = 0), perception-only (gamma_r = 0).
-Batch-wide: both quantiles are over the global batch of a training step, over all processes.
+0 elsewhere. Ablations: reasoning-only (gamma_p = 0) and perception-only, w = gamma_p on ALL of
+T_p (rho_r = 0, so T_r is empty). gamma_r = 0 is not perception-only: it leaves the overlap
+T_p ∩ T_r at weight 0 and trains only part of T_p.
+Counterfactual: `drop_image` (the prompt re-tokenized without the image).
+Scope: both top-ρ sets are over the global generated batch of a training step, over all processes.
+Ties: random among equal scores, from the step's seeded generator.
 """
 
 from __future__ import annotations
@@ -11,20 +15,23 @@ from __future__ import annotations
 from torch import Tensor
 
 from tokencredit.signals import TokenSignals
-from tokencredit.weighting import WeightFn, batch_top_fraction, check_range, register
+from tokencredit.weighting import Context, WeightFn, batch_top_fraction, check_range, register
 
 
-@register("tor", needs=("entropy", "vis_absdiff"), counterfactual="drop_image")
+@register(
+    "tor", needs=("entropy", "vis_absdiff"), counterfactual="drop_image",
+    scope="global batch: both top-ρ sets over every valid token of the generated batch",
+)  # fmt: skip
 def tor(rho_r: float = 0.3, rho_p: float = 0.3, gamma_r: float = 1.0, gamma_p: float = 0.5) -> WeightFn:
     check_range("rho_r", rho_r, 0.0, 1.0)
     check_range("rho_p", rho_p, 0.0, 1.0)
     check_range("gamma_r", gamma_r, 0.0)
     check_range("gamma_p", gamma_p, 0.0)
 
-    def weights(signals: TokenSignals, advantages: Tensor) -> Tensor:
-        mask = signals.mask
-        reasoning = batch_top_fraction(signals.require("entropy"), mask, rho_r)
-        perception = batch_top_fraction(signals.require("vis_absdiff"), mask, rho_p) & ~reasoning
+    def weights(signals: TokenSignals, advantages: Tensor, context: Context) -> Tensor:
+        mask, generator = signals.mask, context.tie_generator()
+        reasoning = batch_top_fraction(signals.require("entropy"), mask, rho_r, generator)
+        perception = batch_top_fraction(signals.require("vis_absdiff"), mask, rho_p, generator) & ~reasoning
         return gamma_r * reasoning.float() + gamma_p * perception.float()
 
     return weights
