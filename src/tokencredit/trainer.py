@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import is_peft_model
 from torch import Tensor
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
@@ -82,7 +83,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.attention_layers = attention_layers
         self.dynamic_sampling_tries = dynamic_sampling_tries
         if "attn_image" in self.needs:
-            check_attention_implementation(self.model)
+            check_attention_implementation(without_peft_wrapper(self.model))
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts and counterfactual noise do not perturb each
         # other; seeded every step by _reseed_streams.
@@ -227,12 +228,14 @@ class WeightedGRPOTrainer(GRPOTrainer):
     @contextmanager
     def _whole_policy(self) -> Iterator[Any]:
         """The policy as TRL generates with it: unwrapped, ZeRO-3 shards gathered, FSDP's root parameters
-        summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold."""
+        summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold.
+        With LoRA: the model under peft's wrapper, whose layers run the adapter, so that scoring finds
+        its submodules by the model's own names."""
         with (
             unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as policy,
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            yield policy
+            yield without_peft_wrapper(policy)
 
     def _global_batch(self, signals: TokenSignals, advantages: Tensor) -> tuple[TokenSignals, Tensor]:
         """Every process's rows in process order, padded to the longest completion (padding is masked out)."""
@@ -275,10 +278,13 @@ class WeightedGRPOTrainer(GRPOTrainer):
         load_state_dict(strict=False), which matches none of them and silently keeps the initial
         weights (huggingface/transformers#43701). FSDP checkpoints hold the model's own names.
         The concrete class is named, so no checkpoint code runs (trust_remote_code is moot).
+        A LoRA checkpoint holds the adapter only, which must come back whole.
         """
         if self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         model = model if model is not None else self.model
+        if is_peft_model(model):
+            return load_adapter_weights(model, resume_from_checkpoint)
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype, local_files_only=True)
         model.load_state_dict(saved.state_dict())  # strict: every weight comes back or this fails
 
@@ -328,6 +334,25 @@ def finite_signals(signals: TokenSignals) -> tuple[TokenSignals, int]:
     mask = signals.mask & ~bad
     kept = {name: getattr(signals, name).masked_fill(~mask, 0.0) for name in signals.available()}
     return TokenSignals(mask=mask, **kept), int(bad.sum())
+
+
+def load_adapter_weights(model: Any, checkpoint: str) -> None:
+    """Set the active adapter of a peft model from a checkpoint's adapter, every weight or none."""
+    from peft import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+
+    saved = load_peft_weights(checkpoint, device="cpu")
+    expected = get_peft_model_state_dict(model)
+    if saved.keys() != expected.keys():
+        raise ValueError(
+            f"checkpoint {checkpoint} holds another adapter ({len(saved.keys() - expected.keys())} unknown and "
+            f"{len(expected.keys() - saved.keys())} missing weights, e.g. {sorted(saved.keys() ^ expected.keys())[:2]})"
+        )
+    set_peft_model_state_dict(model, saved)
+
+
+def without_peft_wrapper(model: Any) -> Any:
+    """The model under peft's wrapper (its LoRA layers in place and active), or `model` itself."""
+    return model.get_base_model() if is_peft_model(model) else model
 
 
 def _derived_seed(*parts: int) -> int:

@@ -31,7 +31,7 @@ from tokencredit.atomic import write_text
 from tokencredit.dataset import load_image, prompt_messages
 from tokencredit.manifest import manifest_path
 from tokencredit.models import vision_token_ids
-from tokencredit.params import MethodSpec, ScoringParams, TrainParams
+from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.rewards import format_reward, overlong_penalty
 from tokencredit.trainer import WeightedGRPOTrainer
@@ -141,6 +141,25 @@ def grpo_config(
         use_vllm=train.use_vllm,
         vllm_mode=train.vllm_mode,
         generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
+    )
+
+
+# peft's exclude_modules regex (matched against full module names): Qwen2-VL-style models keep the
+# vision tower and its merger under `visual` (model.visual.blocks.*, model.visual.merger.*).
+VISION_TOWER = r".*\bvisual\b.*"
+
+
+def lora_config(lora: LoraParams):
+    """peft's LoraConfig for train.lora; TRL wraps the policy with it (GRPOTrainer's peft_config)."""
+    from peft import LoraConfig  # only LoRA runs need peft
+
+    return LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        exclude_modules=VISION_TOWER if lora.freeze_vision_tower else None,
+        task_type="CAUSAL_LM",
     )
 
 
@@ -301,4 +320,5 @@ def build_trainer(
         chunk_size=scoring.chunk_size,
         attention_layers=list(scoring.attention_layers),
         dynamic_sampling_tries=train.max_dynamic_sampling_tries if algo.dynamic_sampling else 0,
+        peft_config=lora_config(train.lora) if train.lora else None,
     )
