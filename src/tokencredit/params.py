@@ -242,6 +242,13 @@ class TrainParams(Section):
         None, description="Train a LoRA adapter instead of every weight (None: full fine-tuning). The run's model directory "
         "then holds the adapter and a reference to the policy it started from; loading it merges the two.",
     )
+    signals_from_loss: bool = Field(
+        False, description="Entropy and attention methods (those reading only entropy and attn_image: entropy_topk, atrl) "
+        "take their signals from TRL's loss forward instead of a scoring forward of their own, as TRL's top_entropy_quantile "
+        "does: no extra forward, but the method changes: batch-wide statistics (top-rho thresholds) are taken per "
+        "micro-batch (over every process) instead of over the whole generated batch, and with updates_per_generation > 1 "
+        "later updates read the current policy, not the rollout policy. Methods reading other signals keep their scoring forward.",
+    )
 
     @model_validator(mode="after")
     def _grid(self) -> TrainParams:

@@ -35,7 +35,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -47,10 +47,18 @@ from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
-from tokencredit.signals import COUNTERFACTUAL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.signals import (
+    COUNTERFACTUAL_SIGNALS,
+    TokenSignals,
+    check_attention_implementation,
+    image_attention_of,
+    score_policy,
+)
 from tokencredit.weighting import weight_stats
 
 log = logging.getLogger(__name__)
+# What the loss forward gives besides log-probs: TRL computes the entropy there; the attention is recorded.
+LOSS_FORWARD_SIGNALS = frozenset({"entropy", "attn_image"})
 
 
 class WeightedGRPOTrainer(GRPOTrainer):
@@ -62,6 +70,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         counterfactual: counterfactual input for `logp_cf`, or None.
         chunk_size, attention_layers: scoring settings (params.ScoringParams).
         dynamic_sampling_tries: DAPO; 0 disables dynamic sampling, n > 0 allows n generation rounds per batch.
+        signals_from_loss: entropy and attn_image from TRL's loss forward, weights per micro-batch
+            (train.signals_from_loss); only for methods that read nothing else.
     """
 
     def __init__(
@@ -73,6 +83,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         chunk_size: int,
         attention_layers: list[int],
         dynamic_sampling_tries: int = 0,
+        signals_from_loss: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -82,6 +93,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
         self.dynamic_sampling_tries = dynamic_sampling_tries
+        self.signals_from_loss = signals_from_loss and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
+        self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
         if "attn_image" in self.needs:
             check_attention_implementation(without_peft_wrapper(self.model))
         self._check_whole_groups_per_process()
@@ -114,7 +127,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         metrics = self._mode_metrics()
         for part, seconds in self._seconds.items():
             metrics[f"time/{part}_s"].append(seconds)
-        for what in ("rewards", "signals"):  # counts over the global batch, every DAPO round included
+        for what in ("rewards", "signals")[: 1 if self.signals_from_loss else 2]:  # over the global batch, every DAPO round included
             metrics[f"guard/nonfinite_{what}"].append(float(self._nonfinite[what]))
         return batch
 
@@ -195,15 +208,21 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
     # -- token weights ----------------------------------------------------------------------------------
     def _weight_advantages(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.signals_from_loss:  # weighted micro-batch by micro-batch, in the loss forward
+            return batch
         with self._timed("signals"):
-            local = self._signals(batch, inputs)
-            signals, advantages = self._global_batch(local, batch["advantages"])
-            signals, guarded = finite_signals(signals)
-            self._count_nonfinite("signals", guarded)
-            w = self.weighting(signals, advantages)
-        batch["advantages"] = batch["advantages"].unsqueeze(1) * self._local_rows(w, local.mask.shape[1])
-        self._log_weights(w, signals)
+            w, guarded = self._weights(self._signals(batch, inputs), batch["advantages"])
+        self._count_nonfinite("signals", guarded)
+        batch["advantages"] = batch["advantages"].unsqueeze(1) * w
         return batch
+
+    def _weights(self, local: TokenSignals, advantages: Tensor) -> tuple[Tensor, int]:
+        """This process's rows of w, weighted over every process's rows; and how many tokens were guarded."""
+        signals, all_advantages = self._global_batch(local, advantages)
+        signals, guarded = finite_signals(signals)
+        w = self.weighting(signals, all_advantages)
+        self._log_weights(w, signals)
+        return self._local_rows(w, local.mask.shape[1]), guarded
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`."""
@@ -268,6 +287,39 @@ class WeightedGRPOTrainer(GRPOTrainer):
         for name in sorted(self.needs):
             values = getattr(signals, name)[signals.mask]
             metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
+
+    # -- signals from the loss forward (train.signals_from_loss) --------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.signals_from_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # A copy takes the weighted advantages: TRL reuses the buffered micro-batch in later updates.
+        self._loss_inputs = dict(inputs)
+        try:
+            return super().compute_loss(model, self._loss_inputs, return_outputs, num_items_in_batch)
+        finally:
+            self._loss_inputs = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """TRL's forward; in the loss forward (the one that computes entropies) it also weights the
+        micro-batch's advantages from that forward's entropy and attention, before TRL's loss reads them."""
+        inputs, self._loss_inputs = self._loss_inputs, None  # the loss runs one forward per micro-batch
+        if inputs is None or not kwargs.get("compute_entropy"):
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        policy = without_peft_wrapper(self.accelerator.unwrap_model(model))
+        recorder = (
+            image_attention_of(policy, input_ids, logits_to_keep, self.attention_layers) if "attn_image" in self.needs else nullcontext([])
+        )
+        with recorder as attention:
+            out = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        mask = inputs["completion_mask"].bool() if "tool_mask" not in inputs else (inputs["completion_mask"] * inputs["tool_mask"]).bool()
+        found = {"entropy": out[1].detach().float(), "attn_image": attention[0] if attention else None}
+        local = TokenSignals(mask=mask, **{name: found[name].masked_fill(~mask, 0.0) for name in self.needs})
+        w, guarded = self._weights(local, inputs["advantages"])
+        self._mode_metrics()["guard/nonfinite_signals"].append(float(guarded))
+        if guarded:
+            log.warning("step %d: %d non-finite signals guarded", self.state.global_step, guarded)
+        inputs["advantages"] = inputs["advantages"].unsqueeze(1) * w
+        return out
 
     # -- saving and resuming ----------------------------------------------------------------------------
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -320,5 +320,6 @@ def build_trainer(
         chunk_size=scoring.chunk_size,
         attention_layers=list(scoring.attention_layers),
         dynamic_sampling_tries=train.max_dynamic_sampling_tries if algo.dynamic_sampling else 0,
+        signals_from_loss=train.signals_from_loss,
         peft_config=lora_config(train.lora) if train.lora else None,
     )
