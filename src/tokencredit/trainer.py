@@ -10,6 +10,9 @@ The generated batch may feed several optimizer steps (train.updates_per_generati
 accumulating gradients over micro-batches: TRL shuffles and splits the batch after this class has
 weighted it, so the weights always come from the whole generated batch.
 For w ≥ 0, weighting the advantage equals weighting the clipped per-token loss (METHODS.md §2).
+With train.signals_from_loss, methods that read only entropy and attention skip the scoring
+forward: each micro-batch's loss forward gives them (TRL computes the entropy there, hooks record
+the attention) and weights that micro-batch, as TRL's top_entropy_quantile does.
 
 Several processes (`accelerate launch`): each generates, scores and trains on its own rows, but the
 weighting sees every process's rows, so its batch-wide statistics (entropy_topk's and ToR's top-ρ
