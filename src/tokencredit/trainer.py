@@ -130,7 +130,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         metrics = self._mode_metrics()
         for part, seconds in self._seconds.items():
             metrics[f"time/{part}_s"].append(seconds)
-        for what in ("rewards", "signals")[: 1 if self.signals_from_loss else 2]:  # over the global batch, every DAPO round included
+        # Over the global batch, every DAPO round included; with signals_from_loss, signals are guarded per micro-batch.
+        for what in ("rewards",) if self.signals_from_loss else ("rewards", "signals"):
             metrics[f"guard/nonfinite_{what}"].append(float(self._nonfinite[what]))
         return batch
 
