@@ -151,9 +151,9 @@ def world(shape: str) -> Iterator[World]:
         yield build_world(shape, Path(root))
 
 
-def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), policy: tuple | None = None):
+def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), policy: tuple | None = None, signals_from_loss: bool = False):
     """The pipeline's trainer (tokencredit.training.build_trainer) for `method` at the shape's workload,
-    on `policy` (model, processor) or a fresh one."""
+    on `policy` (model, processor) or a fresh one; `signals_from_loss`: train.signals_from_loss."""
     spec = Params().methods[method]
     load = w.workload
     train = TrainParams(
@@ -162,11 +162,12 @@ def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), pol
         num_generations=load.generations,
         max_completion_length=load.completion_length,
         save_steps=steps + 1,  # no checkpoint inside the timed steps
+        signals_from_loss=signals_from_loss,
     )
     model, processor = policy or w.new_policy()
     return build_trainer(
         model, processor, load_split(w.data_dir, "train"), w.data_dir, train, spec, ScoringParams(),
-        get_algorithm("grpo"), 0, out / method, callbacks=list(callbacks),
+        get_algorithm("grpo"), 0, out / f"{method}-{signals_from_loss}", callbacks=list(callbacks),
     )  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
 A run killed at any moment resumes when rerun, from its newest complete checkpoint (every
 train.save_steps steps) with optimizer, scheduler, RNG and data position, and ends with the weights
-an uninterrupted run would have (tests/test_faults.py).
+an uninterrupted run would have (tests/test_faults.py). With train.lora, checkpoints and the
+output hold the adapter; the output also names the policy it started from (tokencredit.models).
 """
 
 import logging
@@ -87,7 +88,7 @@ def main() -> None:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:
             if main_process:
-                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()})
+                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()}, base=args.init)
         if main_process:
             write_manifest(args.out)
             write_run_record(args.out, run_name, settings, run.run_id, args.algo, args.method, args.seed)

@@ -49,7 +49,7 @@ from tokencredit.atomic import atomic_path, write_json, write_parquet
 from tokencredit.batching import Images, encode_prompts
 from tokencredit.dataset import load_split, row_images
 from tokencredit.graders import accuracy_reward
-from tokencredit.manifest import file_digests, manifest_path
+from tokencredit.manifest import policy_hash
 from tokencredit.models import load_policy, vision_token_ids
 from tokencredit.params import Decoding, ModelParams, RolloutParams
 from tokencredit.rewards import format_reward
@@ -65,19 +65,6 @@ class StaleRolloutsError(ValueError):
 
 
 # -- cache key ---------------------------------------------------------------------------------------
-
-
-def policy_hash(policy_dir: str | Path) -> str:
-    """sha256 of the policy's files, whatever the directory is called: from its manifest when it has
-    one (every model the pipeline writes), else hashed here (a local checkpoint)."""
-    path = manifest_path(policy_dir)
-    if path.is_file():
-        files = json.loads(path.read_text())["files"]
-    elif Path(policy_dir).is_dir():
-        files = file_digests(policy_dir)
-    else:
-        raise FileNotFoundError(f"policy {policy_dir} does not exist (no directory, no manifest {path})")
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def file_hash(path: str | Path) -> str:
