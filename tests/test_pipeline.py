@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -115,6 +116,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def page_text(chromium: str, url: str, profile: Path) -> str:
+    """The visible text of a page rendered by headless Chromium (--dump-dom, tags stripped)."""
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
+         "--window-size=1600,1200", "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180,
+    ).stdout  # fmt: skip
+    text = re.sub(r"<(style|script)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", text)
+
+
+def mlflow_pages(chromium: str, url: str, experiment_id: str, run_ids: list[str], tmp_path: Path) -> tuple[str, str]:
+    """The experiment's runs table and the comparison of `run_ids`, as the README links them.
+
+    MLflow 3.17's UI opens an experiment by its workflow type (?workflowType=machine_learning: the
+    runs table); the table shows metric columns once chosen under "Columns", the comparison always.
+    """
+    table = page_text(chromium, f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "p1")
+    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
+    return table, page_text(chromium, f"{url}/#/compare-runs?{query}", tmp_path / "p2")
+
+
 def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -135,7 +158,7 @@ def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
                 time.sleep(1)
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("tokencredit-smoke")
-        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs table
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # a model-training experiment
         runs = client.search_runs([experiment.experiment_id], "params.method = 'uniform'", order_by=["metrics.`test/greedy_acc` DESC"])
         assert [r.info.run_name for r in runs] == ["grpo-uniform-s0"]
         uniform = runs[0].data
@@ -154,14 +177,9 @@ def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
             if os.environ.get("CI"):
                 pytest.fail("CI must run the browser test: install Debian's `chromium` package")
             pytest.skip("chromium is not installed (apt-get install chromium)")
-        page = f"{url}/#/experiments/{experiment.experiment_id}"  # the experiment's own page, as a user opens it
-        dom = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--window-size=1600,1200", "--virtual-time-budget=20000", "--dump-dom", page],
-            capture_output=True, text=True, timeout=180,
-        ).stdout  # fmt: skip
-        assert "grpo-uniform-s0" in dom and "sft" in dom
-        assert "test/greedy_acc" in dom
+        table, compare = mlflow_pages(chromium, url, experiment.experiment_id, [r.info.run_id for r in runs], tmp_path)
+        assert "grpo-uniform-s0" in table and "sft" in table and "Run Name" in table  # the runs table, not traces
+        assert "method uniform" in compare and "test/greedy_acc" in compare
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
