@@ -116,15 +116,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def page_text(chromium: str, url: str, profile: Path) -> str:
-    """The visible text of a page rendered by headless Chromium (--dump-dom, tags stripped)."""
-    dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
-         "--window-size=1600,1200", "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=180,
-    ).stdout  # fmt: skip
-    text = re.sub(r"<(style|script)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S)
-    return re.sub(r"\s+", " ", text)
+def page_text(chromium: str, url: str, profile: Path, rendered: str) -> str:
+    """The visible text of a page in headless Chromium (--dump-dom, tags stripped).
+
+    A busy machine may dump the page before its data arrived: up to 3 tries, until `rendered` shows.
+    """
+    for _ in range(3):
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
+             "--window-size=1600,1200", "--virtual-time-budget=30000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=180,
+        ).stdout  # fmt: skip
+        text = re.sub(r"\s+", " ", re.sub(r"<(style|script)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S))
+        if rendered in text:
+            break
+    return text
 
 
 def mlflow_pages(chromium: str, url: str, experiment_id: str, run_ids: list[str], tmp_path: Path) -> tuple[str, str]:
@@ -133,9 +139,9 @@ def mlflow_pages(chromium: str, url: str, experiment_id: str, run_ids: list[str]
     MLflow 3.17's UI opens an experiment by its workflow type (?workflowType=machine_learning: the
     runs table); the table shows metric columns once chosen under "Columns", the comparison always.
     """
-    table = page_text(chromium, f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "p1")
+    table = page_text(chromium, f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "p1", "Run Name")
     query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
-    return table, page_text(chromium, f"{url}/#/compare-runs?{query}", tmp_path / "p2")
+    return table, page_text(chromium, f"{url}/#/compare-runs?{query}", tmp_path / "p2", "Run details")
 
 
 def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
