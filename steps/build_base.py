@@ -21,7 +21,7 @@ def main() -> None:
     train = pd.read_parquet(args.train, columns=["question", "target"])
     corpus = [*train["question"], *train["target"]]
     params = {"model": args.params.model_dump()}
-    with job_run("build_base", params=params, tags={"policy": "base"}) as run:
+    with job_run("build_base", params=params, tags={"policy": "base"}, run_name="base") as run:
         build_base(args.params, corpus, args.out)
         write_manifest(args.out)
         write_run_record(args.out, "base", params, run.run_id)

@@ -26,7 +26,7 @@ def main() -> None:
     with_target = (*REQUIRED, "target")  # SFT imitates the target chain of thought
     train, val = load_split(args.data, "train", with_target), load_split(args.data, "validation", with_target)
     params = {"sft": args.params.model_dump()}
-    with job_run("sft", params=params, tags={"policy": "sft"}) as run:
+    with job_run("sft", params=params, tags={"policy": "sft"}, run_name="sft") as run:
         history = train_sft(model, processor, train, val, args.data, args.params, log_fn=run.log_metrics)
         save_policy(model, processor, args.out, extra_files={"training_log.jsonl": history_jsonl(history)})
         write_manifest(args.out)

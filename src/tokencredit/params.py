@@ -600,5 +600,29 @@ def json_schema() -> dict[str, Any]:
     return Params.model_json_schema(by_alias=True)
 
 
-if __name__ == "__main__":  # python -m tokencredit.params > params/schema.json
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+ACTIVE = "params.yaml"  # DVC's params file: the active params set, what `dvc repro` / `dvc exp run` run
+DEFAULT = "params/default.yaml"
+
+
+def activate(*sets: str | Path, root: Path = Path(".")) -> Path:
+    """Write params.yaml: params/default.yaml merged with `sets`, validated (DVC's stage runs it)."""
+    paths = [root / DEFAULT, *(root / p for p in sets)]
+    raw = merged_params(*paths)
+    load_params(*paths)
+    named = "".join(f" {p}" for p in sets)
+    header = f"# Written by `python -m tokencredit.params --activate{named}`: {DEFAULT}{named.replace(' ', ' + ')}.\n"
+    header += "# DVC's stage runs it; `dvc exp run -S key=value` edits it.\n"
+    target = root / ACTIVE
+    target.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+    return target
+
+
+if __name__ == "__main__":
+    # python -m tokencredit.params > params/schema.json
+    # python -m tokencredit.params --activate params/smoke.yaml   (params.yaml: the set DVC runs)
+    import sys
+
+    if sys.argv[1:2] == ["--activate"]:
+        print(activate(*sys.argv[2:]))
+    else:
+        print(json.dumps(json_schema(), indent=2, sort_keys=True))
