@@ -2,12 +2,8 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from steps.common import parser, section
-from tokencredit.manifest import write_manifest
 from tokencredit.params import ModelParams
-from tokencredit.tiny_vlm import build_base
 from tokencredit.tracking import job_run
 
 
@@ -17,6 +13,11 @@ def main() -> None:
     p.add_argument("--train", type=Path, required=True, help="train split parquet: the tokenizer's corpus")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    import pandas as pd
+
+    from tokencredit.manifest import write_manifest
+    from tokencredit.tiny_vlm import build_base
+
     train = pd.read_parquet(args.train, columns=["question", "target"])
     corpus = [*train["question"], *train["target"]]
     with job_run("build_base", params={"model": args.params.model_dump()}):
