@@ -2,6 +2,7 @@
 decoding, results/rollouts/{policy}/{split}/{decoding}.parquet. A decoding whose cache key still
 matches is kept; the others are generated, with the policy loaded once."""
 
+import shutil
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def main() -> None:
                 "finished_rate": frame["finished"].mean(),
                 "mean_tokens": frame["token_ids"].map(len).mean(),
             })  # fmt: skip
+    shutil.rmtree(args.work, ignore_errors=True)  # every decoding is cached: no shard is needed any more
 
 
 if __name__ == "__main__":
