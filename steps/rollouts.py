@@ -1,6 +1,6 @@
-"""rollouts: every cached decoding of one policy (tokencredit.rollouts), one output per split and
-decoding, results/rollouts/{policy}/{split}/{decoding}.parquet. A decoding whose cache key still
-matches is kept; the others are generated, with the policy loaded once."""
+"""rollouts: cached decodings of one policy (tokencredit.rollouts), one output per split and
+decoding, .../{split}/{decoding}.parquet (the rule asks for every decoding of one split). A decoding
+whose cache key still matches is kept; the others are generated, with the policy loaded once."""
 
 import shutil
 from functools import cache

@@ -117,9 +117,9 @@ def dry_run(project: Path, tmp_path: Path, override: str) -> dict[str, int]:
 
 
 def test_train_change_reruns_only_the_runs_jobs(smoke_run, tmp_path):
-    # One rollouts job and one grade job per policy (all its splits and decodings).
+    # One rollouts job per policy and split (all its decodings), one grade job per policy (all its splits).
     jobs = dry_run(smoke_run, tmp_path, "train:\n  max_steps: 3\n")
-    assert jobs == {"train": 1, "rollouts": 1, "grade": 1, "score": 1, "report": 1}
+    assert jobs == {"train": 1, "rollouts": 2, "grade": 1, "score": 1, "report": 1}
 
 
 def test_grading_changes_regrade_without_generating(smoke_run, tmp_path):
@@ -137,14 +137,14 @@ def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
 
 
 def test_a_changed_rollout_cache_key_regenerates(smoke_run, tmp_path):
-    # Any rollouts key reruns each policy's rollouts job; which decodings it regenerates is the
-    # cache key's business (test_rollouts_rerun_regenerates_only_stale_decodings).
+    # Any rollouts key reruns every rollouts job; which decodings it regenerates is the cache
+    # key's business (test_rollouts_rerun_regenerates_only_stale_decodings).
     for override in ("rollouts:\n  temperature: 0.7\n", "rollouts:\n  max_new_tokens: 20\n"):
-        assert dry_run(smoke_run, tmp_path, override) == {"rollouts": 2, "grade": 2, "score": 2, "report": 1}
+        assert dry_run(smoke_run, tmp_path, override) == {"rollouts": 4, "grade": 2, "score": 2, "report": 1}
 
 
-def rollout_files(project: Path, policy: str) -> dict[str, bytes]:
-    return {str(p.relative_to(project)): p.read_bytes() for p in sorted((project / "results/rollouts" / policy).rglob("*.parquet"))}
+def rollout_files(project: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (project / "results/rollouts/sft/test").glob("*.parquet")}
 
 
 def test_rollouts_rerun_regenerates_only_stale_decodings(smoke_run, tmp_path):
@@ -152,30 +152,20 @@ def test_rollouts_rerun_regenerates_only_stale_decodings(smoke_run, tmp_path):
     budget regenerates all; a rerun leaves nothing to do. In a copy: the other tests keep the run."""
     project = tmp_path / "project"
     shutil.copytree(smoke_run, project, symlinks=True)
-    target = "results/rollouts/sft/test/sampled.parquet"  # the sft policy's rollouts job alone
-    before = rollout_files(project, "sft")
+    target = "results/rollouts/sft/test/sampled.parquet"  # the rollouts job of sft on test alone
+    before = rollout_files(project)
     hotter = tmp_path / "hotter.yaml"
     hotter.write_text("rollouts:\n  temperature: 0.7\n")
-    snakemake(project, "--configfile", str(hotter), target)
-    after = rollout_files(project, "sft")
-    changed = sorted(name for name in before if after[name] != before[name])
-    assert changed == ["results/rollouts/sft/test/sampled.parquet", "results/rollouts/sft/test_ood/sampled.parquet"]
-    assert planned_jobs(snakemake(project, "-n", "--configfile", str(hotter), target)) == {}
+    snakemake(project, target, "--configfile", str(hotter))
+    after = rollout_files(project)
+    assert sorted(name for name in before if after[name] != before[name]) == ["sampled.parquet"]
+    assert planned_jobs(snakemake(project, target, "-n", "--configfile", str(hotter))) == {}
 
     longer = tmp_path / "longer.yaml"
     longer.write_text("rollouts:\n  temperature: 0.7\n  max_new_tokens: 20\n")
-    snakemake(project, "--configfile", str(longer), target)
-    regenerated = rollout_files(project, "sft")
-    assert all(regenerated[name] != after[name] for name in after)
-
-
-def test_a_rollouts_rerun_that_keeps_sampled_rescores_nothing(smoke_run, tmp_path):
-    # A missing no_image cache (as when eval.without_image is turned back on): its rollouts job
-    # reruns and regrades, the scores of the kept sampled decoding stay.
-    project = tmp_path / "project"
-    shutil.copytree(smoke_run, project, symlinks=True)
-    (project / "results/rollouts/sft/test/no_image.parquet").unlink()
-    assert planned_jobs(snakemake(project, "-n")) == {"rollouts": 1, "grade": 1, "report": 1}
+    snakemake(project, target, "--configfile", str(longer))
+    regenerated = rollout_files(project)
+    assert sorted(regenerated) == sorted(after) and all(regenerated[name] != after[name] for name in after)
 
 
 def test_dvc_pull_into_a_fresh_clone_is_up_to_date(smoke_run):

@@ -454,10 +454,9 @@ def test_benchmark_rules_plan_conversion_and_grading(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
     assert "rule prepare_benchmark" in text and text.count("rule grade:") == 1  # one job per policy
-    # The benchmark is decoded from its converted copy, the synthetic splits from results/data.
-    assert "--data results/data/test.parquet results/data/test_ood.parquet results/benchmarks/hb.parquet" in text
-    for decoding in ("sampled", "greedy", "no_image"):
-        assert f"results/rollouts/sft/hb/{decoding}.parquet" in text
+    # The benchmark is decoded from its converted copy, the synthetic split from results/data.
+    assert "--data results/benchmarks/hb.parquet --out results/rollouts/sft/hb/sampled.parquet" in text
+    assert "--data results/data/test.parquet --out results/rollouts/sft/test/sampled.parquet" in text
 
 
 # Answer and option helpers.
