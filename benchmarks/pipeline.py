@@ -31,14 +31,14 @@ import harness
 
 def job_times(project: Path) -> dict[str, list[float]]:
     """Rule -> the seconds of each of its jobs, from Snakemake's metadata (one record per output)."""
-    jobs: dict[tuple, list[float]] = {}
+    jobs: dict[tuple, tuple[float, float]] = {}
     for record_file in (project / ".snakemake/metadata").iterdir():
         record = json.loads(record_file.read_text())
-        job = (record["rule"], record["job_hash"], record["endtime"])
-        start = min(record["starttime"], jobs.get(job, [float("inf")])[0])
-        jobs[job] = [start, record["endtime"]]
+        job = (record["rule"], record["job_hash"])
+        start, end = jobs.get(job, (float("inf"), 0.0))
+        jobs[job] = (min(start, record["starttime"]), max(end, record["endtime"]))
     times = defaultdict(list)
-    for (rule, _, _), (start, end) in jobs.items():
+    for (rule, _), (start, end) in jobs.items():
         times[rule].append(end - start)
     return dict(times)
 

@@ -16,7 +16,7 @@ content of its manifest, see tokencredit.manifest; a local checkpoint without on
 file by file), the split parquet's bytes (its images are written with it), the decoding and the
 params that decide it (RolloutParams.for_decoding), and the model section the policy is loaded
 with (its pixel bounds decide the visual tokens). `ensure_rollouts` reuses a cache only when the
-key matches and regenerates it otherwise, so one job can be handed every decoding of a policy and
+key matches and regenerates it otherwise, so one job can be handed every decoding of a split and
 generate only the stale ones; `load_rollouts` refuses rollouts whose policy, data or decoding is
 not the one asked for.
 
