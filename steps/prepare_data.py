@@ -6,9 +6,6 @@ from pathlib import Path
 
 from steps.common import parser, section
 from tokencredit.params import BenchmarkSpec, DataParams, PromptParams
-from tokencredit.sources.benchmark import write_benchmark
-from tokencredit.sources.training import write_training_splits
-from tokencredit.synthetic import write_splits
 from tokencredit.tracking import JobRun, job_run
 
 
@@ -32,14 +29,21 @@ def main() -> None:
     args = p.parse_args()
     if (args.params is None) == (args.benchmark is None) or (args.benchmark is None) != (args.spec is None):
         p.error("give either --params, or --benchmark with --spec")
+    # Each branch imports only its own kind of data: the synthetic task needs none of the sources' readers.
     if args.benchmark is not None:
+        from tokencredit.sources.benchmark import write_benchmark
+
         params = {"benchmark": args.spec.model_dump(), "prompt": args.prompt.model_dump()}
         with job_run("prepare_benchmark", params=params, tags={"benchmark": args.benchmark}) as run:
             log_skipped(run, write_benchmark(args.benchmark, args.spec, args.prompt, args.out))
     elif args.params.source == "synthetic":
+        from tokencredit.synthetic import write_splits
+
         with job_run("prepare_data", params={"data": args.params.model_dump()}):
             write_splits(args.params, args.out)
     else:
+        from tokencredit.sources.training import write_training_splits
+
         with job_run("prepare_data", params={"data": args.params.model_dump(), "prompt": args.prompt.model_dump()}) as run:
             log_skipped(run, write_training_splits(args.params, args.prompt, args.out))
 

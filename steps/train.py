@@ -13,23 +13,9 @@ from pathlib import Path
 
 from steps.common import parser, section, set_threads
 from tokencredit.algorithms import ALGORITHMS, get_algorithm
-from tokencredit.dataset import load_split
-from tokencredit.manifest import write_manifest
-from tokencredit.models import load_policy, save_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
 from tokencredit.run_record import write_run_record
 from tokencredit.tracking import job_run
-from tokencredit.training import (
-    MetricsLogger,
-    build_trainer,
-    check_checkpoint,
-    checkpoint_step,
-    discard_stale_checkpoints,
-    is_main_process,
-    last_checkpoint,
-    require_engines,
-    run_fingerprint,
-)
 
 log = logging.getLogger("steps.train")
 
@@ -48,6 +34,21 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    from tokencredit.dataset import load_split
+    from tokencredit.manifest import write_manifest
+    from tokencredit.models import load_policy, save_policy
+    from tokencredit.training import (
+        MetricsLogger,
+        build_trainer,
+        check_checkpoint,
+        checkpoint_step,
+        discard_stale_checkpoints,
+        is_main_process,
+        last_checkpoint,
+        require_engines,
+        run_fingerprint,
+    )
+
     # Every process of an `accelerate launch` runs this; only the main one tracks and writes outputs.
     main_process = is_main_process()
     require_engines(args.params)

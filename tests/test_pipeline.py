@@ -202,14 +202,15 @@ def dry_run(project: Path, tmp_path: Path, override: str) -> dict[str, int]:
 
 
 def test_train_change_reruns_only_the_runs_jobs(smoke_run, tmp_path):
+    # One rollouts job per policy and split (all its decodings), one grade job per policy (all its splits).
     jobs = dry_run(smoke_run, tmp_path, "train:\n  max_steps: 3\n")
-    assert jobs == {"train": 1, "rollouts": 6, "grade": 2, "score": 1, "report": 1}
+    assert jobs == {"train": 1, "rollouts": 2, "grade": 1, "score": 1, "report": 1}
 
 
 def test_grading_changes_regrade_without_generating(smoke_run, tmp_path):
     # Grading reads the cached decodings: no rollouts job, hence no generation.
-    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 1\n") == {"grade": 4, "report": 1}
-    assert dry_run(smoke_run, tmp_path, "eval:\n  without_image: false\n") == {"grade": 4, "report": 1}
+    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 1\n") == {"grade": 2, "report": 1}
+    assert dry_run(smoke_run, tmp_path, "eval:\n  without_image: false\n") == {"grade": 2, "report": 1}
 
 
 def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
@@ -221,11 +222,35 @@ def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
 
 
 def test_a_changed_rollout_cache_key_regenerates(smoke_run, tmp_path):
-    # Sampling keys regenerate the sampled decoding only; the token budget every decoding.
-    sampled = dry_run(smoke_run, tmp_path, "rollouts:\n  temperature: 0.7\n")
-    assert sampled == {"rollouts": 4, "grade": 4, "score": 2, "report": 1}
-    everything = dry_run(smoke_run, tmp_path, "rollouts:\n  max_new_tokens: 20\n")
-    assert everything == {"rollouts": 12, "grade": 4, "score": 2, "report": 1}
+    # Any rollouts key reruns every rollouts job; which decodings it regenerates is the cache
+    # key's business (test_rollouts_rerun_regenerates_only_stale_decodings).
+    for override in ("rollouts:\n  temperature: 0.7\n", "rollouts:\n  max_new_tokens: 20\n"):
+        assert dry_run(smoke_run, tmp_path, override) == {"rollouts": 4, "grade": 2, "score": 2, "report": 1}
+
+
+def rollout_files(project: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (project / "results/rollouts/sft/test").glob("*.parquet")}
+
+
+def test_rollouts_rerun_regenerates_only_stale_decodings(smoke_run, tmp_path):
+    """A new temperature regenerates `sampled` and keeps greedy and no_image as they are; a new token
+    budget regenerates all; a rerun leaves nothing to do. In a copy: the other tests keep the run."""
+    project = tmp_path / "project"
+    shutil.copytree(smoke_run, project, symlinks=True)
+    target = "results/rollouts/sft/test/sampled.parquet"  # the rollouts job of sft on test alone
+    before = rollout_files(project)
+    hotter = tmp_path / "hotter.yaml"
+    hotter.write_text("rollouts:\n  temperature: 0.7\n")
+    snakemake(project, target, "--configfile", str(hotter))
+    after = rollout_files(project)
+    assert sorted(name for name in before if after[name] != before[name]) == ["sampled.parquet"]
+    assert planned_jobs(snakemake(project, target, "-n", "--configfile", str(hotter))) == {}
+
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("rollouts:\n  temperature: 0.7\n  max_new_tokens: 20\n")
+    snakemake(project, target, "--configfile", str(longer))
+    regenerated = rollout_files(project)
+    assert sorted(regenerated) == sorted(after) and all(regenerated[name] != after[name] for name in after)
 
 
 def test_dvc_pull_into_a_fresh_clone_is_up_to_date(smoke_run):
