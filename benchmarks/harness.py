@@ -12,9 +12,13 @@ token vocabulary, so the vocabulary-sized work (logits, entropy) is the real one
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
+import shutil
 import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,13 +30,14 @@ from pathlib import Path
 import torch
 import transformers
 import trl
+import yaml
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, TrainerCallback
 
 from tokencredit.algorithms import get_algorithm
 from tokencredit.atomic import write_text
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
-from tokencredit.params import DataParams, ModelParams, Params, ScoringParams, TrainParams
+from tokencredit.params import DataParams, ModelParams, Params, ScoringParams, TrainParams, merged_params
 from tokencredit.synthetic import corpus, write_splits
 from tokencredit.tiny_vlm import SPECIAL_TOKENS, build_base, build_processor, train_tokenizer
 from tokencredit.training import build_trainer
@@ -151,9 +156,9 @@ def world(shape: str) -> Iterator[World]:
         yield build_world(shape, Path(root))
 
 
-def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), policy: tuple | None = None):
+def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), policy: tuple | None = None, signals_from_loss: bool = False):
     """The pipeline's trainer (tokencredit.training.build_trainer) for `method` at the shape's workload,
-    on `policy` (model, processor) or a fresh one."""
+    on `policy` (model, processor) or a fresh one; `signals_from_loss`: train.signals_from_loss."""
     spec = Params().methods[method]
     load = w.workload
     train = TrainParams(
@@ -162,12 +167,47 @@ def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), pol
         num_generations=load.generations,
         max_completion_length=load.completion_length,
         save_steps=steps + 1,  # no checkpoint inside the timed steps
+        signals_from_loss=signals_from_loss,
     )
     model, processor = policy or w.new_policy()
     return build_trainer(
         model, processor, load_split(w.data_dir, "train"), w.data_dir, train, spec, ScoringParams(),
-        get_algorithm("grpo"), 0, out / method, callbacks=list(callbacks),
+        get_algorithm("grpo"), 0, out / f"{method}-{signals_from_loss}", callbacks=list(callbacks),
     )  # fmt: skip
+
+
+# -- the whole pipeline ---------------------------------------------------------------------------------
+def copy_project(dest: Path, overrides: list[Path], ref: str | None = None) -> Path:
+    """A fresh copy of the project, the working tree's tracked and unignored files or commit `ref`,
+    whose params/default.yaml is its own merged with `overrides` (e.g. params/smoke.yaml)."""
+    dest.mkdir(parents=True)
+    if ref is not None:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+    else:
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+        for name in files.stdout.split():
+            src = ROOT / name
+            if src.is_file() or src.is_symlink():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                (dest / name).symlink_to(src.readlink()) if src.is_symlink() else shutil.copy2(src, dest / name)
+    params = merged_params(dest / "params/default.yaml", *overrides)
+    (dest / "params/default.yaml").write_text(yaml.safe_dump(params))
+    return dest
+
+
+def snakemake(project: Path, *args: str) -> tuple[float, str]:
+    """Seconds one snakemake call takes in `project`, running that copy's own code, and its output; fails loudly."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = f"{project / 'src'}{os.pathsep}{project}"
+    start = time.perf_counter()
+    out = subprocess.run(["snakemake", *args], cwd=project, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"snakemake {' '.join(args)} failed in {project}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return took, out.stdout + out.stderr
 
 
 # -- measuring ------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Peak memory and time of caching rollouts with their sampling log-probs.
 
-`tokencredit.rollouts.sample` records each token's log-prob with a logits processor that keeps one
+`tokencredit.sampling.sample` records each token's log-prob with a logits processor that keeps one
 [rows, vocab] tensor; generate's `output_scores` (what the cache used before) keeps one per step,
 rows x steps x vocab floats. Both sample the same prompts with the same seed and model in one run;
 the log-probs they give are compared too. Peak memory is the tensor memory a call adds above what
@@ -19,7 +19,7 @@ import harness
 from tokencredit.batching import encode_prompts
 from tokencredit.dataset import load_images, load_split
 from tokencredit.models import vision_token_ids
-from tokencredit.rollouts import sample
+from tokencredit.sampling import sample
 
 
 def with_output_scores(model, processor, questions, images, n: int, temperature: float, max_new_tokens: int) -> torch.Tensor:

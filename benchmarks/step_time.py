@@ -8,6 +8,10 @@ wall time and of the parts the trainer logs (`time/generation_s`, `time/reward_s
 forward and backward, optimizer). An untrained policy rarely stops early, so every method
 generates about the same number of tokens.
 
+A method named `<method>:loss` runs with train.signals_from_loss (its entropy or attention from
+TRL's loss forward, weights per micro-batch; one micro-batch per step here): its signals seconds
+are 0, and the recorded attention and the weighting count in update.
+
     python benchmarks/step_time.py --shape tiny
 """
 
@@ -24,20 +28,22 @@ PARTS = ("generation", "reward", "signals")
 
 def measure(w: harness.World, method: str, warmup: int, steps: int, scratch: Path) -> tuple[list[float], list[dict]]:
     clock = harness.StepLog()
-    trainer = harness.make_trainer(w, method, warmup + steps, scratch, callbacks=[clock])
+    name, _, source = method.partition(":")
+    trainer = harness.make_trainer(w, name, warmup + steps, scratch, callbacks=[clock], signals_from_loss=source == "loss")
     trainer.train()
     return clock.seconds[warmup:], clock.logs[warmup:]
 
 
 def summarize(seconds: list[float], logs: list[dict]) -> dict[str, float]:
-    parts = {part: harness.median([log[f"time/{part}_s"] for log in logs]) for part in PARTS}
+    # With train.signals_from_loss no scoring runs: the recorded attention and the weighting are part of update.
+    parts = {part: harness.median([log.get(f"time/{part}_s", 0.0) for log in logs]) for part in PARTS}
     step = harness.median(seconds)
     return {"step": step, **parts, "update": step - sum(parts.values())}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=harness.METHODS)
+    p.add_argument("--methods", nargs="+", default=[*harness.METHODS, "entropy_topk:loss", "atrl:loss"])
     p.add_argument("--warmup", type=int, default=1, help="steps per trainer left out of the medians")
     p.add_argument("--steps", type=int, default=3, help="measured steps per trainer and round")
     p.add_argument("--rounds", type=int, default=2)

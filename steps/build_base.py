@@ -2,13 +2,9 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from steps.common import parser, section
-from tokencredit.manifest import write_manifest
 from tokencredit.params import ModelParams
 from tokencredit.run_record import write_run_record
-from tokencredit.tiny_vlm import build_base
 from tokencredit.tracking import job_run
 
 
@@ -18,10 +14,15 @@ def main() -> None:
     p.add_argument("--train", type=Path, required=True, help="train split parquet: the tokenizer's corpus")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    import pandas as pd
+
+    from tokencredit.manifest import write_manifest
+    from tokencredit.tiny_vlm import build_base
+
     train = pd.read_parquet(args.train, columns=["question", "target"])
     corpus = [*train["question"], *train["target"]]
     params = {"model": args.params.model_dump()}
-    with job_run("build_base", params=params, tags={"policy": "base"}) as run:
+    with job_run("build_base", params=params, tags={"policy": "base"}, run_name="base") as run:
         build_base(args.params, corpus, args.out)
         write_manifest(args.out)
         write_run_record(args.out, "base", params, run.run_id)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-import torch
 from pydantic import BaseModel, ValidationError
 
 from tokencredit.params import ModelParams
@@ -39,19 +38,21 @@ def section(model: type[BaseModel]):
 
 def set_threads(threads: int) -> None:
     """One job, `threads` cores: Snakemake schedules jobs side by side on the remaining ones."""
+    import torch  # here, not at the top: a step that never touches a model does not pay for it
+
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
 
 
-def policy_parser(description: str, params: type[BaseModel]) -> argparse.ArgumentParser:
-    """The arguments of a step that works on one policy (evaluate, rollouts, score)."""
+def policy_parser(description: str, params: type[BaseModel], nargs: str | None = None) -> argparse.ArgumentParser:
+    """The arguments of a step that works on one policy (rollouts, score); nargs="+": several data and output files."""
     p = parser(description)
     p.add_argument("--params", type=section(params), required=True)
     p.add_argument("--model-params", type=section(ModelParams), required=True)
     p.add_argument("--policy-name", required=True)
     p.add_argument("--policy", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", type=Path, nargs=nargs, required=True)
+    p.add_argument("--out", type=Path, nargs=nargs, required=True)
     p.add_argument("--threads", type=int, default=1)
     return p
 

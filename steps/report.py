@@ -4,7 +4,6 @@ from pathlib import Path
 
 from steps.common import parser, section
 from tokencredit.params import AnalysisParams
-from tokencredit.report import build_report
 from tokencredit.tracking import job_run
 
 
@@ -16,6 +15,8 @@ def main() -> None:
     p.add_argument("--analysis", type=section(AnalysisParams), default=AnalysisParams())
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    from tokencredit.report import build_report
+
     with job_run("report", params={"analysis": args.analysis.model_dump()}) as run:
         build_report(args.evals, args.runs, args.out, args.scores, args.analysis)
         for path in sorted(args.out.iterdir()):

@@ -7,7 +7,6 @@ from pydantic import TypeAdapter
 
 from steps.common import policy_parser, policy_run, section, set_threads
 from tokencredit.params import MethodSpec, ScoreParams, ScoringParams
-from tokencredit.scoring import score_file
 
 METHODS = TypeAdapter(dict[str, MethodSpec])
 
@@ -19,6 +18,8 @@ def main() -> None:
     p.add_argument("--rollouts", type=Path, required=True)
     p.add_argument("--split", required=True)
     args = p.parse_args()
+    from tokencredit.scoring import score_file
+
     set_threads(args.threads)
     params = {"score": args.params.model_dump(), "scoring": args.scoring.model_dump(), "methods": {k: v.model_dump() for k, v in args.methods.items()}}
     with policy_run("score", args, params, split=args.split) as run:

@@ -3,12 +3,8 @@
 from pathlib import Path
 
 from steps.common import parser, section, set_threads
-from tokencredit.dataset import REQUIRED, load_split
-from tokencredit.manifest import write_manifest
-from tokencredit.models import load_policy, save_policy
 from tokencredit.params import ModelParams, SFTParams
 from tokencredit.run_record import write_run_record
-from tokencredit.sft import history_jsonl, train_sft
 from tokencredit.tracking import job_run
 
 
@@ -21,12 +17,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    from tokencredit.dataset import REQUIRED, load_split
+    from tokencredit.manifest import write_manifest
+    from tokencredit.models import load_policy, save_policy
+    from tokencredit.sft import history_jsonl, train_sft
+
     set_threads(args.threads)
     model, processor = load_policy(args.base, args.model_params)
     with_target = (*REQUIRED, "target")  # SFT imitates the target chain of thought
     train, val = load_split(args.data, "train", with_target), load_split(args.data, "validation", with_target)
     params = {"sft": args.params.model_dump()}
-    with job_run("sft", params=params, tags={"policy": "sft"}) as run:
+    with job_run("sft", params=params, tags={"policy": "sft"}, run_name="sft") as run:
         history = train_sft(model, processor, train, val, args.data, args.params, log_fn=run.log_metrics)
         save_policy(model, processor, args.out, extra_files={"training_log.jsonl": history_jsonl(history)})
         write_manifest(args.out)

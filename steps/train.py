@@ -2,7 +2,8 @@
 
 A run killed at any moment resumes when rerun, from its newest complete checkpoint (every
 train.save_steps steps) with optimizer, scheduler, RNG and data position, and ends with the weights
-an uninterrupted run would have (tests/test_faults.py).
+an uninterrupted run would have (tests/test_faults.py). With train.lora, checkpoints and the
+output hold the adapter; the output also names the policy it started from (tokencredit.models).
 """
 
 import logging
@@ -12,23 +13,9 @@ from pathlib import Path
 
 from steps.common import parser, section, set_threads
 from tokencredit.algorithms import ALGORITHMS, get_algorithm
-from tokencredit.dataset import load_split
-from tokencredit.manifest import write_manifest
-from tokencredit.models import load_policy, save_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
 from tokencredit.run_record import write_run_record
 from tokencredit.tracking import job_run
-from tokencredit.training import (
-    MetricsLogger,
-    build_trainer,
-    check_checkpoint,
-    checkpoint_step,
-    discard_stale_checkpoints,
-    is_main_process,
-    last_checkpoint,
-    require_engines,
-    run_fingerprint,
-)
 
 log = logging.getLogger("steps.train")
 
@@ -47,6 +34,21 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    from tokencredit.dataset import load_split
+    from tokencredit.manifest import write_manifest
+    from tokencredit.models import load_policy, save_policy
+    from tokencredit.training import (
+        MetricsLogger,
+        build_trainer,
+        check_checkpoint,
+        checkpoint_step,
+        discard_stale_checkpoints,
+        is_main_process,
+        last_checkpoint,
+        require_engines,
+        run_fingerprint,
+    )
+
     # Every process of an `accelerate launch` runs this; only the main one tracks and writes outputs.
     main_process = is_main_process()
     require_engines(args.params)
@@ -87,7 +89,7 @@ def main() -> None:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:
             if main_process:
-                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()})
+                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()}, base=args.init)
         if main_process:
             write_manifest(args.out)
             write_run_record(args.out, run_name, settings, run.run_id, args.algo, args.method, args.seed)

@@ -72,4 +72,4 @@ def test_prompt_messages():
     assert prompt_messages("How many red shapes are there?") == [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many red shapes are there?"}]}
     ]
-    assert prompt_messages("Q?", with_image=False) == [{"role": "user", "content": [{"type": "text", "text": "Q?"}]}]
+    assert prompt_messages("Q?", n_images=0) == [{"role": "user", "content": [{"type": "text", "text": "Q?"}]}]

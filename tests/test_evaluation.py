@@ -46,8 +46,9 @@ def test_grade_rollouts_follows_the_eval_contract(cached):
     result = grade_rollouts(frame, d["sampled"], d["greedy"], d["no_image"], 2, "sft", "test")
     assert set(result) == {
         "policy", "split", "source", "n", "k", "greedy_accuracy", "avg_at_k", "pass_at_k", "greedy_accuracy_no_image",
-        "per_family", "per_example",
+        "per_family", "per_example", "rule_based", "skipped_rows",
     }  # fmt: skip
+    assert result["rule_based"] is False and result["skipped_rows"] == []  # a synthetic split: exact grading, nothing left out
     assert (result["policy"], result["split"], result["source"], result["n"], result["k"]) == ("sft", "test", "synthetic", 6, 2)
     assert set(result["per_family"]) == {"count_color", "exists"}
     assert sum(f["n"] for f in result["per_family"].values()) == 6

@@ -44,7 +44,7 @@ ROLLOUTS = RolloutParams(num_samples=2, max_new_tokens=8, batch_size=1)  # one p
 def env() -> dict[str, str]:
     """Steps import from the checkout; MLflow is unreachable and fails fast (jobs fall back to files)."""
     return {
-        **os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+        **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "2", "TOKENCREDIT_MLFLOW_TRIES": "1",
     }  # fmt: skip
@@ -125,11 +125,11 @@ def test_killed_rollout_generation_resumes_to_the_uninterrupted_cache(tiny_world
     policy = tmp_path / "sft"
     shutil.copytree(base_dir, policy)
     write_manifest(policy)
-    work = "results/checkpoints/rollouts/sft-test-sampled"
+    work = "results/checkpoints/rollouts/sft/test-sampled"
     args = [
         "steps.rollouts", "--params", ROLLOUTS.model_dump_json(), "--model-params", ModelParams().model_dump_json(),
-        "--policy-name", "sft", "--policy", str(policy), "--data", str(data_dir), "--split", "test", "--decoding", "sampled",
-        "--out", "results/rollouts/sft/test/sampled.parquet", "--work", work, "--threads", "1",
+        "--policy-name", "sft", "--policy", str(policy), "--data", str(data_dir / "test.parquet"),
+        "--out", "results/rollouts/sft/test/sampled.parquet", "--work", "results/checkpoints/rollouts/sft", "--threads", "1",
     ]  # fmt: skip
     reference, killed = workspace(tmp_path, "reference"), workspace(tmp_path, "killed")
     uninterrupted = start(args, reference)

@@ -1,5 +1,6 @@
-"""Graders: answer extraction, equivalence by answer type, avg@k, HallusionBench's accuracies, and a
-benchmark graded end to end with a tiny model."""
+"""Graders: answer extraction, equivalence by answer type and by each release's number rule, avg@k,
+the official scorers' metrics (HallusionBench, We-Math, DynaMath) against figures worked out by
+hand, and a benchmark graded end to end with a tiny model."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from tokencredit.graders import (
     accuracy_reward,
     avg_at_k,
     boxed_format_reward,
+    dynamath_metrics,
     extract,
     hallusion_accuracies,
     is_correct,
+    wemath_metrics,
 )
 
 MC = ("30°", "60°", "90°", "120°")
@@ -103,13 +106,76 @@ def hallusion_rows() -> list[dict]:
 
 def test_hallusion_accuracies_follow_the_release():
     correct = [1, 1, 0, 0, 1]
-    metrics = hallusion_accuracies(hallusion_rows(), correct)
+    metrics = hallusion_accuracies(hallusion_rows(), correct, ["yes", "yes", "yes", "no", "yes"])
     assert metrics["aAcc"] == pytest.approx(3 / 5)
     # Figures: VD fig 0 (both right), VD fig 1 (wrong), VS fig 1 (right); VS figure 0 is no figure.
     assert metrics["fAcc"] == pytest.approx(2 / 3)
     # Pairs: VD q0 (fig 0 right, fig 1 wrong), VD q1 (right), VS q0 (no-figure wrong).
     assert metrics["qAcc"] == pytest.approx(1 / 3)
-    assert hallusion_accuracies(hallusion_rows(), [1] * 5) == {"aAcc": 1.0, "fAcc": 1.0, "qAcc": 1.0}
+    assert hallusion_accuracies(hallusion_rows(), [1] * 5, ["yes"] * 5) == {"aAcc": 1.0, "fAcc": 1.0, "qAcc": 1.0}
+
+
+def test_hallusion_uncertain_answer_without_the_figure_is_right():
+    """utils.assign_correctness: a VS question asked without its figure is right when unsure."""
+    uncertain = hallusion_accuracies(hallusion_rows(), [1, 1, 0, 0, 1], ["yes", "yes", "yes", "it cannot be determined", "yes"])
+    # The VS no-figure row is now right: 4/5 questions; pairs VD q1 and VS q0 (both figures right).
+    assert uncertain == {"aAcc": pytest.approx(4 / 5), "fAcc": pytest.approx(2 / 3), "qAcc": pytest.approx(2 / 3)}
+    # Unsure with a figure (the VD fig 1 row) stays wrong, and no extracted answer is not "unsure".
+    assert hallusion_accuracies(hallusion_rows(), [1, 1, 0, 0, 1], ["yes", "yes", "unsure", None, "yes"])["aAcc"] == pytest.approx(3 / 5)
+
+
+def wemath_rows(parts: dict[str, list[int]]) -> tuple[list[dict], list[int]]:
+    """We-Math rows of problems named "<steps>_<n>" with their sub-question and whole answers (multi last)."""
+    metadata, correct = [], []
+    for problem, marks in parts.items():
+        steps = problem.split("_")[0]
+        names = [str(i) for i in range(1, len(marks))] + ["multi"]
+        for name, mark in zip(names, marks):
+            metadata.append({"ID": problem, "key": f"{steps}_{name}"})
+            correct.append(mark)
+    return metadata, correct
+
+
+def test_wemath_four_dimensions_and_scores_by_hand():
+    metadata, correct = wemath_rows({
+        "2steps_1": [1, 1, 1],  # complete mastery, strict and loose
+        "2steps_2": [1, 0, 1],  # loose mastery; strict: rote memorisation
+        "2steps_3": [0, 0, 1],  # rote memorisation, strict and loose
+        "3steps_1": [1, 1, 1, 0],  # inadequate generalisation
+        "3steps_2": [1, 0, 1, 0],  # insufficient knowledge
+    })  # fmt: skip
+    metadata.append({"ID": "3steps_3", "key": "3steps_1"})  # an incomplete problem is left out
+    correct.append(1)
+    metrics = wemath_metrics(metadata, correct, [None] * len(correct))
+    assert metrics == pytest.approx({
+        "IK": 1 / 5, "IG": 1 / 5, "CM_strict": 1 / 5, "CM_loose": 2 / 5,
+        "RM_strict": 2 / 3, "RM_loose": 1 / 3,  # shares of CM + RM: 2 / (1 + 2) and 1 / (2 + 1)
+        "score_strict": (5 - 0.5 * 1 - 2 - 1) / 5, "score_loose": (5 - 0.5 * 1 - 1 - 1) / 5,
+    })  # fmt: skip
+
+
+def test_dynamath_average_and_worst_case_over_variants():
+    metadata = [{"seed": seed, "variant": v} for seed in ("1", "2") for v in (1, 2, 3)]
+    metrics = dynamath_metrics(metadata, [1, 1, 1, 1, 0, 1], [None] * 6)
+    assert metrics == {"average": pytest.approx(5 / 6), "worst_case": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "rule", "expected"),
+    [
+        ("1.54", "1.5", {"precision": 1.0}, True),  # MathVista rounds the prediction to `precision`
+        ("1.54", "1.5", {}, False),
+        ("0.6667", "0.67", {"precision": 2.0}, True),
+        ("1.45", "1.5", {"precision": 1.0}, False),
+        ("3.1425", "3.142", {"tolerance": 0.001}, True),  # DynaMath: |prediction - answer| <= 0.001
+        ("π", "3.142", {"tolerance": 0.001}, True),
+        ("3.14", "3.142", {"tolerance": 0.001}, False),
+        ("3.1425", "3.142", {}, False),
+        ("\\frac{3}{2}", "1.5", {"precision": 1.0}, True),  # not a plain number: math-verify
+    ],
+)
+def test_release_number_rules(prediction, answer, rule, expected):
+    assert is_correct(prediction, answer, "number", **rule) is expected
 
 
 def benchmark_frame(source: str, rows: list[dict]) -> pd.DataFrame:
@@ -135,12 +201,32 @@ def test_grade_benchmark_record():
     assert record["per_example"][1] == {
         "id": "1", "family": "statistics", "greedy_correct": 1, "avg_at_k": 0.0, "greedy_correct_no_image": 1, "prediction": "1.50",
     }  # fmt: skip
-    assert "release_metrics" not in record
+    assert "release_metrics" not in record and record["rule_based"] is False and record["skipped_rows"] == []
     json.dumps(record)
     without = grade_completions(frame, greedy, samples, None, "sft", "mathvista")
     assert without["greedy_accuracy_no_image"] is None and without["per_example"][0]["greedy_correct_no_image"] is None
     with pytest.raises(ValueError, match="completions for 1/2 rows"):
         grade_completions(frame, greedy[:1], samples, None, "sft", "mathvista")
+
+
+def test_grade_record_applies_row_rules_marks_llm_judged_benchmarks_and_keeps_skipped_rows():
+    frame = benchmark_frame("mathvista", [{"answer": "1.5", "answer_type": "number", "metadata": {"precision": 1.0}}])
+    assert grade_completions(frame, ["\\boxed{1.54}"], [["\\boxed{1.46}"]], None, "sft", "mv")["greedy_accuracy"] == 1.0
+    frame = benchmark_frame("mathverse", [{"answer": "B", "answer_type": "multiple_choice"}])
+    frame.attrs["skipped_rows"] = ["testmini.parquet row 7: empty question"]
+    record = grade_completions(frame, ["\\boxed{B}"], [["\\boxed{B}"]], None, "sft", "mathverse")
+    assert record["rule_based"] is True and record["skipped_rows"] == ["testmini.parquet row 7: empty question"]
+
+
+def test_grade_benchmark_adds_wemath_and_dynamath_metrics():
+    metadata, _ = wemath_rows({"2steps_1": [1, 1, 1], "2steps_2": [1, 1, 1]})
+    frame = benchmark_frame("wemath", [{"answer": "A", "answer_type": "multiple_choice", "metadata": m} for m in metadata])
+    greedy = ["\\boxed{A}", "\\boxed{A}", "\\boxed{B}", "\\boxed{A}", "\\boxed{A}", "\\boxed{A}"]  # problem 1: IG
+    record = grade_completions(frame, greedy, [[g] for g in greedy], None, "sft", "wemath")
+    assert record["release_metrics"]["greedy"]["IG"] == 0.5 and record["release_metrics"]["greedy"]["score_strict"] == 0.75
+    rows = [{"answer": "3.142", "answer_type": "number", "metadata": {"seed": "1", "variant": v, "tolerance": 0.001}} for v in (1, 2)]
+    record = grade_completions(benchmark_frame("dynamath", rows), ["\\boxed{3.1416}", "\\boxed{3.2}"], [["x"], ["x"]], None, "sft", "d")
+    assert record["greedy_accuracy"] == 0.5 and record["release_metrics"]["greedy"] == {"average": 0.5, "worst_case": 0.0}
 
 
 def test_grade_benchmark_adds_hallusionbench_accuracies():
@@ -149,7 +235,7 @@ def test_grade_benchmark_adds_hallusionbench_accuracies():
     greedy = ["\\boxed{yes}", "\\boxed{yes}", "\\boxed{no}", "\\boxed{no}", "\\boxed{yes}"]
     samples = [[g, "\\boxed{yes}"] for g in greedy]
     record = grade_completions(frame, greedy, samples, None, "grpo-uniform-s0", "hb")
-    assert record["release_metrics"]["greedy"] == hallusion_accuracies(hallusion_rows(), [1, 1, 0, 0, 1])
+    assert record["release_metrics"]["greedy"] == hallusion_accuracies(hallusion_rows(), [1, 1, 0, 0, 1], ["yes", "yes", "no", "no", "yes"])
     # avg@k: the mean over sample indices of each index's accuracies.
     assert record["release_metrics"]["avg_at_k"]["aAcc"] == pytest.approx((3 / 5 + 1) / 2)
 

@@ -4,7 +4,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tokencredit.params import Params, ParamsError, RolloutParams, deep_merge, json_schema, load_params, section_json, validate
+import yaml
+from tokencredit.params import Params, ParamsError, RolloutParams, deep_merge, json_schema, load_params, merged_params, section_json, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,11 @@ def test_methods_merge_by_name_over_the_built_in_ones():
     assert params.methods["tor"].hparams == {"rho_r": 0.2} and params.methods["tor_wide"].hparams == {"rho_r": 0.5}
     assert set(params.methods) == set(built_in) | {"tor_wide"}
     assert all(params.methods[name] == spec for name, spec in built_in.items() if name != "tor")
+
+
+def test_dvc_params_file_is_the_default_set():
+    """params.yaml (what DVC runs) is current: `python -m tokencredit.params --activate` rewrites it."""
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == merged_params(ROOT / "params/default.yaml")
 
 
 def test_methods_full_grid_covers_every_method_and_ablation():

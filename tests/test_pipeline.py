@@ -5,14 +5,18 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tokencredit.params import merged_params
+from tokencredit.params import activate
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -28,8 +32,9 @@ def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     return out
 
 
-def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(project, "snakemake", "--cores", "2", *args, check=check)
+def snakemake(project: Path, *args: str, overrides: tuple[str, ...] = (), check: bool = True) -> subprocess.CompletedProcess:
+    """Snakemake on the active params set (params.yaml, as DVC's stage runs it), then `overrides`."""
+    return run(project, "snakemake", "--cores", "2", "--configfile", "params.yaml", *overrides, *args, check=check)
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -48,7 +53,7 @@ def planned_jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
-    """A git + DVC copy of the project whose default params are the smoke set, reproduced by `dvc repro`."""
+    """A git + DVC copy of the project whose active params set is the smoke set, reproduced by `dvc repro`."""
     project = tmp_path_factory.mktemp("workspace") / "project"
     files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").stdout.split()
     for name in files:
@@ -56,8 +61,7 @@ def smoke_run(tmp_path_factory) -> Path:
         if src.is_file() or src.is_symlink():
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             (project / name).symlink_to(src.readlink()) if src.is_symlink() else shutil.copy2(src, project / name)
-    smoke = merged_params(ROOT / "params/default.yaml", ROOT / "params/smoke.yaml")
-    (project / "params/default.yaml").write_text(yaml.safe_dump(smoke))
+    activate("params/smoke.yaml", root=project)
     git(project, "init", "-q")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "smoke")
@@ -106,6 +110,87 @@ def test_mlflow_records_every_job(smoke_run):
     assert {"prepare_data", "build_base", "sft", "report"} <= set(stages)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def page_text(chromium: str, url: str, profile: Path, rendered: str) -> str:
+    """The visible text of a page in headless Chromium (--dump-dom, tags stripped).
+
+    A busy machine may dump the page before its data arrived: up to 3 tries, until `rendered` shows.
+    """
+    for _ in range(3):
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
+             "--window-size=1600,1200", "--virtual-time-budget=30000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=180,
+        ).stdout  # fmt: skip
+        text = re.sub(r"\s+", " ", re.sub(r"<(style|script)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S))
+        if rendered in text:
+            break
+    return text
+
+
+def mlflow_pages(chromium: str, url: str, experiment_id: str, run_ids: list[str], tmp_path: Path) -> tuple[str, str]:
+    """The experiment's runs table and the comparison of `run_ids`, as the README links them.
+
+    MLflow 3.17's UI opens an experiment by its workflow type (?workflowType=machine_learning: the
+    runs table); the table shows metric columns once chosen under "Columns", the comparison always.
+    """
+    table = page_text(chromium, f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "p1", "Run Name")
+    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
+    return table, page_text(chromium, f"{url}/#/compare-runs?{query}", tmp_path / "p2", "Run details")
+
+
+def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{smoke_run / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        client = MlflowClient(url)
+        experiment = client.get_experiment_by_name("tokencredit-smoke")
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # a model-training experiment
+        runs = client.search_runs([experiment.experiment_id], "params.method = 'uniform'", order_by=["metrics.`test/greedy_acc` DESC"])
+        assert [r.info.run_name for r in runs] == ["grpo-uniform-s0"]
+        uniform = runs[0].data
+        assert {"algo": "grpo", "method": "uniform", "seed": "0"}.items() <= uniform.params.items()
+        for split in ("test", "test_ood"):
+            assert {f"{split}/greedy_acc", f"{split}/avg_at_k", f"{split}/pass_at_k", f"{split}/no_image_acc"} <= uniform.metrics.keys()
+        record = json.loads((smoke_run / "results/runs/grpo-uniform-s0/run.json").read_text())
+        assert record["mlflow_run_id"] == runs[0].info.run_id and record["params"]["train"]["max_steps"] == 2
+        # Every run of the policy carries its identifying tags; one invocation tag groups the whole call.
+        jobs = client.search_runs([experiment.experiment_id], "tags.policy = 'grpo-uniform-s0'", max_results=100)
+        assert len(jobs) > 5 and all(r.data.tags.get("method") == "uniform" and r.data.tags.get("seed") == "0" for r in jobs)
+        assert len({r.data.tags["invocation"] for r in client.search_runs([experiment.experiment_id], max_results=200)}) == 1
+
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            if os.environ.get("CI"):
+                pytest.fail("CI must run the browser test: install Debian's `chromium` package")
+            pytest.skip("chromium is not installed (apt-get install chromium)")
+        table, compare = mlflow_pages(chromium, url, experiment.experiment_id, [r.info.run_id for r in runs], tmp_path)
+        assert "grpo-uniform-s0" in table and "sft" in table and "Run Name" in table  # the runs table, not traces
+        assert "method uniform" in compare and "test/greedy_acc" in compare
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def test_nothing_to_do_after_a_complete_run(smoke_run):
     assert planned_jobs(snakemake(smoke_run, "-n")) == {}
 
@@ -113,18 +198,19 @@ def test_nothing_to_do_after_a_complete_run(smoke_run):
 def dry_run(project: Path, tmp_path: Path, override: str) -> dict[str, int]:
     path = tmp_path / "override.yaml"
     path.write_text(override)
-    return planned_jobs(snakemake(project, "-n", "--configfile", str(path)))
+    return planned_jobs(snakemake(project, "-n", overrides=(str(path),)))
 
 
 def test_train_change_reruns_only_the_runs_jobs(smoke_run, tmp_path):
+    # One rollouts job per policy and split (all its decodings), one grade job per policy (all its splits).
     jobs = dry_run(smoke_run, tmp_path, "train:\n  max_steps: 3\n")
-    assert jobs == {"train": 1, "rollouts": 6, "grade": 2, "score": 1, "report": 1}
+    assert jobs == {"train": 1, "rollouts": 2, "grade": 1, "score": 1, "report": 1}
 
 
 def test_grading_changes_regrade_without_generating(smoke_run, tmp_path):
     # Grading reads the cached decodings: no rollouts job, hence no generation.
-    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 1\n") == {"grade": 4, "report": 1}
-    assert dry_run(smoke_run, tmp_path, "eval:\n  without_image: false\n") == {"grade": 4, "report": 1}
+    assert dry_run(smoke_run, tmp_path, "eval:\n  k: 1\n") == {"grade": 2, "report": 1}
+    assert dry_run(smoke_run, tmp_path, "eval:\n  without_image: false\n") == {"grade": 2, "report": 1}
 
 
 def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
@@ -136,11 +222,35 @@ def test_scoring_changes_rescore_without_generating(smoke_run, tmp_path):
 
 
 def test_a_changed_rollout_cache_key_regenerates(smoke_run, tmp_path):
-    # Sampling keys regenerate the sampled decoding only; the token budget every decoding.
-    sampled = dry_run(smoke_run, tmp_path, "rollouts:\n  temperature: 0.7\n")
-    assert sampled == {"rollouts": 4, "grade": 4, "score": 2, "report": 1}
-    everything = dry_run(smoke_run, tmp_path, "rollouts:\n  max_new_tokens: 20\n")
-    assert everything == {"rollouts": 12, "grade": 4, "score": 2, "report": 1}
+    # Any rollouts key reruns every rollouts job; which decodings it regenerates is the cache
+    # key's business (test_rollouts_rerun_regenerates_only_stale_decodings).
+    for override in ("rollouts:\n  temperature: 0.7\n", "rollouts:\n  max_new_tokens: 20\n"):
+        assert dry_run(smoke_run, tmp_path, override) == {"rollouts": 4, "grade": 2, "score": 2, "report": 1}
+
+
+def rollout_files(project: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (project / "results/rollouts/sft/test").glob("*.parquet")}
+
+
+def test_rollouts_rerun_regenerates_only_stale_decodings(smoke_run, tmp_path):
+    """A new temperature regenerates `sampled` and keeps greedy and no_image as they are; a new token
+    budget regenerates all; a rerun leaves nothing to do. In a copy: the other tests keep the run."""
+    project = tmp_path / "project"
+    shutil.copytree(smoke_run, project, symlinks=True)
+    target = "results/rollouts/sft/test/sampled.parquet"  # the rollouts job of sft on test alone
+    before = rollout_files(project)
+    hotter = tmp_path / "hotter.yaml"
+    hotter.write_text("rollouts:\n  temperature: 0.7\n")
+    snakemake(project, target, "--configfile", str(hotter))
+    after = rollout_files(project)
+    assert sorted(name for name in before if after[name] != before[name]) == ["sampled.parquet"]
+    assert planned_jobs(snakemake(project, target, "-n", "--configfile", str(hotter))) == {}
+
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("rollouts:\n  temperature: 0.7\n  max_new_tokens: 20\n")
+    snakemake(project, target, "--configfile", str(longer))
+    regenerated = rollout_files(project)
+    assert sorted(regenerated) == sorted(after) and all(regenerated[name] != after[name] for name in after)
 
 
 def test_dvc_pull_into_a_fresh_clone_is_up_to_date(smoke_run):
@@ -159,7 +269,17 @@ def test_bad_params_fail_before_any_job_and_keep_outputs(smoke_run, tmp_path):
     before = (smoke_run / "results/report/metrics.json").read_bytes()
     override = tmp_path / "bad.yaml"
     override.write_text("train:\n  methods: [uniform, no_such_method]\n")
-    out = snakemake(smoke_run, "--configfile", str(override), check=False)
+    out = snakemake(smoke_run, overrides=(str(override),), check=False)
     assert out.returncode != 0
     assert "no_such_method" in out.stdout + out.stderr
     assert (smoke_run / "results/report/metrics.json").read_bytes() == before
+
+
+def test_dvc_exp_run_sets_a_key_of_the_active_set(smoke_run):
+    """Last: it retrains. `-S` edits params.yaml, the smoke set here; `dvc exp show` lists the report's metrics."""
+    run(smoke_run, "dvc", "exp", "run", "-S", "train.max_steps=3")
+    record = json.loads((smoke_run / "results/runs/grpo-uniform-s0/run.json").read_text())
+    assert record["params"]["train"]["max_steps"] == 3 and record["params"]["train"]["prompts_per_step"] == 2  # smoke's
+    shown = run(smoke_run, "dvc", "exp", "show", "--csv").stdout
+    header = shown.splitlines()[0].split(",")
+    assert "grpo-uniform.test.greedy_accuracy_mean" in header and "train.max_steps" in header

@@ -279,3 +279,22 @@ def test_report_opens_with_the_forest_plot_and_a_sentence_per_method(tmp_path: P
     sentence = next(line for line in md.splitlines() if line.startswith("`grpo-entropy_topk` on test"))
     assert "vs its random twin `grpo-random_entropy_topk` +31.2 [" in sentence and "beats it" in sentence
     assert "vs the oracle `grpo-oracle_perception` -31.2 [" in sentence and "below it" in sentence
+
+
+def test_benchmarks_show_official_metrics_rule_based_figures_and_skipped_rows(tmp_path):
+    files = []
+    for policy, (greedy, avg, _) in TEST.items():
+        seed = int(policy.rsplit("-s", 1)[1]) if policy != "sft" else 0
+        wemath = {**fake_eval(policy, "wemath", greedy, avg, None), "source": "wemath", "skipped_rows": []}
+        wemath["release_metrics"] = {"greedy": {"score_strict": 0.25 + 0.5 * seed, "IK": 0.5}, "avg_at_k": {}}
+        logic = {**fake_eval(policy, "logicvista", greedy, avg, None), "source": "logicvista", "rule_based": True,
+                 "skipped_rows": ["data/dataset.json row 382: empty question"]}  # fmt: skip
+        files += [write_eval(tmp_path, wemath), write_eval(tmp_path, logic)]
+    build_report(files, run_dirs(tmp_path, TEST), tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    official = summary.split("## Official metrics of the benchmarks' scorers")[1]
+    assert "| run | score_strict | IK |" in official and "| grpo-uniform | 50.0 | 50.0 |" in official  # (25 + 75) / 2
+    logic_section = summary.split("### logicvista")[1].split("###")[0]
+    assert "Rule-based: the official scorer of this benchmark is an LLM judge" in logic_section
+    assert "1 row(s) of the release left out: data/dataset.json row 382: empty question" in logic_section
+    assert "Rule-based" not in summary.split("### wemath")[1].split("###")[0]

@@ -10,22 +10,23 @@ import pandas as pd
 import pytest
 import torch
 
+import tokencredit.models
 import tokencredit.rollouts as rollouts
+import tokencredit.sampling as sampling
 from tokencredit.batching import completion_token_ids, encode_prompts
-from tokencredit.dataset import load_images, load_split
+from tokencredit.dataset import load_images, load_split, row_images
 from tokencredit.manifest import manifest_path, write_manifest
-from tokencredit.models import load_policy
+from tokencredit.models import load_policy, vision_token_ids
 from tokencredit.params import RolloutParams
 from tokencredit.rollouts import (
     StaleRolloutsError,
     cache_key,
-    decode,
     ensure_rollouts,
     generate_rollouts,
     load_rollouts,
     read_rollouts,
-    token_offsets,
 )
+from tokencredit.sampling import decode, token_offsets
 from tokencredit.synthetic import completion_role_spans, token_roles
 
 PARAMS = RolloutParams(num_samples=2, max_new_tokens=6, batch_size=3)  # 8 test prompts: shards of 3, 3, 2
@@ -65,7 +66,7 @@ def test_rollouts_hold_tokens_text_rewards_and_log_probs(world, cached):
         assert 1 <= len(ids) <= 6 and len(row.sampling_logp) == len(ids) and max(row.sampling_logp) <= 0
         assert row.finished == (ids[-1] == eos) and eos not in ids[:-1]
         assert row.text == decode(processor, ids) and row.accuracy_reward in (0.0, 1.0)
-        assert not set(ids) & set(rollouts.vision_token_ids(model))  # never an image slot inside a completion
+        assert not set(ids) & set(vision_token_ids(model))  # never an image slot inside a completion
     _, key = read_rollouts(out)
     assert key == cache_key(policy, data_dir / "test.parquet", PARAMS, "sampled")
 
@@ -73,9 +74,31 @@ def test_rollouts_hold_tokens_text_rewards_and_log_probs(world, cached):
 def test_a_matching_cache_is_reused_without_loading_the_model(world, cached, monkeypatch):
     data_dir, policy, _, _ = world
     out, frame = cached
-    monkeypatch.setattr(rollouts, "load_policy", lambda *a, **k: pytest.fail("the cache should have been reused"))
+    monkeypatch.setattr(tokencredit.models, "load_policy", lambda *a, **k: pytest.fail("the cache should have been reused"))
     again = ensure_rollouts(policy, data_dir, "test", PARAMS, "sampled", None, out, out.parent / "work")
     pd.testing.assert_frame_equal(again, frame)
+
+
+def test_a_batch_of_decodings_loads_the_policy_once_and_only_for_stale_ones(world, cached, tmp_path):
+    """What one rollouts job per policy does: after a new temperature, `sampled` is regenerated and
+    `greedy` kept as it is (same bytes), with the policy loaded once."""
+    data_dir, policy, model, processor = world
+    out = {"sampled": tmp_path / "sampled.parquet", "greedy": tmp_path / "greedy.parquet"}
+    shutil.copy(cached[0], out["sampled"])
+    ensure_rollouts(policy, data_dir, "test", PARAMS, "greedy", None, out["greedy"], tmp_path / "w")
+    greedy_bytes = out["greedy"].read_bytes()
+    loads = []
+
+    def load():
+        loads.append(1)
+        return model, processor
+
+    for params in (PARAMS, PARAMS.model_copy(update={"temperature": 2.0})):
+        for decoding in ("sampled", "greedy"):
+            ensure_rollouts(policy, data_dir, "test", params, decoding, None, out[decoding], tmp_path / decoding, load)
+        assert len(loads) == (0 if params is PARAMS else 1)  # all current: nothing loaded
+    assert read_rollouts(out["sampled"])[1]["sampling"]["temperature"] == 2.0
+    assert out["greedy"].read_bytes() == greedy_bytes
 
 
 def test_a_changed_key_regenerates(world, cached, tmp_path):
@@ -171,7 +194,7 @@ def test_greedy_decodings_take_one_completion_and_ignore_sampling_keys(world, tm
         assert list(frame["id"]) == list(prompts["id"]) and set(frame["sample"]) == {0}
     # The recorder leaves decoding alone: greedy equals transformers' own greedy generate.
     inputs = encode_prompts(processor, list(prompts["question"][:3]), load_images(prompts.head(3), data_dir))
-    plain = model.generate(**inputs, max_new_tokens=6, do_sample=False, suppress_tokens=rollouts.vision_token_ids(model),
+    plain = model.generate(**inputs, max_new_tokens=6, do_sample=False, suppress_tokens=vision_token_ids(model),
                            pad_token_id=processor.tokenizer.pad_token_id)  # fmt: skip
     texts = [decode(processor, ids) for ids in plain[:, inputs["input_ids"].shape[1] :].tolist()]
     assert [t.split(processor.tokenizer.eos_token)[0] for t in texts] == list(greedy["text"][:3])
@@ -184,17 +207,36 @@ def test_recorded_log_probs_are_those_of_the_sampling_distribution(world, temper
     prompts = load_split(data_dir, "test").head(3)
     questions, images, n = list(prompts["question"]), load_images(prompts, data_dir), 1 if temperature == 0 else 2
     torch.manual_seed(0)
-    samples = rollouts.sample(model, processor, questions, images, n, temperature, 6)
+    samples = sampling.sample(model, processor, questions, images, n, temperature, 6)
     torch.manual_seed(0)
     inputs = encode_prompts(processor, questions, images)
     mode = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {"do_sample": False}
-    out = model.generate(**inputs, max_new_tokens=6, num_return_sequences=n, suppress_tokens=rollouts.vision_token_ids(model),
+    out = model.generate(**inputs, max_new_tokens=6, num_return_sequences=n, suppress_tokens=vision_token_ids(model),
                          pad_token_id=processor.tokenizer.pad_token_id, output_scores=True, return_dict_in_generate=True, **mode)  # fmt: skip
     tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
     for row, s in enumerate(samples):
         assert s["token_ids"] == tokens[row, : len(s["token_ids"])].tolist()
         expected = [torch.log_softmax(out.scores[t][row].float(), -1)[token].item() for t, token in enumerate(s["token_ids"])]
         assert s["sampling_logp"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_row_with_two_images_shows_the_model_both(world):
+    """A benchmark row lists several images: each gets its placeholder and its pixels (within the
+    processor's pixel limits), and generation runs on the mixed batch."""
+    data_dir, _, model, processor = world
+    prompts = load_split(data_dir, "test").head(2)
+    frame = pd.DataFrame({"images": [list(prompts["image"]), [prompts["image"].iloc[0]], []]})
+    images = row_images(frame, data_dir)
+    assert [None if i is None else len(i) for i in images] == [2, 1, None]
+    questions = ["Compare the two.", "One.", "None."]
+    inputs = encode_prompts(processor, questions, images)
+    assert len(inputs["image_grid_thw"]) == 3  # every image of every prompt
+    slots = (inputs["input_ids"] == model.config.image_token_id).sum(1).tolist()
+    assert slots[0] == 2 * slots[1] > 0 and slots[2] == 0
+    patch, max_pixels = processor.image_processor.patch_size, processor.image_processor.size["longest_edge"]
+    assert all(h * w * patch * patch <= max_pixels for _, h, w in inputs["image_grid_thw"].tolist())
+    samples = sampling.sample(model, processor, questions, images, 1, 0.0, 3)
+    assert len(samples) == 3
 
 
 def test_token_offsets_give_each_token_its_target_role(world, tiny_world):

@@ -5,7 +5,9 @@ width C, concatenated: input_ids[:, :P] is the prompt, input_ids[:, P:] the comp
 logits that predict the completion are logits[:, P - 1 : -1], and `completion_mask` is [B, C].
 Passing `images=None` gives the same batch with the image removed from every prompt (the
 counterfactual of a text-only forward), with identical completion tokens; a None entry in
-`images` removes the image of that prompt only.
+`images` removes the image of that prompt only. An entry may be a list: a prompt with several
+images (real benchmarks) gets one placeholder per image, each resized within the processor's pixel
+limits.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from tokencredit.dataset import prompt_messages
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
 
 
-Images = Sequence[Image.Image | None] | None  # one per question (None: that prompt has no image), or None for all
+# One entry per question: its image, its images, or None (no image); or None for all.
+Images = Sequence[Image.Image | Sequence[Image.Image] | None] | None
 
 
-def prompt_text(processor: ProcessorMixin, question: str, with_image: bool) -> str:
+def prompt_text(processor: ProcessorMixin, question: str, n_images: int) -> str:
     """The question rendered by the chat template, ending with the assistant turn's header."""
-    messages = prompt_messages(question, with_image=with_image)
+    messages = prompt_messages(question, n_images)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -35,8 +38,9 @@ def encode_prompts(processor: ProcessorMixin, questions: Sequence[str], images: 
     images = [None] * len(questions) if images is None else list(images)
     if len(images) != len(questions):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions")
-    texts = [prompt_text(processor, q, with_image=image is not None) for q, image in zip(questions, images)]
-    present = [image for image in images if image is not None]
+    per_prompt = [[] if image is None else [image] if isinstance(image, Image.Image) else list(image) for image in images]
+    texts = [prompt_text(processor, q, len(own)) for q, own in zip(questions, per_prompt)]
+    present = [image for own in per_prompt for image in own]
     kwargs = {"images": present} if present else {}
     return processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
 

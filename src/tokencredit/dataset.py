@@ -45,7 +45,13 @@ def load_images(frame: pd.DataFrame, data_dir: Path) -> list[Image.Image]:
     return [load_image(data_dir, rel) for rel in frame["image"]]
 
 
-def prompt_messages(question: str, with_image: bool = True) -> list[dict]:
-    """TRL conversational prompt: one user turn with the image placeholder, then the question."""
-    content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
+def row_images(frame: pd.DataFrame, data_dir: Path) -> list[list[Image.Image] | None]:
+    """Every image of each row (a real row may have several; None: a text-only row)."""
+    rels = frame["images"] if "images" in frame else frame["image"].map(lambda rel: [rel])
+    return [[load_image(data_dir, rel) for rel in row if rel] or None for row in rels]
+
+
+def prompt_messages(question: str, n_images: int = 1) -> list[dict]:
+    """TRL conversational prompt: one user turn with `n_images` image placeholders, then the question."""
+    content = [{"type": "image"}] * n_images + [{"type": "text", "text": question}]
     return [{"role": "user", "content": content}]

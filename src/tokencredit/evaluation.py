@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from tokencredit.graders import RELEASE_METRICS, avg_at_k, extract, score
+from tokencredit.graders import LLM_JUDGED, RELEASE_METRICS, avg_at_k, extract, score
+
+GRADING_RULES = ("precision", "tolerance")  # a row's own number rule, kept in its metadata by its adapter
 
 
 def completions_by_row(frame: pd.DataFrame, rollouts: pd.DataFrame, k: int | None = None, name: str = "rollouts") -> list[list[str]]:
@@ -65,7 +67,9 @@ def grade_completions(
     `greedy` and `no_image` hold one greedy completion per row (with and without its image),
     `samples` k completions per row. Per example: correctness, the greedy answer (`prediction`);
     per family and overall: greedy accuracy, avg@k; overall also pass@k (some sample correct) and,
-    for benchmarks whose release defines more (HallusionBench), `release_metrics`.
+    for benchmarks whose official scorer reports more (HallusionBench, We-Math, DynaMath),
+    `release_metrics`; `rule_based` when that scorer is an LLM judge our rules only approximate;
+    `skipped_rows`, the rows the conversion left out (the frame's attrs), each with its reason.
     """
     if not (len(frame) == len(greedy) == len(samples)) or (no_image is not None and len(no_image) != len(frame)):
         raise ValueError(f"{split}: completions for {len(greedy)}/{len(samples)} rows, the split has {len(frame)}")
@@ -74,9 +78,11 @@ def grade_completions(
         raise ValueError(f"{split}: rows have different numbers of samples")
     choices = frame["choices"] if "choices" in frame else [()] * len(frame)
     keys = list(zip(frame["answer"], frame["answer_type"], choices))
-    greedy_correct = [score(c, *key) for c, key in zip(greedy, keys)]
-    sample_correct = [[score(c, *key) for c in row] for row, key in zip(samples, keys)]
-    no_image_correct = [score(c, *key) for c, key in zip(no_image, keys)] if no_image is not None else None
+    metadata = [json.loads(m) for m in frame["metadata"]] if "metadata" in frame else [{}] * len(frame)
+    rules = [{name: m[name] for name in GRADING_RULES if m.get(name) is not None} for m in metadata]
+    greedy_correct = [score(c, *key, **rule) for c, key, rule in zip(greedy, keys, rules)]
+    sample_correct = [[score(c, *key, **rule) for c in row] for row, key, rule in zip(samples, keys, rules)]
+    no_image_correct = [score(c, *key, **rule) for c, key, rule in zip(no_image, keys, rules)] if no_image is not None else None
     per_example = [
         {
             "id": str(row_id),
@@ -105,13 +111,14 @@ def grade_completions(
             for family, g in table.groupby("family", sort=True)
         },
         "per_example": per_example,
+        "rule_based": source in LLM_JUDGED,
+        "skipped_rows": list(frame.attrs.get("skipped_rows", [])),
     }
     metrics = RELEASE_METRICS.get(source)
     if metrics is not None:
-        metadata = [json.loads(m) for m in frame["metadata"]]
-        per_sample = [metrics(metadata, [row[j] for row in sample_correct]) for j in range(k)]
+        per_sample = [metrics(metadata, [row[j] for row in sample_correct], [extract(row[j]) for row in samples]) for j in range(k)]
         record["release_metrics"] = {
-            "greedy": metrics(metadata, greedy_correct),
+            "greedy": metrics(metadata, greedy_correct, [extract(c) for c in greedy]),
             "avg_at_k": {name: sum(m[name] for m in per_sample) / k for name in per_sample[0]},
         }
     return record

@@ -3,13 +3,18 @@
 An answer is read from the completion's last <answer>...</answer> or \\boxed{} (after PAPO-Eval's
 removal of spaces around "<", ">" and "/"), then compared by answer type: numbers and expressions
 by math-verify, multiple choice by option letters (or by an option's text), yes/no by its first
-word. tokencredit.evaluation builds a split's record from these graders, with the accuracies a
-benchmark's release defines besides question accuracy (HallusionBench's question-, figure- and
-pair-level accuracies).
+word. A row may carry its release's own number rule: MathVista's `precision` (the prediction is
+rounded to that many decimals, then compared with the answer's text) and DynaMath's `tolerance`
+(an absolute difference). tokencredit.evaluation builds a split's record from these graders, with
+the metrics a benchmark's official scorer reports besides question accuracy (RELEASE_METRICS).
+
+Where the official scorer is an LLM (MathVerse, LogicVista, and the answer extraction of MathVista,
+DynaMath and HallusionBench), these rules stand in for it: figures are "rule-based".
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -41,7 +46,30 @@ def chosen_letters(prediction: str, choices: Sequence[str]) -> tuple[str, ...] |
     return None
 
 
-def is_correct(prediction: str | None, answer: str, answer_type: str, choices: Sequence[str] = ()) -> bool:
+def plain_number(text: str) -> float | None:
+    """A number the way DynaMath's scorer reads one: the first word, a float or a multiple of π
+    ("2π", "2\\pi"); None when it is not one."""
+    words = text.strip().replace("\\pi", "π").split()
+    if not words:
+        return None
+    word, pi = (words[0][:-1], math.pi) if words[0].endswith("π") else (words[0], 1.0)
+    try:
+        return float(word or 1) * pi
+    except ValueError:
+        return None
+
+
+def is_correct(
+    prediction: str | None,
+    answer: str,
+    answer_type: str,
+    choices: Sequence[str] = (),
+    precision: float | None = None,
+    tolerance: float | None = None,
+) -> bool:
+    """Whether `prediction` is `answer`. `precision` (MathVista): the prediction rounded to that many
+    decimals has the answer's text; `tolerance` (DynaMath): within that absolute difference. Either
+    applies to a prediction that is a plain number; any other falls back to math-verify."""
     if answer_type not in ANSWER_TYPES:
         raise ValueError(f"unknown answer_type {answer_type!r} (known: {', '.join(ANSWER_TYPES)})")
     if prediction is None:
@@ -50,12 +78,17 @@ def is_correct(prediction: str | None, answer: str, answer_type: str, choices: S
         return chosen_letters(prediction, choices) == option_letters(answer)
     if answer_type == "yes_no":
         return yes_no(prediction) == answer.strip().lower()
+    value, gold = plain_number(prediction), plain_number(answer)
+    if value is not None and precision is not None and not math.isnan(precision):
+        return str(round(value, int(precision))) == answer.strip()
+    if value is not None and gold is not None and tolerance is not None:
+        return abs(value - gold) <= tolerance
     return math_equal(prediction, answer)
 
 
-def score(completion: str, answer: str, answer_type: str, choices: Sequence[str] = ()) -> int:
-    """1 when the answer the completion gives is correct, else 0."""
-    return int(is_correct(extract(completion), answer, answer_type, choices))
+def score(completion: str, answer: str, answer_type: str, choices: Sequence[str] = (), **rule: float | None) -> int:
+    """1 when the answer the completion gives is correct, else 0 (`rule`: precision, tolerance)."""
+    return int(is_correct(extract(completion), answer, answer_type, choices, **rule))
 
 
 def avg_at_k(scores: Sequence[int]) -> float:
@@ -86,17 +119,29 @@ def _all_correct_share(keys: Sequence[tuple], correct: Sequence[int]) -> float:
     return sum(all(g) for g in groups.values()) / len(groups) if groups else float("nan")
 
 
-def hallusion_accuracies(metadata: Sequence[dict], correct: Sequence[int]) -> dict[str, float]:
+def is_uncertain(prediction: str | None) -> bool:
+    """An answer that is neither yes nor no ("uncertain", "cannot be determined"). HallusionBench's
+    GPT judge calls such answers "unclear"; no extracted answer at all is not counted as one."""
+    return prediction is not None and yes_no(prediction) is None
+
+
+def hallusion_accuracies(metadata: Sequence[dict], correct: Sequence[int], predictions: Sequence[str | None]) -> dict[str, float]:
     """HallusionBench's accuracies as its release computes them (utils.py):
 
-    aAcc: questions answered correctly; fAcc: figures (category, subcategory, set, figure) whose
-    questions are all correct, leaving out VS questions asked without a figure (figure 0);
-    qAcc: question pairs (category, subcategory, set, question) correct on every figure.
+    A VS question asked without its figure (figure 0) is also correct when the answer is uncertain:
+    without the visual supplement, not knowing is right (assign_correctness). aAcc: questions
+    answered correctly; fAcc: figures (category, subcategory, set, figure) whose questions are all
+    correct, leaving out those VS questions; qAcc: question pairs (category, subcategory, set,
+    question) correct on every figure.
     """
     def key(m: dict, *names: str) -> tuple:
         return tuple(str(m[n]) for n in ("category", "subcategory", "set_id", *names))
 
-    figures = [(key(m, "figure_id"), c) for m, c in zip(metadata, correct) if not (m["category"] == "VS" and str(m["figure_id"]) == "0")]
+    def no_figure(m: dict) -> bool:
+        return m["category"] == "VS" and str(m["figure_id"]) == "0"
+
+    correct = [int(c or (no_figure(m) and is_uncertain(p))) for m, c, p in zip(metadata, correct, predictions, strict=True)]
+    figures = [(key(m, "figure_id"), c) for m, c in zip(metadata, correct) if not no_figure(m)]
     return {
         "aAcc": sum(correct) / len(correct),
         "fAcc": _all_correct_share([k for k, _ in figures], [c for _, c in figures]),
@@ -104,5 +149,73 @@ def hallusion_accuracies(metadata: Sequence[dict], correct: Sequence[int]) -> di
     }
 
 
-# Accuracies a benchmark's release defines besides question accuracy, by adapter name.
-RELEASE_METRICS: dict[str, Callable[[Sequence[dict], Sequence[int]], dict[str, float]]] = {"hallusionbench": hallusion_accuracies}
+def wemath_metrics(metadata: Sequence[dict], correct: Sequence[int], predictions: Sequence[str | None]) -> dict[str, float]:
+    """We-Math's four dimensions and scores, as its four_dimensional_metrics.py computes them.
+
+    A multi-step problem (`ID`) is judged by its one-step sub-questions ("2steps_1", "2steps_2")
+    and the whole ("2steps_multi"): insufficient knowledge (IK) when a sub-question and the whole
+    are wrong, inadequate generalisation (IG) when every sub-question is right but the whole is
+    wrong, complete mastery (CM) when the whole is right with every (strict) or some (loose)
+    sub-question right, rote memorisation (RM) when the whole is right with some (strict) or every
+    (loose) sub-question wrong. IK, IG and CM are shares of the problems, RM a share of CM + RM;
+    score = (problems - 0.5 IG - RM - IK) / problems. The release's script divides by its 525
+    problems; we divide by the complete problems present (525 on the full testmini).
+    """
+    problems: dict[str, dict[str, int]] = defaultdict(dict)
+    for m, c in zip(metadata, correct, strict=True):
+        steps, _, part = str(m["key"]).partition("_")
+        if steps in ("2steps", "3steps"):
+            problems[f"{steps}/{m['ID']}"][part] = c
+    counts = defaultdict(int)
+    for name, parts in problems.items():
+        n = int(name[0])
+        if set(parts) != {*map(str, range(1, n + 1)), "multi"}:
+            continue
+        subs = [parts[str(i)] for i in range(1, n + 1)]
+        counts["problems"] += 1
+        if parts["multi"]:
+            counts["CM_strict"] += all(subs)
+            counts["CM_loose"] += any(subs)
+            counts["RM_strict"] += not all(subs)
+            counts["RM_loose"] += not any(subs)
+        else:
+            counts["IG"] += all(subs)
+            counts["IK"] += not all(subs)
+    total = counts["problems"]
+    if not total:
+        return {}
+
+    def share(part: int, whole: int) -> float:
+        return part / whole if whole else float("nan")
+
+    return {
+        "IK": share(counts["IK"], total),
+        "IG": share(counts["IG"], total),
+        "CM_strict": share(counts["CM_strict"], total),
+        "CM_loose": share(counts["CM_loose"], total),
+        "RM_strict": share(counts["RM_strict"], counts["CM_strict"] + counts["RM_strict"]),
+        "RM_loose": share(counts["RM_loose"], counts["CM_loose"] + counts["RM_loose"]),
+        "score_strict": (total - 0.5 * counts["IG"] - counts["RM_strict"] - counts["IK"]) / total,
+        "score_loose": (total - 0.5 * counts["IG"] - counts["RM_loose"] - counts["IK"]) / total,
+    }
+
+
+def dynamath_metrics(metadata: Sequence[dict], correct: Sequence[int], predictions: Sequence[str | None]) -> dict[str, float]:
+    """DynaMath's accuracies as VLMEvalKit's scorer computes them: average over every variant of
+    every seed question, and worst case, the share of seed questions right in all their variants."""
+    return {
+        "average": sum(correct) / len(correct),
+        "worst_case": _all_correct_share([(str(m["seed"]),) for m in metadata], correct),
+    }
+
+
+# Metrics a benchmark's official scorer reports besides question accuracy, by adapter name; each
+# takes the rows' metadata, their correctness and the extracted predictions.
+ReleaseMetrics = Callable[[Sequence[dict], Sequence[int], Sequence[str | None]], dict[str, float]]
+RELEASE_METRICS: dict[str, ReleaseMetrics] = {
+    "hallusionbench": hallusion_accuracies,
+    "wemath": wemath_metrics,
+    "dynamath": dynamath_metrics,
+}
+# Benchmarks whose official scorer is an LLM judge: our rule-based accuracy only approximates it.
+LLM_JUDGED = ("mathverse", "logicvista")

@@ -9,6 +9,7 @@ files, so a restored manifest with the same content is recognised as unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from tokencredit.atomic import write_json
@@ -42,3 +43,16 @@ def write_manifest(directory: str | Path) -> Path:
     target = manifest_path(directory)
     write_json(target, {"directory": Path(directory).name, "files": file_digests(directory)})
     return target
+
+
+def policy_hash(policy_dir: str | Path) -> str:
+    """sha256 of the policy's files, whatever the directory is called: from its manifest when it has
+    one (every model the pipeline writes), else hashed here (a local checkpoint)."""
+    path = manifest_path(policy_dir)
+    if path.is_file():
+        files = json.loads(path.read_text())["files"]
+    elif Path(policy_dir).is_dir():
+        files = file_digests(policy_dir)
+    else:
+        raise FileNotFoundError(f"policy {policy_dir} does not exist (no directory, no manifest {path})")
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

@@ -1,33 +1,78 @@
-"""Load a policy (the tiny local VLM or a real local checkpoint) as (model, processor)."""
+"""Load a policy (the tiny local VLM, a real local checkpoint, or a LoRA adapter on one) as (model, processor).
+
+A LoRA run's model directory holds the adapter (peft's adapter_config.json and
+adapter_model.safetensors), the processor, and BASE_FILE: the policy it was trained from (a path
+relative to the adapter's directory unless given absolute) and that policy's digest. The adapter
+is a few MB where merged weights would be a whole model's copy (15 GB at 7B). Loading merges it
+into the base: every consumer (rollouts, grading, scoring) then runs a plain model, equal to the
+adapted one up to float rounding. The digest makes the directory's manifest, and so every cache
+keyed on it, follow the base too.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from tokencredit.atomic import atomic_path
+from tokencredit.manifest import manifest_path, policy_hash
 from tokencredit.params import ModelParams
 from tokencredit.tiny_vlm import ImageOnlyQwen2_5_VLProcessor  # importing also registers it with AutoProcessor
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+BASE_FILE = "base_policy.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def is_adapter(path: Path) -> bool:
+    """A LoRA run's model directory: an adapter on a base policy (see the module docstring)."""
+    return (Path(path) / "adapter_config.json").is_file()
 
 
 def check_checkpoint(path: Path) -> None:
     """Raise FileNotFoundError naming `path` and what a loadable model directory lacks."""
     if not path.is_dir():
         raise FileNotFoundError(f"policy checkpoint {path} does not exist or is not a directory")
-    missing = []
-    if not (path / "config.json").is_file():
-        missing.append("config.json")
-    if not any((path / f).is_file() for f in WEIGHT_FILES):
-        missing.append(" or ".join(WEIGHT_FILES))
-    if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        missing.append(" or ".join(TOKENIZER_FILES))
+    needed = [(name,) for name in (*ADAPTER_FILES, BASE_FILE)] if is_adapter(path) else [("config.json",), WEIGHT_FILES]
+    missing = [" or ".join(names) for names in (*needed, TOKENIZER_FILES) if not any((path / n).is_file() for n in names)]
     if missing:
         raise FileNotFoundError(f"policy checkpoint {path} is incomplete: missing {'; '.join(missing)}")
+
+
+def adapter_base(path: Path) -> Path:
+    """The policy the adapter in `path` was trained from, after checking it is still that policy.
+
+    A pipeline-built base is checked by its manifest; a local checkpoint, the params' fixed input,
+    is not rehashed at every load (gigabytes).
+    """
+    reference = json.loads((path / BASE_FILE).read_text())
+    base = Path(os.path.normpath(path / reference["path"]))  # an absolute path stays as it is
+    check_checkpoint(base)
+    if manifest_path(base).is_file() and policy_hash(base) != reference["digest"]:
+        raise ValueError(
+            f"LoRA adapter {path} was trained from {base}, which has changed since: retrain the adapter "
+            f"(rerun its train job) or restore that base"
+        )
+    return base
+
+
+def _load_model(path: Path, model_params: ModelParams) -> PreTrainedModel:
+    """The model of a checkpoint, or of an adapter's base with the adapter merged into it."""
+    if is_adapter(path):
+        from peft import PeftModel  # only adapters need peft
+
+        return PeftModel.from_pretrained(_load_model(adapter_base(path), model_params), path).merge_and_unload()
+    trust = model_params.trust_remote_code
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust, local_files_only=True)
+    return AutoModelForImageTextToText.from_pretrained(
+        path, config=config, dtype="auto", attn_implementation=model_params.attn_implementation,
+        trust_remote_code=trust, local_files_only=True,
+    )  # fmt: skip
 
 
 def load_policy(
@@ -37,22 +82,18 @@ def load_policy(
 
     `model_params` supplies the attention kernel, trust_remote_code and the image pixel bounds
     (without it: defaults, and the checkpoint's own pixel bounds). Weights keep their saved dtype.
+    A LoRA adapter's directory loads as its base with the adapter merged in.
     """
     path = Path(path)
     check_checkpoint(path)
     given = model_params is not None
     model_params = model_params or ModelParams()
-    trust = model_params.trust_remote_code
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(
-            path, config=config, dtype="auto", attn_implementation=model_params.attn_implementation,
-            trust_remote_code=trust, local_files_only=True,
-        )  # fmt: skip
+        model = _load_model(path, model_params)
         # Real Qwen2.5-VL checkpoints name the full processor, whose video half needs torchvision;
         # the project feeds images only, so every Qwen2.5-VL loads the image-only processor.
-        loader = ImageOnlyQwen2_5_VLProcessor if config.model_type == "qwen2_5_vl" else AutoProcessor
-        processor = loader.from_pretrained(path, trust_remote_code=trust, local_files_only=True)
+        loader = ImageOnlyQwen2_5_VLProcessor if model.config.model_type == "qwen2_5_vl" else AutoProcessor
+        processor = loader.from_pretrained(path, trust_remote_code=model_params.trust_remote_code, local_files_only=True)
     except Exception as err:  # corrupt weights raise library-specific errors: name the checkpoint
         raise ValueError(f"cannot load policy checkpoint {path}: {type(err).__name__}: {err}") from err
     if given:  # same images, same number of visual tokens, whatever the checkpoint's defaults
@@ -63,14 +104,37 @@ def load_policy(
 
 
 def save_policy(
-    model: PreTrainedModel, processor: ProcessorMixin, out_dir: str | Path, extra_files: dict[str, str] | None = None
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    out_dir: str | Path,
+    extra_files: dict[str, str] | None = None,
+    base: str | Path | None = None,
 ) -> None:
-    """Save a loadable policy directory atomically, with optional extra text files (e.g. a training log)."""
+    """Save a loadable policy directory atomically, with optional extra text files (e.g. a training log).
+
+    A LoRA model (peft) saves its adapter and a reference to `base`, the policy it was trained from.
+    """
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        if is_adapter(tmp):
+            if base is None:
+                raise ValueError(f"saving the LoRA adapter {out_dir} needs the policy it was trained from (base)")
+            _reference_base(tmp, Path(base), Path(out_dir))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
+
+
+def _reference_base(adapter_dir: Path, base: Path, out_dir: Path) -> None:
+    """Write BASE_FILE, and keep the adapter's files byte-stable: its manifest keys the caches."""
+    reference = str(base) if base.is_absolute() else os.path.relpath(base, out_dir)
+    (adapter_dir / BASE_FILE).write_text(json.dumps({"path": reference, "digest": policy_hash(base)}, indent=2) + "\n")
+    (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's empty model card, naming the base as it was loaded
+    config_file = adapter_dir / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    if isinstance(config["target_modules"], list):  # peft holds a set: its order changes from process to process
+        config["target_modules"] = sorted(config["target_modules"])
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def vision_token_ids(model: PreTrainedModel) -> list[int]:

@@ -188,6 +188,33 @@ def _default_methods() -> dict[str, MethodSpec]:
     return {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
 
 
+class LoraParams(Section):
+    """LoRA (peft) in place of full fine-tuning: only the adapter trains; the base weights stay frozen.
+
+    Defaults follow verl/EasyR1's Qwen2.5-VL LoRA examples (rank 64, alpha 32, all-linear, vision
+    tower excluded, as vLLM serves no LoRA on the vision tower of Qwen-VL models).
+    """
+
+    rank: int = Field(64, ge=1, description="Rank r of the adapter matrices.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha: the adapter's update is scaled by alpha / rank.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input (peft's lora_dropout).")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear", description="Linear layers that get an adapter: module names or name suffixes (e.g. [q_proj, v_proj]), "
+        "or 'all-linear' (peft: every linear layer but the output layer). lm_head cannot be adapted: the loss reads its weight directly.",
+    )
+    freeze_vision_tower: bool = Field(
+        True, description="No adapter inside the vision tower (modules under `visual`): it stays as the base has it. "
+        "False: target_modules matching there get adapters too.",
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _not_lm_head(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (not value or "lm_head" in value):
+            raise ValueError("must be non-empty and must not name lm_head: TRL computes log-probs from lm_head's weight, so its adapter would never train")
+        return value
+
+
 class TrainParams(Section):
     algos: list[Literal["grpo", "dapo", "dr_grpo"]] = Field(
         default_factory=lambda: ["grpo"], min_length=1, description="Base algorithms of the grid.", json_schema_extra=GRID
@@ -247,6 +274,17 @@ class TrainParams(Section):
     use_vllm: bool = Field(False, description="Generate rollouts with vLLM (must be installed) instead of transformers' generate.")
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="vLLM in the training processes, or a separate `trl vllm-serve` server (TRL's modes)."
+    )
+    lora: LoraParams | None = Field(
+        None, description="Train a LoRA adapter instead of every weight (None: full fine-tuning). The run's model directory "
+        "then holds the adapter and a reference to the policy it started from; loading it merges the two.",
+    )
+    signals_from_loss: bool = Field(
+        False, description="Entropy and attention methods (those reading only entropy and attn_image: entropy_topk, atrl) "
+        "take their signals from TRL's loss forward instead of a scoring forward of their own, as TRL's top_entropy_quantile "
+        "does: no extra forward, but the method changes: batch-wide statistics (top-rho thresholds) are taken per "
+        "micro-batch (over every process) instead of over the whole generated batch, and with updates_per_generation > 1 "
+        "later updates read the current policy, not the rollout policy. Methods reading other signals keep their scoring forward.",
     )
 
     @model_validator(mode="after")
@@ -582,5 +620,29 @@ def json_schema() -> dict[str, Any]:
     return Params.model_json_schema(by_alias=True)
 
 
-if __name__ == "__main__":  # python -m tokencredit.params > params/schema.json
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+ACTIVE = "params.yaml"  # DVC's params file: the active params set, what `dvc repro` / `dvc exp run` run
+DEFAULT = "params/default.yaml"
+
+
+def activate(*sets: str | Path, root: Path = Path(".")) -> Path:
+    """Write params.yaml: params/default.yaml merged with `sets`, validated (DVC's stage runs it)."""
+    paths = [root / DEFAULT, *(root / p for p in sets)]
+    raw = merged_params(*paths)
+    load_params(*paths)
+    named = "".join(f" {p}" for p in sets)
+    header = f"# Written by `python -m tokencredit.params --activate{named}`: {DEFAULT}{named.replace(' ', ' + ')}.\n"
+    header += "# DVC's stage runs it; `dvc exp run -S key=value` edits it.\n"
+    target = root / ACTIVE
+    target.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+    return target
+
+
+if __name__ == "__main__":
+    # python -m tokencredit.params > params/schema.json
+    # python -m tokencredit.params --activate params/smoke.yaml   (params.yaml: the set DVC runs)
+    import sys
+
+    if sys.argv[1:2] == ["--activate"]:
+        print(activate(*sys.argv[2:]))
+    else:
+        print(json.dumps(json_schema(), indent=2, sort_keys=True))

@@ -41,7 +41,8 @@ from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_batch
 from tokencredit.dataset import load_image, prompt_messages
 from tokencredit.models import load_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoreParams, ScoringParams
-from tokencredit.rollouts import decode, load_rollouts, token_offsets
+from tokencredit.rollouts import load_rollouts
+from tokencredit.sampling import decode, token_offsets
 from tokencredit.score_columns import signal_column, weight_column
 from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
 from tokencredit.synthetic import ROLES, completion_role_spans, token_roles

@@ -15,7 +15,7 @@ from tokencredit.batching import Images, encode_for_loss
 from tokencredit.dataset import load_images
 from tokencredit.graders import score
 from tokencredit.params import SFTParams
-from tokencredit.rollouts import sample
+from tokencredit.sampling import sample
 
 EvalFn = Callable[[PreTrainedModel, ProcessorMixin, pd.DataFrame], dict[str, float]]
 LogFn = Callable[[dict, int], None]

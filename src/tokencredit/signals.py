@@ -164,7 +164,7 @@ def _image_attention(model: Any, layers: list[int], image_keys: Tensor, n_comple
         weights = output[1]
         if weights is None:
             raise RuntimeError("attention module returned no weights; attn_image needs attn_implementation='eager'")
-        queries = weights[:, :, -n_completion - 1 : -1, :]  # positions predicting completion tokens
+        queries = weights.detach()[:, :, -n_completion - 1 : -1, :]  # positions predicting completion tokens
         found.append(torch.einsum("bhqk,bk->bq", queries.float(), image_keys) / queries.shape[1])
 
     all_layers = _decoder_layers(model)
@@ -174,6 +174,18 @@ def _image_attention(model: Any, layers: list[int], image_keys: Tensor, n_comple
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def image_attention_of(model: Any, input_ids: Tensor, n_completion: int, attention_layers: Iterable[int]) -> Iterator[list[Tensor]]:
+    """attn_image [B, T] of the forward of `input_ids` (prompt + completion) that runs inside, found[0]
+    once it has run: for a forward someone else runs (the training loss), read without a gradient."""
+    layers = _resolve_layers(model, attention_layers)
+    image_keys = (input_ids == model.config.image_token_id).float()
+    with _image_attention(model, layers, image_keys, n_completion) as per_layer:
+        found: list[Tensor] = []
+        yield found
+        found.append(sum(per_layer) / len(per_layer))
 
 
 def _completion_hidden(model: Any, inputs: dict[str, Any], n_completion: int) -> Tensor:

@@ -10,6 +10,9 @@ The generated batch may feed several optimizer steps (train.updates_per_generati
 accumulating gradients over micro-batches: TRL shuffles and splits the batch after this class has
 weighted it, so the weights always come from the whole generated batch.
 For w ≥ 0, weighting the advantage equals weighting the clipped per-token loss (METHODS.md §2).
+With train.signals_from_loss, methods that read only entropy and attention skip the scoring
+forward: each micro-batch's loss forward gives them (TRL computes the entropy there, hooks record
+the attention) and weights that micro-batch, as TRL's top_entropy_quantile does.
 
 Several processes (`accelerate launch`): each generates, scores and trains on its own rows, but the
 weighting sees every process's rows, so its batch-wide statistics (entropy_topk's and ToR's top-ρ
@@ -37,12 +40,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import is_peft_model
 from torch import Tensor
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
@@ -50,10 +54,19 @@ from trl.models import unwrap_model_for_generation
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.rollout_batch import merge_rows, mixed_groups
 from tokencredit.scoring import role_codes
-from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.signals import (
+    COUNTERFACTUAL_SIGNALS,
+    LABEL_SIGNALS,
+    TokenSignals,
+    check_attention_implementation,
+    image_attention_of,
+    score_policy,
+)
 from tokencredit.weighting import Context, Layout, weight_stats
 
 log = logging.getLogger(__name__)
+# What the loss forward gives besides log-probs: TRL computes the entropy there; the attention is recorded.
+LOSS_FORWARD_SIGNALS = frozenset({"entropy", "attn_image"})
 
 
 class WeightedGRPOTrainer(GRPOTrainer):
@@ -68,6 +81,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         dynamic_sampling_tolerance: DAPO; a group is mixed when its rewards span more than this.
         entropy_penalty: VPPO's coefficient of mean(−log π_θ(o_t)) over the sampled tokens, added to
             the loss; 0 disables it. (TRL's own entropy_coef is the full-vocabulary form.)
+        signals_from_loss: entropy and attn_image from TRL's loss forward, weights per micro-batch
+            (train.signals_from_loss); only for methods that read nothing else.
     """
 
     def __init__(
@@ -81,6 +96,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         dynamic_sampling_tries: int = 0,
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
+        signals_from_loss: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -92,8 +108,10 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.dynamic_sampling_tries = dynamic_sampling_tries
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
+        self.signals_from_loss = signals_from_loss and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
+        self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
         if "attn_image" in self.needs:
-            check_attention_implementation(self.model)
+            check_attention_implementation(without_peft_wrapper(self.model))
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
         # perturb each other; seeded every step by _reseed_streams.
@@ -127,7 +145,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         metrics = self._mode_metrics()
         for part, seconds in self._seconds.items():
             metrics[f"time/{part}_s"].append(seconds)
-        for what in ("rewards", "signals"):  # counts over the global batch, every DAPO round included
+        # Over the global batch, every DAPO round included; with signals_from_loss, signals are guarded per micro-batch.
+        for what in ("rewards",) if self.signals_from_loss else ("rewards", "signals"):
             metrics[f"guard/nonfinite_{what}"].append(float(self._nonfinite[what]))
         return batch
 
@@ -213,15 +232,21 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
     # -- token weights ----------------------------------------------------------------------------------
     def _weight_advantages(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.signals_from_loss:  # weighted micro-batch by micro-batch, in the loss forward
+            return batch
         with self._timed("signals"):
-            local = self._signals(batch, inputs)
-            signals, advantages = self._global_batch(local, batch["advantages"])
-            signals, guarded = finite_signals(signals)
-            self._count_nonfinite("signals", guarded)
-            w = self.weighting(signals, advantages, Context(self._tie_breaks, self._layout()))
-        batch["advantages"] = batch["advantages"].unsqueeze(1) * self._local_rows(w, local.mask.shape[1])
-        self._log_weights(w, signals)
+            w, guarded = self._weights(self._signals(batch, inputs), batch["advantages"])
+        self._count_nonfinite("signals", guarded)
+        batch["advantages"] = batch["advantages"].unsqueeze(1) * w
         return batch
+
+    def _weights(self, local: TokenSignals, advantages: Tensor) -> tuple[Tensor, int]:
+        """This process's rows of w, weighted over every process's rows; and how many tokens were guarded."""
+        signals, all_advantages = self._global_batch(local, advantages)
+        signals, guarded = finite_signals(signals)
+        w = self.weighting(signals, all_advantages, Context(self._tie_breaks, self._layout()))
+        self._log_weights(w, signals)
+        return self._local_rows(w, local.mask.shape[1]), guarded
 
     def _layout(self) -> Layout:
         """Rows of one micro-batch and of one process's optimizer step (VPPO's TAS pools on them)."""
@@ -257,12 +282,14 @@ class WeightedGRPOTrainer(GRPOTrainer):
     @contextmanager
     def _whole_policy(self) -> Iterator[Any]:
         """The policy as TRL generates with it: unwrapped, ZeRO-3 shards gathered, FSDP's root parameters
-        summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold."""
+        summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold.
+        With LoRA: the model under peft's wrapper, whose layers run the adapter, so that scoring finds
+        its submodules by the model's own names."""
         with (
             unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as policy,
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            yield policy
+            yield without_peft_wrapper(policy)
 
     def _global_batch(self, signals: TokenSignals, advantages: Tensor) -> tuple[TokenSignals, Tensor]:
         """Every process's rows in process order, padded to the longest completion (padding is masked out)."""
@@ -302,11 +329,6 @@ class WeightedGRPOTrainer(GRPOTrainer):
             metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
 
     # -- loss: VPPO's sampled-token entropy penalty ----------------------------------------------------
-    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
-        out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        self._last_logps = out[0]  # the loss forward's log π_θ(o_t), with grad, for the penalty
-        return out
-
     def _compute_loss(self, model, inputs):
         """TRL's loss, plus entropy_penalty × mean(−log π_θ(o_t)) over the sampled tokens (VPPO's term).
 
@@ -326,6 +348,46 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._mode_metrics()["entropy_penalty/sampled"].append(self.accelerator.gather(penalty.detach()).mean().item())
         return loss + self.entropy_penalty * penalty
 
+    # -- signals from the loss forward (train.signals_from_loss) --------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.signals_from_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # A copy takes the weighted advantages: TRL reuses the buffered micro-batch in later updates.
+        self._loss_inputs = dict(inputs)
+        try:
+            return super().compute_loss(model, self._loss_inputs, return_outputs, num_items_in_batch)
+        finally:
+            self._loss_inputs = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """TRL's forward, keeping its log π_θ(o_t) (with grad) for VPPO's penalty; with signals_from_loss,
+        the loss forward (the one that computes entropies) also weights the micro-batch's advantages."""
+        inputs, self._loss_inputs = self._loss_inputs, None  # the loss runs one forward per micro-batch
+        forward = super()._get_per_token_logps_and_entropies
+        if inputs is None or not kwargs.get("compute_entropy"):
+            out = forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        else:
+            policy = without_peft_wrapper(self.accelerator.unwrap_model(model))
+            recorder = (
+                image_attention_of(policy, input_ids, logits_to_keep, self.attention_layers) if "attn_image" in self.needs else nullcontext([])
+            )
+            with recorder as attention:
+                out = forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+            self._weight_from_loss_forward(inputs, entropy=out[1], attention=attention[0] if attention else None)
+        self._last_logps = out[0]
+        return out
+
+    def _weight_from_loss_forward(self, inputs: dict[str, Any], entropy: Tensor, attention: Tensor | None) -> None:
+        """Weights the micro-batch's advantages from its loss forward's entropy and attention, before TRL's loss reads them."""
+        mask = inputs["completion_mask"].bool() if "tool_mask" not in inputs else (inputs["completion_mask"] * inputs["tool_mask"]).bool()
+        found = {"entropy": entropy.detach().float(), "attn_image": attention}
+        local = TokenSignals(mask=mask, **{name: found[name].masked_fill(~mask, 0.0) for name in self.needs})
+        w, guarded = self._weights(local, inputs["advantages"])
+        self._mode_metrics()["guard/nonfinite_signals"].append(float(guarded))
+        if guarded:
+            log.warning("step %d: %d non-finite signals guarded", self.state.global_step, guarded)
+        inputs["advantages"] = inputs["advantages"].unsqueeze(1) * w
+
     # -- saving and resuming ----------------------------------------------------------------------------
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """Restore a checkpoint's weights through from_pretrained, which maps their names.
@@ -335,10 +397,13 @@ class WeightedGRPOTrainer(GRPOTrainer):
         load_state_dict(strict=False), which matches none of them and silently keeps the initial
         weights (huggingface/transformers#43701). FSDP checkpoints hold the model's own names.
         The concrete class is named, so no checkpoint code runs (trust_remote_code is moot).
+        A LoRA checkpoint holds the adapter only, which must come back whole.
         """
         if self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         model = model if model is not None else self.model
+        if is_peft_model(model):
+            return load_adapter_weights(model, resume_from_checkpoint)
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype, local_files_only=True)
         model.load_state_dict(saved.state_dict())  # strict: every weight comes back or this fails
 
@@ -388,6 +453,25 @@ def finite_signals(signals: TokenSignals) -> tuple[TokenSignals, int]:
     mask = signals.mask & ~bad
     kept = {name: getattr(signals, name).masked_fill(~mask, 0.0) for name in signals.available()}
     return TokenSignals(mask=mask, **kept), int(bad.sum())
+
+
+def load_adapter_weights(model: Any, checkpoint: str) -> None:
+    """Set the active adapter of a peft model from a checkpoint's adapter, every weight or none."""
+    from peft import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+
+    saved = load_peft_weights(checkpoint, device="cpu")
+    expected = get_peft_model_state_dict(model)
+    if saved.keys() != expected.keys():
+        raise ValueError(
+            f"checkpoint {checkpoint} holds another adapter ({len(saved.keys() - expected.keys())} unknown and "
+            f"{len(expected.keys() - saved.keys())} missing weights, e.g. {sorted(saved.keys() ^ expected.keys())[:2]})"
+        )
+    set_peft_model_state_dict(model, saved)
+
+
+def without_peft_wrapper(model: Any) -> Any:
+    """The model under peft's wrapper (its LoRA layers in place and active), or `model` itself."""
+    return model.get_base_model() if is_peft_model(model) else model
 
 
 def _derived_seed(*parts: int) -> int:

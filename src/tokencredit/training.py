@@ -31,7 +31,7 @@ from tokencredit.atomic import write_text
 from tokencredit.dataset import load_image, prompt_messages
 from tokencredit.manifest import manifest_path
 from tokencredit.models import vision_token_ids
-from tokencredit.params import MethodSpec, ScoringParams, TrainParams
+from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.rewards import format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
@@ -152,6 +152,25 @@ def dual_clip(train: TrainParams, algo: Algorithm) -> float | None:
     if train.dual_clip is not None and train.dual_clip <= 1 + algo.epsilon_high:
         raise ValueError(f"train.dual_clip ({train.dual_clip}) must exceed 1 + epsilon_high ({1 + algo.epsilon_high}) of {algo.loss_type}")
     return train.dual_clip
+
+
+# peft's exclude_modules regex (matched against full module names): Qwen2-VL-style models keep the
+# vision tower and its merger under `visual` (model.visual.blocks.*, model.visual.merger.*).
+VISION_TOWER = r".*\bvisual\b.*"
+
+
+def lora_config(lora: LoraParams):
+    """peft's LoraConfig for train.lora; TRL wraps the policy with it (GRPOTrainer's peft_config)."""
+    from peft import LoraConfig  # only LoRA runs need peft
+
+    return LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        exclude_modules=VISION_TOWER if lora.freeze_vision_tower else None,
+        task_type="CAUSAL_LM",
+    )
 
 
 class MetricsLogger(TrainerCallback):
@@ -323,4 +342,6 @@ def build_trainer(
         dynamic_sampling_tries=train.max_dynamic_sampling_tries if algo.dynamic_sampling else 0,
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
+        signals_from_loss=train.signals_from_loss,
+        peft_config=lora_config(train.lora) if train.lora else None,
     )

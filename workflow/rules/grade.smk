@@ -1,24 +1,23 @@
-# Every policy's completions are cached (the `rollouts` rule, one job per decoding) and graded from
-# the cache, so a changed grading parameter regrades without generating. A benchmark's converted
-# copy (results/benchmarks) is graded like a synthetic split (results/data).
+# Every policy's completions are cached (the `rollouts` rule) and graded from the cache, so a changed
+# grading parameter regrades without generating. A benchmark's converted copy (results/benchmarks)
+# is graded like a synthetic split (results/data). One job grades a policy on every split and
+# benchmark: grading takes less time than a job's start-up.
 
 
 rule grade:
     input:
-        rollouts=expand("results/rollouts/{{policy}}/{{dataset}}/{decoding}.parquet", decoding=P.eval.decodings),
-        data=lambda wc: data_file(wc.dataset),
+        rollouts=[f"results/rollouts/{{policy}}/{d}/{decoding}.parquet" for d in GRADED for decoding in P.eval.decodings],
+        data=[data_file(d) for d in GRADED],
     output:
-        "results/eval/{policy}/{dataset}.json",
+        expand("results/eval/{{policy}}/{dataset}.json", dataset=GRADED),
     params:
         eval=section("eval"),
         policy=lambda wc: policy_dir(wc.policy),
-        data=lambda wc: data_dir(wc.dataset),
     log:
-        "results/logs/grade/{policy}-{dataset}.log",
+        "results/logs/grade/{policy}.log",
     shell:
         "python -m steps.grade --params {params.eval:q} --policy-name {wildcards.policy} --policy {params.policy}"
-        " --data {params.data} --split {wildcards.dataset} --rollouts results/rollouts/{wildcards.policy}/{wildcards.dataset}"
-        " --out {output} > {log} 2>&1"
+        " --data {input.data} --rollouts results/rollouts/{wildcards.policy} --out {output} > {log} 2>&1"
 
 
 # `snakemake benchmark_evals`: every policy on every benchmark of eval.benchmarks.

@@ -1,11 +1,16 @@
 import json
 
 # Rollouts are the expensive part, so every decoding of every policy on every split or benchmark is
-# a cached artifact of its own: the `rollouts` rule reads only the policy, the data and the params
-# that decide that decoding (the cache key), and `score` and `grade` read them back; changing a
-# scoring or grading parameter, or the sampling temperature for a greedy decoding, generates nothing.
+# a cached artifact of its own (tokencredit.rollouts), keyed by the policy, the data and the params
+# that decide that decoding; `score` and `grade` read them back, so changing a scoring or grading
+# parameter generates nothing. One `rollouts` job per policy and split (or benchmark) ensures all of
+# its decodings: start-up and model loading are paid once, and a decoding whose cache key still
+# matches is kept, not regenerated (a new temperature regenerates `sampled` alone). Per split, not
+# per policy: Snakemake reruns every consumer of a job that reruns, so adding a benchmark must not
+# touch the jobs whose sampled completions `score` reads.
 # The token analysis needs the synthetic task's ground-truth roles: a real training set has none.
 ANALYSIS_SPLITS = [] if REAL_DATA else P.analysis.splits
+GRADED = [*P.eval.splits, *P.eval.benchmarks]
 
 
 rule rollouts:
@@ -13,24 +18,24 @@ rule rollouts:
         policy=lambda wc: policy_input(wc.policy),
         data=lambda wc: data_file(wc.dataset),
     output:
-        "results/rollouts/{policy}/{dataset}/{decoding}.parquet",
+        # update: Snakemake keeps the files when the job reruns (it deletes outputs otherwise), so
+        # the step can keep every decoding whose cache key still matches. The output list is not a
+        # rerun key: grading without no_image reruns nothing.
+        [update(f"results/rollouts/{{policy}}/{{dataset}}/{decoding}.parquet") for decoding in P.eval.decodings],
     params:
-        rollouts=lambda wc: json.dumps(P.rollouts.for_decoding(wc.decoding), sort_keys=True),
+        rollouts=section("rollouts"),
         model=section("model"),
         policy=lambda wc: policy_dir(wc.policy),
-        data=lambda wc: data_dir(wc.dataset),
     threads: 1
     resources:
         **P.resources.rollouts.snakemake(),
     log:
-        "results/logs/rollouts/{policy}-{dataset}-{decoding}.log",
+        "results/logs/rollouts/{policy}-{dataset}.log",
     shell:
         "python -m steps.rollouts --params {params.rollouts:q} --model-params {params.model:q}"
-        " --policy-name {wildcards.policy} --policy {params.policy} --data {params.data} --split {wildcards.dataset}"
-        " --decoding {wildcards.decoding} --out {output}"
-        # Shards live outside the output, which Snakemake deletes before a rerun: generation resumes from them.
-        " --work results/checkpoints/rollouts/{wildcards.policy}-{wildcards.dataset}-{wildcards.decoding}"
-        " --threads {threads} > {log} 2>&1"
+        " --policy-name {wildcards.policy} --policy {params.policy} --data {input.data} --out {output}"
+        # Shards live outside the outputs: generation resumes from them.
+        " --work results/checkpoints/rollouts/{wildcards.policy}-{wildcards.dataset} --threads {threads} > {log} 2>&1"
 
 
 rule score:

@@ -4,8 +4,9 @@
     frame, skipped = convert(adapter, Path("/data/MathVista"), "testmini", image_dir, "images/mathvista")
 
 An adapter turns one published row into an `Item` (tokencredit.sources.schema). It registers
-with its published splits (globs under the release directory, as the release lays its files out)
-and the fields every row must have, so a new dataset is one new file imported at the bottom:
+with its published splits and the fields every row must have, so a new dataset is one new file
+imported at the bottom. A split lists its layouts, as the releases lay their files out: each a glob
+under the release directory, or a tuple of globs read together; the first layout present is read.
 
     @register("geometry3k", splits={"test": ("data/test-*.parquet",)}, required=("images", "problem", "answer"))
     def convert(row: dict, ref: RowRef) -> Item: ...
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from tokencredit.params import Params
-from tokencredit.sources.records import RowRef
+from tokencredit.sources.records import Layout, RowRef
 from tokencredit.sources.schema import Item
 
 ConvertRow = Callable[[dict, RowRef], Item]
@@ -29,7 +30,7 @@ ConvertRow = Callable[[dict, RowRef], Item]
 @dataclass(frozen=True)
 class Adapter:
     name: str
-    splits: dict[str, tuple[str, ...]]  # published split -> file globs under the release directory
+    splits: dict[str, tuple[Layout, ...]]  # published split -> its layouts, the first present is read
     default_split: str  # what a benchmark reads when its params name no split
     required: tuple[str, ...]  # fields every published row must have (not null)
     convert: ConvertRow
@@ -39,7 +40,7 @@ ADAPTERS: dict[str, Adapter] = {}
 
 
 def register(
-    name: str, splits: Mapping[str, Iterable[str]], required: Iterable[str], default_split: str | None = None
+    name: str, splits: Mapping[str, Iterable[str | Layout]], required: Iterable[str], default_split: str | None = None
 ) -> Callable[[ConvertRow], ConvertRow]:
     """Register the decorated row converter as adapter `name`."""
 
@@ -49,7 +50,8 @@ def register(
         default = default_split or next(iter(splits))
         if default not in splits:
             raise ValueError(f"adapter {name!r}: default split {default!r} is not one of its splits {list(splits)}")
-        ADAPTERS[name] = Adapter(name, {s: tuple(g) for s, g in splits.items()}, default, tuple(required), convert)
+        layouts = {s: tuple((g,) if isinstance(g, str) else tuple(g) for g in gs) for s, gs in splits.items()}
+        ADAPTERS[name] = Adapter(name, layouts, default, tuple(required), convert)
         return convert
 
     return add

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
 from tokencredit.atomic import atomic_path, write_parquet
-from tokencredit.dataset import load_image, load_split
+from tokencredit.dataset import load_split
 from tokencredit.params import BenchmarkSpec, PromptParams
 from tokencredit.sources import get_adapter
 from tokencredit.sources.convert import convert
 from tokencredit.sources.schema import COLUMNS
 
-log = logging.getLogger(__name__)
+SKIPPED = "skipped_rows"  # the frame attribute (kept in the parquet file) listing the rows left out
 
 
-def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_dir: Path) -> int:
-    """Write out_dir/{name}.parquet and out_dir/images/{name}/; returns the malformed rows skipped."""
+def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_dir: Path) -> list[str]:
+    """Write out_dir/{name}.parquet and out_dir/images/{name}/; returns the rows skipped, each with
+    its reason, which the parquet file also keeps (frame.attrs) for grading and the report."""
     adapter = get_adapter(spec.source)
     with atomic_path(Path(out_dir) / "images" / name, directory=True) as tmp:
         frame, skipped = convert(
             adapter, Path(spec.path), spec.split or adapter.default_split, tmp, f"images/{name}",
             prompt.template, spec.where, spec.limit, spec.on_bad_row,
         )  # fmt: skip
-    write_parquet(Path(out_dir) / f"{name}.parquet", frame.assign(split=name))
+    frame = frame.assign(split=name)
+    frame.attrs[SKIPPED] = skipped
+    write_parquet(Path(out_dir) / f"{name}.parquet", frame)
     return skipped
 
 
@@ -36,11 +37,3 @@ def load_benchmark(data_dir: Path, name: str) -> pd.DataFrame:
     frame["images"] = frame["images"].map(list)
     frame["choices"] = frame["choices"].map(list)
     return frame
-
-
-def first_images(frame: pd.DataFrame, data_dir: Path) -> list[Image.Image | None]:
-    """Each row's first image, None for a text-only row: prompts carry one image per question."""
-    several = int((frame["images"].map(len) > 1).sum())
-    if several:
-        log.warning("%d rows have several images; the model is shown the first of each", several)
-    return [load_image(data_dir, rel) if rel else None for rel in frame["image"]]

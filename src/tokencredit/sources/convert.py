@@ -13,8 +13,8 @@ import pandas as pd
 from tokencredit.sources import Adapter
 from tokencredit.sources.answers import option_letters
 from tokencredit.sources.images import image_bytes, save_image
-from tokencredit.sources.records import RowRef, lookup, published_files, read_rows
-from tokencredit.sources.schema import ANSWER_TYPES, COLUMNS, BadRow, Item, SourceError
+from tokencredit.sources.records import Layout, RowRef, lookup, published_files, read_rows
+from tokencredit.sources.schema import ANSWER_TYPES, COLUMNS, BadRow, BrokenInRelease, Item, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +29,23 @@ def convert(
     where: Mapping[str, Sequence[str]] | None = None,
     limit: int | None = None,
     on_bad_row: str = "error",
-) -> tuple[pd.DataFrame, int]:
-    """The rows of published `split` under `root` as a frame of COLUMNS, and how many were skipped.
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of published `split` under `root` as a frame of COLUMNS, and the rows skipped
+    ("<file> row <n>: <reason>").
 
     Rows keep their published order; `where` keeps rows whose field has a listed value, `limit`
     the first N kept. Images are written to `image_dir` and named `image_prefix/<file>` in the
-    frame; `template` turns each question into the user text. A malformed row raises SourceError
-    naming its file, row and fault, or with on_bad_row="skip" is logged, counted and left out.
+    frame; `template` turns each question into the user text. A row the release publishes broken
+    (BrokenInRelease: an empty question or answer) is always skipped and logged. Any other
+    malformed row raises SourceError naming its file, row and fault, or with on_bad_row="skip" is
+    logged and skipped too.
     """
     if split not in adapter.splits:
         raise SourceError(f"dataset adapter {adapter.name!r} has no published split {split!r} (published: {list(adapter.splits)})")
     Path(image_dir).mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     first_seen: dict[str, RowRef] = {}
-    skipped = 0
+    skipped: list[str] = []
     for ref, row in _published_rows(root, adapter.splits[split], split):
         try:
             if not isinstance(row, dict):
@@ -54,25 +57,25 @@ def convert(
                 raise BadRow(f"id {item.id!r} repeats that of {first_seen[item.id]}")
             names = [save_image(image_bytes(v, root), image_dir, f"{ref.position:06d}-{i}") for i, v in enumerate(item.images)]
         except BadRow as err:
-            if on_bad_row == "error":
+            if on_bad_row == "error" and not isinstance(err, BrokenInRelease):
                 raise SourceError(f"{ref} ({adapter.name}/{split}): {err} (on_bad_row: skip leaves such rows out)") from None
             log.warning("skipped %s (%s/%s): %s", ref, adapter.name, split, err)
-            skipped += 1
+            skipped.append(f"{ref}: {err}")
             continue
         first_seen[item.id] = ref
         rows.append(_record(adapter.name, split, item, [f"{image_prefix}/{name}" for name in names], template))
         if limit is not None and len(rows) == limit:
             break
     if not rows:
-        raise SourceError(f"{adapter.name}/{split} under {root}: no rows left ({skipped} skipped as malformed)")
+        raise SourceError(f"{adapter.name}/{split} under {root}: no rows left ({len(skipped)} skipped as malformed)")
     if skipped:
-        log.warning("%s/%s: skipped %d malformed rows, kept %d", adapter.name, split, skipped, len(rows))
+        log.warning("%s/%s: skipped %d malformed rows, kept %d", adapter.name, split, len(skipped), len(rows))
     return pd.DataFrame(rows, columns=list(COLUMNS)), skipped
 
 
-def _published_rows(root: Path, patterns: Sequence[str], split: str) -> Iterator[tuple[RowRef, Any]]:
+def _published_rows(root: Path, layouts: Sequence[Layout], split: str) -> Iterator[tuple[RowRef, Any]]:
     position = 0
-    for path in published_files(root, patterns):
+    for path in published_files(root, layouts):
         for number, row in enumerate(read_rows(path)):
             yield RowRef(path, number, split, position), row
             position += 1
@@ -97,9 +100,9 @@ def _check(item: Item) -> None:
     if item.answer_type not in ANSWER_TYPES:
         raise BadRow(f"unknown answer type {item.answer_type!r} (known: {', '.join(ANSWER_TYPES)})")
     if not item.question.strip():
-        raise BadRow("empty question")
+        raise BrokenInRelease("empty question")
     if not item.answer.strip():
-        raise BadRow("empty answer")
+        raise BrokenInRelease("empty answer")
     if item.answer_type == "multiple_choice":
         letters = option_letters(item.answer)
         if letters is None:

@@ -17,7 +17,7 @@ GROUP_FIELDS = ("category", "subcategory", "set_id", "figure_id", "question_id")
 
 @register(
     "hallusionbench",
-    splits={"all": ("data/image-*.parquet", "data/non_image-*.parquet"), "image": ("data/image-*.parquet",), "non_image": ("data/non_image-*.parquet",)},
+    splits={"all": (("data/image-*.parquet", "data/non_image-*.parquet"),), "image": ("data/image-*.parquet",), "non_image": ("data/non_image-*.parquet",)},
     required=(*GROUP_FIELDS, "visual_input", "question", "gt_answer"),
 )
 def convert(row: dict, ref: RowRef) -> Item:

@@ -14,8 +14,9 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "
 
 
 def image_list(value: Any) -> tuple[Any, ...]:
-    """A published image field as a tuple of images: a list of them, one image, or none (None)."""
-    if value is None:
+    """A published image field as a tuple of images: a list of them, one image, or none (None, or
+    the empty string MathVerse's text-only split stores in its string-typed `image` column)."""
+    if value is None or value == "":
         return ()
     if isinstance(value, (list, tuple)):
         return tuple(value)

@@ -30,12 +30,22 @@ class RowRef:
         return f"{self.file} row {self.row}"
 
 
-def published_files(root: Path, patterns: Sequence[str]) -> list[Path]:
-    """The files under `root` matching any of `patterns` (globs), sorted; an error names what is missing."""
-    files = sorted({path for pattern in patterns for path in root.glob(pattern) if path.is_file()})
-    if not files:
-        raise SourceError(f"no published file matching {list(patterns)} under {root}")
-    return files
+Layout = tuple[str, ...]  # globs under the release directory whose files together hold one split
+
+
+def published_files(root: Path, layouts: Sequence[Layout]) -> list[Path]:
+    """The files of the first of `layouts` that matches anything under `root`, sorted.
+
+    A split may be published in several layouts (a Hub snapshot holds both the JSON release and
+    its parquet conversion): only the first that is present is read, so no row is read twice.
+    An error names the folder and every pattern looked for.
+    """
+    for layout in layouts:
+        files = sorted({path for pattern in layout for path in root.glob(pattern) if path.is_file()})
+        if files:
+            return files
+    looked_for = " or ".join(str(list(layout)) for layout in layouts)
+    raise SourceError(f"{root} matches no known layout of this split: no file matching {looked_for}")
 
 
 def read_rows(path: Path) -> Iterator[Any]:

@@ -34,5 +34,10 @@ class BadRow(ValueError):
     """A published row that cannot be converted: missing field, broken image, unknown answer type..."""
 
 
+class BrokenInRelease(BadRow):
+    """A row the release itself publishes broken (an empty question or answer): it cannot be asked
+    or graded whatever the adapter does, so it is always skipped, and counted with its reason."""
+
+
 class SourceError(ValueError):
     """A dataset that cannot be converted; the message names the file, the row and the field."""

@@ -16,16 +16,16 @@ from tokencredit.sources.schema import SourceError
 REAL_SPLITS = ("train", "validation")
 
 
-def write_training_splits(data: DataParams, prompt: PromptParams, data_dir: Path) -> int:
+def write_training_splits(data: DataParams, prompt: PromptParams, data_dir: Path) -> list[str]:
     """Write data_dir/{train,validation}.parquet (+ images/<published split>/) from data.source at
-    data.path; returns the number of malformed rows skipped.
+    data.path; returns the rows skipped, each with its reason.
 
     The release's own validation split is used when it has one; otherwise n_validation train rows,
     chosen with data.seed, are held out (their images stay under images/train/).
     """
     adapter = get_adapter(data.source)
     frames: dict[str, pd.DataFrame] = {}
-    skipped = 0
+    skipped: list[str] = []
     for split in (s for s in REAL_SPLITS if s in adapter.splits):
         with atomic_path(Path(data_dir) / "images" / split, directory=True) as tmp:
             frames[split], n = convert(
