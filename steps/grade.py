@@ -6,10 +6,7 @@ from pathlib import Path
 from steps.common import parser, policy_run, section
 from tokencredit.params import EvalParams
 from tokencredit.run_record import read_run_record
-from tokencredit.tracking import log_to_run
-
-# The grade's summary numbers, as metrics of the policy's own run: "{split}/{name}" (MLflow's runs table).
-POLICY_METRICS = {"greedy_accuracy": "greedy_acc", "avg_at_k": "avg_at_k", "pass_at_k": "pass_at_k", "greedy_accuracy_no_image": "no_image_acc"}
+from tokencredit.tracking import POLICY_METRICS, log_to_run
 
 
 def main() -> None:

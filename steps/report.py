@@ -4,7 +4,7 @@ from pathlib import Path
 
 from steps.common import parser, section
 from tokencredit.params import AnalysisParams
-from tokencredit.tracking import job_run
+from tokencredit.tracking import job_run, share_runs_view
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
         for path in sorted(args.out.iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 run.log_artifact(path)
+    share_runs_view(list(dict.fromkeys(path.stem for path in args.evals)))  # the splits, in order
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tokencredit.params import activate
+from tokencredit.tracking import RUNS_VIEW
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -133,15 +133,9 @@ def page_text(chromium: str, url: str, profile: Path, rendered: str) -> str:
     return text
 
 
-def mlflow_pages(chromium: str, url: str, experiment_id: str, run_ids: list[str], tmp_path: Path) -> tuple[str, str]:
-    """The experiment's runs table and the comparison of `run_ids`, as the README links them.
-
-    MLflow 3.17's UI opens an experiment by its workflow type (?workflowType=machine_learning: the
-    runs table); the table shows metric columns once chosen under "Columns", the comparison always.
-    """
-    table = page_text(chromium, f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "p1", "Run Name")
-    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
-    return table, page_text(chromium, f"{url}/#/compare-runs?{query}", tmp_path / "p2", "Run details")
+def mlflow_runs_view(chromium: str, url: str, experiment_id: str, tmp_path: Path) -> str:
+    """The experiment's runs table in the view the report step saves, as the README links it."""
+    return page_text(chromium, f"{url}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW}", tmp_path / "p1", "test/greedy_acc")
 
 
 def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
@@ -183,9 +177,11 @@ def test_compare_methods_in_the_mlflow_ui(smoke_run, tmp_path):
             if os.environ.get("CI"):
                 pytest.fail("CI must run the browser test: install Debian's `chromium` package")
             pytest.skip("chromium is not installed (apt-get install chromium)")
-        table, compare = mlflow_pages(chromium, url, experiment.experiment_id, [r.info.run_id for r in runs], tmp_path)
-        assert "grpo-uniform-s0" in table and "sft" in table and "Run Name" in table  # the runs table, not traces
-        assert "method uniform" in compare and "test/greedy_acc" in compare
+        table = mlflow_runs_view(chromium, url, experiment.experiment_id, tmp_path)
+        assert "Training runs" in table and "grpo-uniform-s0" in table and "sft" in table  # the runs table, not traces
+        # Columns: method (each run's value beside its name) and the accuracies, sorted by test accuracy.
+        assert "Sort: test/greedy_acc" in table and "test/avg_at_k" in table and "test_ood/greedy_acc" in table
+        assert "uniform" in table.split()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -130,6 +130,26 @@ def init_backend() -> str | None:
         return None
 
 
+# MLflow 3.17's UI opens a view saved as the experiment tag mlflow.sharedViewState.<key> (JSON of its
+# search facets and column state) from #/experiments/<id>/runs?viewStateShareKey=<key>; the README links it.
+RUNS_VIEW = "methods"
+# A grade record's summary numbers, as metrics "{split}/{name}" of the policy's own run.
+POLICY_METRICS = {"greedy_accuracy": "greedy_acc", "avg_at_k": "avg_at_k", "pass_at_k": "pass_at_k", "greedy_accuracy_no_image": "no_image_acc"}
+
+
+def share_runs_view(splits: list[str]) -> None:
+    """The policies' runs table with algo, method, seed and every split's accuracies as columns,
+    best greedy accuracy on the first split first. A failing backend only gives a warning."""
+    columns = [f"params.`{name}`" for name in ("algo", "method", "seed")]
+    columns += [f"metrics.`{split}/{name}`" for split in splits for name in POLICY_METRICS.values()]
+    state = {"selectedColumns": columns, "orderByKey": f"metrics.`{splits[0]}/greedy_acc`", "orderByAsc": False}
+    try:
+        client, experiment_id = _client_and_experiment()
+        retry(client.set_experiment_tag, experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW}", json.dumps(state))
+    except Exception as exc:
+        log.warning("MLflow backend unavailable (%s): the runs view %r was not saved", exc, RUNS_VIEW)
+
+
 @cache
 def git_commit() -> str:
     """HEAD of the git repository around the working directory, or "unknown"."""
