@@ -33,8 +33,11 @@ def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
 
 
 def snakemake(project: Path, *args: str, overrides: tuple[str, ...] = (), check: bool = True) -> subprocess.CompletedProcess:
-    """Snakemake on the active params set (params.yaml, as DVC's stage runs it), then `overrides`."""
-    return run(project, "snakemake", "--cores", "2", "--configfile", "params.yaml", *overrides, *args, check=check)
+    """Snakemake on the active params set (params.yaml, as DVC's stage runs it), then `overrides`.
+
+    Targets and flags go first: `--configfile` takes every word after it, and a second
+    `--configfile` would replace the first."""
+    return run(project, "snakemake", "--cores", "2", *args, "--configfile", "params.yaml", *overrides, check=check)
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -120,11 +123,12 @@ def page_text(chromium: str, url: str, profile: Path, rendered: str) -> str:
     """The visible text of a page in headless Chromium (--dump-dom, tags stripped).
 
     A busy machine may dump the page before its data arrived: up to 3 tries, until `rendered` shows.
+    The window is wide because MLflow's runs table renders only the columns that fit in it.
     """
     for _ in range(3):
         dom = subprocess.run(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
-             "--window-size=1600,1200", "--virtual-time-budget=30000", "--dump-dom", url],
+             "--window-size=2560,1200", "--virtual-time-budget=30000", "--dump-dom", url],
             capture_output=True, text=True, timeout=180,
         ).stdout  # fmt: skip
         text = re.sub(r"\s+", " ", re.sub(r"<(style|script)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S))
@@ -237,14 +241,14 @@ def test_rollouts_rerun_regenerates_only_stale_decodings(smoke_run, tmp_path):
     before = rollout_files(project)
     hotter = tmp_path / "hotter.yaml"
     hotter.write_text("rollouts:\n  temperature: 0.7\n")
-    snakemake(project, target, "--configfile", str(hotter))
+    snakemake(project, target, overrides=(str(hotter),))
     after = rollout_files(project)
     assert sorted(name for name in before if after[name] != before[name]) == ["sampled.parquet"]
-    assert planned_jobs(snakemake(project, target, "-n", "--configfile", str(hotter))) == {}
+    assert planned_jobs(snakemake(project, target, "-n", overrides=(str(hotter),))) == {}
 
     longer = tmp_path / "longer.yaml"
     longer.write_text("rollouts:\n  temperature: 0.7\n  max_new_tokens: 20\n")
-    snakemake(project, target, "--configfile", str(longer))
+    snakemake(project, target, overrides=(str(longer),))
     regenerated = rollout_files(project)
     assert sorted(regenerated) == sorted(after) and all(regenerated[name] != after[name] for name in after)
 
