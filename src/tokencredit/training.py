@@ -33,6 +33,7 @@ from tokencredit.manifest import manifest_path
 from tokencredit.models import vision_token_ids
 from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
+from tokencredit.repeated_images import encode_repeated_images_once
 from tokencredit.rewards import format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.trainer import WeightedGRPOTrainer
@@ -327,7 +328,7 @@ def build_trainer(
             f"train.num_processes is {train.num_processes} but {config.world_size} process(es) run: "
             f"start the run with `accelerate launch --num_processes {train.num_processes}` (the train rule does)"
         )
-    return WeightedGRPOTrainer(
+    trainer = WeightedGRPOTrainer(
         model=model,
         processing_class=processor,
         args=config,
@@ -345,3 +346,8 @@ def build_trainer(
         signals_from_loss=train.signals_from_loss,
         peft_config=lora_config(train.lora) if train.lora else None,
     )
+    # TRL builds the KL reference model itself; the policy got the same hooks from load_policy.
+    for policy in (trainer.model, trainer.ref_model):
+        if policy is not None:
+            encode_repeated_images_once(trainer.accelerator.unwrap_model(policy))
+    return trainer
