@@ -58,7 +58,7 @@ class Workload:
 
 
 WORKLOADS = {
-    "tiny": Workload(prompts=8, generations=4, completion_length=48, image_size=84),  # params/default.yaml
+    "tiny": Workload(prompts=16, generations=4, completion_length=48, image_size=84),  # params/default.yaml
     "qwen2_5_vl_3b": Workload(prompts=4, generations=8, completion_length=256, image_size=448),
 }
 

@@ -7,7 +7,7 @@ import copy
 import torch
 
 from test_signals import full_forward, make_batch, tiny_model
-from tokencredit.repeated_images import encode_repeated_images_once, vision_tower
+from tokencredit.repeated_images import encode_every_image, encode_repeated_images_once, vision_tower
 
 PATCH = 3 * 2 * 14 * 14  # one pixel row: channels x temporal patch x 14 x 14
 
@@ -49,7 +49,7 @@ def test_repeated_images_give_the_same_embeddings_and_gradients():
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_a_batch_without_repeats_is_left_alone_and_installing_twice_hooks_once():
+def test_a_batch_without_repeats_is_left_alone_and_the_hooks_install_once():
     model = tiny_model()
     encode_repeated_images_once(model)
     encode_repeated_images_once(model)
@@ -59,6 +59,8 @@ def test_a_batch_without_repeats_is_left_alone_and_installing_twice_hooks_once()
     plain = tiny_model()
     with torch.no_grad():
         torch.testing.assert_close(vision_features(model, pixel_values, grid), vision_features(plain, pixel_values, grid), rtol=0, atol=0)
+    encode_every_image(model)
+    assert not tower._forward_pre_hooks and not tower._forward_hooks
 
 
 def test_the_whole_model_sees_the_same_images():

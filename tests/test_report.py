@@ -276,6 +276,7 @@ def test_report_opens_with_the_forest_plot_and_a_sentence_per_method(tmp_path: P
     assert md.index("![forest plot: difference from uniform](forest.png)") < md.index("## Accuracy")
     assert (out / "forest.png").read_bytes().startswith(b"\x89PNG")
     assert "test: with 2 seeds per run, the minimal detectable difference in avg@k is" in md
+    assert "Drawing 2 seeds with replacement estimates 1/2 of the variance between seeds" in md
     sentence = next(line for line in md.splitlines() if line.startswith("`grpo-entropy_topk` on test"))
     assert "vs its random twin `grpo-random_entropy_topk` +31.2 [" in sentence and "beats it" in sentence
     assert "vs the oracle `grpo-oracle_perception` -31.2 [" in sentence and "below it" in sentence

@@ -1,12 +1,12 @@
 """Encode each image once when a batch repeats it: GRPO's G completions of a prompt share its image.
 
 TRL repeats every prompt, image included, G times in a row (its RepeatSampler), and so do the
-rollout cache's sampled decodings and the score step's batches of a prompt's samples. The vision
-tower is a deterministic function of the pixels (no dropout at RL time), so encoding a run of
-identical images once and repeating the embeddings gives the same tensors, and the same gradients:
-indexing sums the repeats' gradients, as G separate encodings would. On the embedded default it
-makes a GRPO step about 15 % faster (benchmarks/RESULTS.md); on a real Qwen2.5-VL, whose vision
-tower is a sizable share of a forward, more.
+rollout cache's sampled decodings and the score step's batches of a prompt's samples. Qwen2-VL's
+vision tower has no dropout and treats every image separately, so encoding a run of identical
+images once and repeating the embeddings gives the same tensors, and the same gradients: indexing
+sums the repeats' gradients, as G separate encodings would. Measured on the embedded default:
+benchmarks/repeated_images.py (RESULTS.md); a real checkpoint's images have hundreds of patches
+each, so there the tower's share of a forward, and the saving, is larger (not yet measured on a GPU).
 
 Only consecutive repeats are merged: checking a neighbour is one `torch.equal` on the device,
 while finding repeats anywhere would hash every image. Installed with two public torch hooks on the
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-_INSTALLED = "_tokencredit_encodes_repeats_once"
+_HOOKS = "_tokencredit_repeated_images_hooks"  # the tower's attribute holding our hook handles
 
 
 def vision_tower(model: Any) -> torch.nn.Module | None:
@@ -34,7 +34,7 @@ def vision_tower(model: Any) -> torch.nn.Module | None:
 def encode_repeated_images_once(model: Any) -> None:
     """Hook the model's vision tower so that consecutive identical images are encoded once (idempotent)."""
     tower = vision_tower(model)
-    if tower is None or getattr(tower, _INSTALLED, False):
+    if tower is None or hasattr(tower, _HOOKS):
         return
     # Per call in flight: run lengths, pixel rows and merged tokens of each distinct image (None: nothing merged).
     repeats: list[tuple[list[int], list[int], list[int]] | None] = []
@@ -61,13 +61,22 @@ def encode_repeated_images_once(model: Any) -> None:
         if runs is None:
             return output
         counts, rows, merged = runs
+        if isinstance(output, Tensor):  # older transformers return the merged embeddings alone
+            return _repeat_blocks(output, merged, counts)
         output.pooler_output = _repeat_blocks(output.pooler_output, merged, counts)
         output.last_hidden_state = _repeat_blocks(output.last_hidden_state, rows, counts)
         return output
 
-    tower.register_forward_pre_hook(before, with_kwargs=True)
-    tower.register_forward_hook(after, with_kwargs=True)
-    setattr(tower, _INSTALLED, True)
+    setattr(tower, _HOOKS, (tower.register_forward_pre_hook(before, with_kwargs=True), tower.register_forward_hook(after, with_kwargs=True)))
+
+
+def encode_every_image(model: Any) -> None:
+    """Undo encode_repeated_images_once: every image through the tower again (benchmarks compare the two)."""
+    tower = vision_tower(model)
+    if tower is not None and hasattr(tower, _HOOKS):
+        for handle in getattr(tower, _HOOKS):
+            handle.remove()
+        delattr(tower, _HOOKS)
 
 
 def _runs_of_repeats(pixel_values: Tensor, grid: Tensor) -> tuple[list[int], list[int]] | None:

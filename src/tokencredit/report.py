@@ -294,6 +294,13 @@ def forest_section(metrics: dict, evals: dict, forest: Path | None) -> Section:
             blocks.append(
                 f"{split}: with {n_seeds} seed{'s' if n_seeds != 1 else ''} per run, the minimal detectable difference in avg@k is "
                 f"{100 * mdd:.1f} points (80 % power, two-sided α = 0.05: 2.8 bootstrap standard errors, median over runs)."
+                + (
+                    f" Drawing {n_seeds} seeds with replacement estimates {n_seeds - 1}/{n_seeds} of the variance "
+                    "between seeds, so with this few seeds the intervals are somewhat too narrow: read one that barely "
+                    "excludes 0 as a lead, not a finding."
+                    if 1 < n_seeds < 10
+                    else ""
+                )
             )
     for split, groups in evals.items():
         for group in groups:
