@@ -91,6 +91,9 @@ def test_gpu_params_train_in_micro_batches(name, updates, tmp_path):
     assert global_step == train.prompts_per_step * train.num_generations
     assert config.steps_per_generation == config.gradient_accumulation_steps * updates
     assert config.delta == train.dual_clip == 3.0  # EasyR1's dual-clip, as the papers train
+    # Weighting statistics over the whole generated batch, as the papers take them, although the
+    # embedded default under them reads entropy and attention from each micro-batch's loss forward.
+    assert merged_params(ROOT / "params/default.yaml")["train"]["signals_from_loss"] and not train.signals_from_loss
 
 
 # -- training the tiny model ----------------------------------------------------------------------------
