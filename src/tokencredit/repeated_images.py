@@ -16,6 +16,7 @@ a model without one is left as it is, and so is a call that passes precomputed v
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -44,15 +45,17 @@ def encode_repeated_images_once(model: Any) -> None:
         grid = kwargs["grid_thw"] if "grid_thw" in kwargs else (args[1] if len(args) > 1 else None)
         # Precomputed positions or sequence lengths describe every image: leave such a call alone.
         precomputed = any(isinstance(v, Tensor) for k, v in kwargs.items() if k not in ("hidden_states", "grid_thw"))
-        runs = None if grid is None or precomputed else _runs_of_repeats(pixel_values, grid)
-        if runs is None:
+        if grid is None or precomputed:
             repeats.append(None)
             return None
-        first, counts = runs
         rows = grid.prod(-1).tolist()
+        blocks = pixel_values.split(rows)
+        first, counts = _runs_of_repeats(blocks, grid)
+        if len(first) == len(blocks):  # nothing repeats
+            repeats.append(None)
+            return None
         merge = module.spatial_merge_size**2
         repeats.append((counts, [rows[i] for i in first], [rows[i] // merge for i in first]))
-        blocks = pixel_values.split(rows)
         rest = {k: v for k, v in kwargs.items() if k not in ("hidden_states", "grid_thw")}
         return (torch.cat([blocks[i] for i in first]),), {**rest, "grid_thw": grid[first]}
 
@@ -61,8 +64,6 @@ def encode_repeated_images_once(model: Any) -> None:
         if runs is None:
             return output
         counts, rows, merged = runs
-        if isinstance(output, Tensor):  # older transformers return the merged embeddings alone
-            return _repeat_blocks(output, merged, counts)
         output.pooler_output = _repeat_blocks(output.pooler_output, merged, counts)
         output.last_hidden_state = _repeat_blocks(output.last_hidden_state, rows, counts)
         return output
@@ -79,26 +80,22 @@ def encode_every_image(model: Any) -> None:
         delattr(tower, _HOOKS)
 
 
-def _runs_of_repeats(pixel_values: Tensor, grid: Tensor) -> tuple[list[int], list[int]] | None:
-    """(first image of each run, run lengths) of consecutive identical images; None when nothing repeats."""
-    rows = grid.prod(-1).tolist()
-    blocks = pixel_values.split(rows)
+def _runs_of_repeats(blocks: tuple[Tensor, ...], grid: Tensor) -> tuple[list[int], list[int]]:
+    """(first image of each run, run lengths) of consecutive identical images, given each image's pixel rows."""
     first, counts = [0], [1]
     for i in range(1, len(blocks)):
         j = first[-1]
-        if rows[i] == rows[j] and torch.equal(grid[i], grid[j]) and torch.equal(blocks[i], blocks[j]):
+        if torch.equal(grid[i], grid[j]) and torch.equal(blocks[i], blocks[j]):
             counts[-1] += 1
         else:
             first.append(i)
             counts.append(1)
-    return None if len(first) == len(blocks) else (first, counts)
+    return first, counts
 
 
 def _repeat_blocks(values: Tensor, sizes: list[int], counts: list[int]) -> Tensor:
     """Rows of `values`, in blocks of `sizes`, each block repeated `counts` times in place."""
-    starts = [0]
-    for size in sizes[:-1]:
-        starts.append(starts[-1] + size)
+    starts = [0, *accumulate(sizes[:-1])]
     index = torch.cat(
         [torch.arange(start, start + size, device=values.device).repeat(count) for start, size, count in zip(starts, sizes, counts)]
     )
