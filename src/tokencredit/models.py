@@ -16,13 +16,12 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedModel, ProcessorMixin
 
 from tokencredit.atomic import atomic_path
+from tokencredit.families import family_named, family_of  # importing also registers every family's image-only processor
 from tokencredit.manifest import manifest_path, policy_hash
 from tokencredit.params import ModelParams
-from tokencredit.repeated_images import encode_repeated_images_once
-from tokencredit.tiny_vlm import ImageOnlyQwen2_5_VLProcessor  # importing also registers it with AutoProcessor
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -81,8 +80,8 @@ def load_policy(
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Model in eval mode on `device` (default: CUDA when available) and its processor, left-padding.
 
-    `model_params` supplies the attention kernel, trust_remote_code and the image pixel bounds
-    (without it: defaults, and the checkpoint's own pixel bounds). Weights keep their saved dtype.
+    `model_params` supplies the family, the attention kernel, trust_remote_code and the image pixel
+    bounds (without it: the family of the checkpoint's config, and its own pixel bounds). Weights keep their saved dtype.
     A LoRA adapter's directory loads as its base with the adapter merged in.
     """
     path = Path(path)
@@ -91,16 +90,14 @@ def load_policy(
     model_params = model_params or ModelParams()
     try:
         model = _load_model(path, model_params)
-        # Real Qwen2.5-VL checkpoints name the full processor, whose video half needs torchvision;
-        # the project feeds images only, so every Qwen2.5-VL loads the image-only processor.
-        loader = ImageOnlyQwen2_5_VLProcessor if model.config.model_type == "qwen2_5_vl" else AutoProcessor
-        processor = loader.from_pretrained(path, trust_remote_code=model_params.trust_remote_code, local_files_only=True)
+        # Real checkpoints name the full processor, whose video half needs torchvision; the
+        # project feeds images only, so the family loads its image-only processor.
+        family = family_named(model_params.family, model.config)
+        processor = family.load_processor(path, model_params if given else None)
     except Exception as err:  # corrupt weights raise library-specific errors: name the checkpoint
         raise ValueError(f"cannot load policy checkpoint {path}: {type(err).__name__}: {err}") from err
-    if given:  # same images, same number of visual tokens, whatever the checkpoint's defaults
-        processor.image_processor.size = {"shortest_edge": model_params.min_pixels, "longest_edge": model_params.max_pixels}
     processor.tokenizer.padding_side = "left"
-    encode_repeated_images_once(model)
+    family.encode_repeated_images_once(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), processor
 
@@ -141,5 +138,4 @@ def _reference_base(adapter_dir: Path, base: Path, out_dir: Path) -> None:
 
 def vision_token_ids(model: PreTrainedModel) -> list[int]:
     """Image/video placeholder tokens: sampled inside a completion, the model would read them as image slots."""
-    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-    return [i for i in (getattr(model.config, name, None) for name in names) if i is not None]
+    return family_of(model.config).blocked_token_ids(model.config)

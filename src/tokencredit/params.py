@@ -89,6 +89,11 @@ class ModelParams(Section):
         description="Local directory of a real Hugging Face checkpoint (e.g. Qwen2.5-VL-3B-Instruct). "
         "When set, build_base is skipped and the tiny model below is not built.",
     )
+    family: str = Field(
+        "auto",
+        description="Model family (tokencredit.families): qwen2_5_vl, qwen3_vl, qwen3_5 or internvl. 'auto': a checkpoint's "
+        "family from its config's model_type; the tiny model built without `path` is then Qwen2.5-VL.",
+    )
     hidden_size: int = Field(128, ge=8, description="Tiny LLM hidden size.")
     num_layers: int = Field(4, ge=1, description="Tiny LLM decoder layers.")
     num_heads: int = Field(4, ge=1, description="Tiny LLM attention heads.")
