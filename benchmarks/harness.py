@@ -39,7 +39,8 @@ from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
 from tokencredit.params import DataParams, ModelParams, Params, ScoringParams, TrainParams, merged_params
 from tokencredit.synthetic import corpus, write_splits
-from tokencredit.tiny_vlm import SPECIAL_TOKENS, build_base, build_processor, train_tokenizer
+from tokencredit.families.qwen2_5_vl import QWEN2_5_VL, QWEN_SPECIAL_TOKENS
+from tokencredit.tiny_vlm import build_base, train_tokenizer
 from tokencredit.training import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def parse_args(p: argparse.ArgumentParser) -> argparse.Namespace:
 # -- the model and data of a shape ----------------------------------------------------------------------
 def qwen2_5_vl_3b_config(tokenizer) -> Qwen2_5_VLConfig:
     """Qwen2.5-VL-3B-Instruct's architecture (its config.json), with our tokenizer's special-token ids."""
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     return Qwen2_5_VLConfig(
         text_config={
             "vocab_size": 151936,
@@ -135,7 +136,7 @@ def build_world(shape: str, root: Path) -> World:
     if shape == "tiny":
         build_base(model_params, corpus(data), root / "base")
         return World(shape, workload, root / "data", lambda: load_policy(root / "base", model_params))
-    processor = build_processor(train_tokenizer(corpus(data), model_params.vocab_size), model_params)
+    processor = QWEN2_5_VL.processor(train_tokenizer(corpus(data), model_params.vocab_size, QWEN2_5_VL), model_params)
     processor.tokenizer.padding_side = "left"
     config = qwen2_5_vl_3b_config(processor.tokenizer)
 

@@ -13,18 +13,17 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from tokencredit.counterfactual import (
-    counterfactual_batch,
-    counterfactual_inputs,
-    patchify,
-    perturb_pixel_values,
-    real_inputs,
-    unpatchify,
-)
+from tokencredit.counterfactual import counterfactual_batch, counterfactual_inputs, perturb_pixel_values, real_inputs
+from tokencredit.families import PatchLayout
 from tokencredit.signals import score_policy
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
+QWEN2_VL = PatchLayout(patch_size=14)  # Qwen2-VL's image processor: 14-px patches, 2 x 2 merge, 2 frames
+
+
+def unpatchify(rows, grid):
+    return QWEN2_VL.to_frames(rows, grid)[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +45,16 @@ def to_pixels(frames: torch.Tensor) -> torch.Tensor:
 
 
 def perturb(kind, pixel_values, grid, seed=0):
-    return perturb_pixel_values(kind, pixel_values, grid, MEAN, STD, torch.Generator().manual_seed(seed))
+    return perturb_pixel_values(kind, pixel_values, grid, MEAN, STD, torch.Generator().manual_seed(seed), QWEN2_VL)
 
 
 def test_unpatchify_recovers_the_processed_image(processed):
     image, pixel_values, grid = processed
-    frames = unpatchify(pixel_values, grid[0].tolist())
+    frames = unpatchify(pixel_values, grid)
     expected = torch.tensor(np.array(image)).permute(2, 0, 1).float() / 255
     assert frames.shape == (2, 3, 84, 84)
     assert torch.allclose(to_pixels(frames[0]), expected, atol=1e-5)
-    assert torch.equal(patchify(frames, grid[0].tolist()), pixel_values)
+    assert torch.equal(QWEN2_VL.to_rows([frames], grid), pixel_values)
 
 
 def test_patch_blackening_blackens_whole_rows_with_fresh_masks(processed):
@@ -76,15 +75,15 @@ def test_patch_blackening_blackens_whole_rows_with_fresh_masks(processed):
 
 def test_gray_noise_and_blur(processed):
     image, pixel_values, grid = processed
-    gray = to_pixels(unpatchify(perturb("gray", pixel_values, grid), grid[0].tolist()))
+    gray = to_pixels(unpatchify(perturb("gray", pixel_values, grid), grid))
     assert torch.allclose(gray, torch.full_like(gray, 128 / 255), atol=1e-5)
 
-    noisy = to_pixels(unpatchify(perturb("gaussian_noise", pixel_values, grid), grid[0].tolist()))
-    clean = to_pixels(unpatchify(pixel_values, grid[0].tolist()))
+    noisy = to_pixels(unpatchify(perturb("gaussian_noise", pixel_values, grid), grid))
+    clean = to_pixels(unpatchify(pixel_values, grid))
     assert noisy.min() >= -1e-5 and noisy.max() <= 1 + 1e-5
     assert (noisy - clean).abs().mean() > 0.2  # sigma 189/255, before clamping
 
-    blurred = to_pixels(unpatchify(perturb("blur", pixel_values, grid), grid[0].tolist()))[0]
+    blurred = to_pixels(unpatchify(perturb("blur", pixel_values, grid), grid))[0]
     pil = torch.tensor(np.array(image.filter(ImageFilter.GaussianBlur(6)))).permute(2, 0, 1).float() / 255
     assert (blurred - pil).abs().mean() < 0.01  # PIL approximates the same Gaussian with box blurs
     assert blurred.std() < clean.std()
@@ -198,8 +197,10 @@ def test_counterfactual_batch_perturbs_pixels_with_the_processors_layout(process
     _, pixel_values, grid = processed
     processor = SimpleNamespace(image_processor=Qwen2VLImageProcessorPil())
     batch = {"pixel_values": pixel_values, "image_grid_thw": grid}
-    extra = counterfactual_batch("gray", batch, [], processor, torch.Generator())
+    extra = counterfactual_batch("gray", batch, [], processor, torch.Generator(), QWEN2_VL)
     assert torch.allclose(extra["cf_pixel_values"], perturb("gray", pixel_values, grid))
+    with pytest.raises(ValueError, match="patch layout"):
+        counterfactual_batch("gray", batch, [], processor, torch.Generator())
     assert counterfactual_batch("mask_visual_attention", batch, [], processor, torch.Generator()) == {}
     with pytest.raises(ValueError, match="unknown counterfactual 'sepia'"):
         counterfactual_batch("sepia", batch, [], processor, torch.Generator())

@@ -263,11 +263,13 @@ def test_non_eager_attention_is_refused_before_scoring():
 def test_every_method_weights_scored_signals(model):
     """The trainer's path: score what a method needs with its default counterfactual, then weigh."""
     from tokencredit.counterfactual import perturb_pixel_values
+    from tokencredit.families import PatchLayout
     from tokencredit.weighting import build_weighting, default_counterfactual, registered, required_signals
 
     batch = make_batch()
     batch["cf_pixel_values"] = perturb_pixel_values(
-        "patch_blackening", batch["pixel_values"], batch["image_grid_thw"], (0.5,) * 3, (0.25,) * 3, torch.Generator().manual_seed(0)
+        "patch_blackening", batch["pixel_values"], batch["image_grid_thw"], (0.5,) * 3, (0.25,) * 3, torch.Generator().manual_seed(0),
+        PatchLayout(patch_size=14),
     )
     for name in registered():
         needs = required_signals(name)

@@ -1,9 +1,9 @@
 """Inputs of the scoring forwards: the real input I and the counterfactual inputs I' (METHODS.md §1).
 
-Each builder returns keyword arguments for the backbone (`model.model`, a Qwen2-VL-style VLM)
+Each builder returns keyword arguments for the backbone (`model.model`, a VLM of any family)
 over the sequence prompt + completion, whose last T columns are the completion. Position ids are
-always passed explicitly, so left padding and the image's 3-D rope positions are right in every
-forward, and `mask_visual_attention` keeps exactly the real positions.
+always passed explicitly, so left padding and the image's 3-D rope positions (Qwen; InternVL's
+are 1-D) are right in every forward, and `mask_visual_attention` keeps exactly the real positions.
 
 - `drop_image`: `batch["text_prompt_ids"/"text_prompt_mask"]`, the prompt re-tokenized without the
   image (left padded), followed by the same completion ids.
@@ -14,9 +14,9 @@ forward, and `mask_visual_attention` keeps exactly the real positions.
 
 `counterfactual_batch` builds those extra batch keys from TRL's raw input rows and processor.
 
-Qwen2-VL pixel layout: each pixel_values row is one 14x14 patch of the resized, normalized image,
-channel-major, repeated over `temporal_patch_size` frames; rows run over 2x2 merge blocks. So
-perturbations work on the resized image, as VPPO's do.
+Pixel perturbations read pixel_values through the model family's `PatchLayout`
+(tokencredit.families): Qwen's rows of patches with `image_grid_thw`, or InternVL's tiles. So
+they work on the resized image (InternVL: on each tile), as VPPO's do.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from tokencredit.families import PatchLayout
 
 COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray")
 PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray")
@@ -59,13 +61,13 @@ def _inputs(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, batch: dict[str
     input_ids = torch.cat([prompt_ids, batch["completion_ids"]], dim=1)
     attention_mask = torch.cat([prompt_mask, batch["completion_mask"]], dim=1).long()
     grid = batch.get("image_grid_thw") if pixel_values is not None else None
-    return {
+    inputs = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "position_ids": position_ids(model, input_ids, attention_mask, grid),
         "pixel_values": pixel_values,
-        "image_grid_thw": grid,
     }
+    return {**inputs, "image_grid_thw": grid} if "image_grid_thw" in batch else inputs  # InternVL has no grid
 
 
 def real_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +83,9 @@ def counterfactual_inputs(model: Any, batch: dict[str, Any], kind: str) -> dict[
         inputs = real_inputs(model, batch)
         inputs["attention_mask"] = inputs["attention_mask"].masked_fill(image_token_mask(model, inputs["input_ids"]), 0)
         # No query attends to an image position, so the vision tower's output cannot matter: skip it.
-        inputs["pixel_values"] = inputs["image_grid_thw"] = None
+        inputs["pixel_values"] = None
+        if "image_grid_thw" in inputs:
+            inputs["image_grid_thw"] = None
         return inputs
     if kind in PIXEL_PERTURBATIONS:
         if batch.get("cf_pixel_values") is None:
@@ -99,13 +103,19 @@ def _without_images(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def counterfactual_batch(
-    kind: str, batch: dict[str, Any], inputs: list[dict[str, Any]], processing_class: Any, generator: torch.Generator
+    kind: str,
+    batch: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    processing_class: Any,
+    generator: torch.Generator,
+    layout: PatchLayout | None = None,
 ) -> dict[str, Tensor]:
     """The batch keys a counterfactual needs beyond TRL's batch, built from TRL's raw `inputs` rows.
 
     drop_image: text_prompt_ids/text_prompt_mask, each row's conversational prompt without its
     image parts through the chat template, left padded. Pixel perturbations: cf_pixel_values, with
-    the image processor's normalization and patch layout. mask_visual_attention needs nothing.
+    the image processor's normalization and the family's patch `layout`
+    (`Family.patch_layout(processor)`). mask_visual_attention needs nothing.
     """
     if kind == "drop_image":
         tokenized = processing_class.apply_chat_template(
@@ -121,31 +131,14 @@ def counterfactual_batch(
         device = batch["prompt_ids"].device
         return {"text_prompt_ids": ids.to(device), "text_prompt_mask": mask.to(device)}
     if kind in PIXEL_PERTURBATIONS:
+        if layout is None:
+            raise ValueError(f"counterfactual {kind!r} needs the model family's patch layout (Family.patch_layout)")
         ip = processing_class.image_processor
-        layout = {"patch_size": ip.patch_size, "merge_size": ip.merge_size, "temporal_patch_size": ip.temporal_patch_size}
-        pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
-        return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, **layout)}
+        grid = batch[layout.grid_key] if layout.grid_key else None
+        return {"cf_pixel_values": perturb_pixel_values(kind, batch["pixel_values"], grid, ip.image_mean, ip.image_std, generator, layout)}
     if kind == "mask_visual_attention":
         return {}
     raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
-
-
-def unpatchify(rows: Tensor, grid_thw: Sequence[int], patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2) -> Tensor:
-    """One image's pixel_values rows -> frames [t * temporal_patch_size, C, H, W]."""
-    t, h, w = (int(x) for x in grid_thw)
-    m, p = merge_size, patch_size
-    x = rows.reshape(t, h // m, w // m, m, m, -1, temporal_patch_size, p, p)
-    x = x.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)  # (t, tp, C, h/m, m, p, w/m, m, p)
-    return x.reshape(t * temporal_patch_size, -1, h * p, w * p)
-
-
-def patchify(frames: Tensor, grid_thw: Sequence[int], patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2) -> Tensor:
-    """Inverse of `unpatchify`."""
-    t, h, w = (int(x) for x in grid_thw)
-    m, p = merge_size, patch_size
-    x = frames.reshape(t, temporal_patch_size, -1, h // m, m, p, w // m, m, p)
-    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return x.reshape(t * h * w, -1)
 
 
 def _gaussian_blur(frames: Tensor, sigma: float) -> Tensor:
@@ -163,17 +156,16 @@ def _gaussian_blur(frames: Tensor, sigma: float) -> Tensor:
 def perturb_pixel_values(
     kind: str,
     pixel_values: Tensor,
-    image_grid_thw: Tensor,
+    image_grid_thw: Tensor | None,
     image_mean: Sequence[float],
     image_std: Sequence[float],
     generator: torch.Generator,
-    patch_size: int = 14,
-    merge_size: int = 2,
-    temporal_patch_size: int = 2,
+    layout: PatchLayout,
 ) -> Tensor:
-    """The counterfactual image I' of every image in a batch, as normalized pixel_values rows.
+    """The counterfactual image I' of every image in a batch, as normalized pixel_values in `layout`.
 
-    `image_mean`/`image_std` are the image processor's. Randomness (a fresh blackening mask or
+    `image_mean`/`image_std` are the image processor's; `image_grid_thw` is None for a grid-less
+    layout (InternVL's tiles, each blurred on its own). Randomness (a fresh blackening mask or
     noise per image, i.e. per response in a GRPO batch) comes only from `generator`.
     """
     if kind not in PIXEL_PERTURBATIONS:
@@ -181,25 +173,21 @@ def perturb_pixel_values(
     channels = len(image_mean)
     mean = torch.tensor(image_mean, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
     std = torch.tensor(image_std, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
-    n_rows = pixel_values.shape[0]
-    x = pixel_values.float().reshape(n_rows, channels, -1) * std + mean  # pixels in [0, 1]
+    x = layout.patches(pixel_values.float()) * std + mean  # [patches, C, pixels], in [0, 1]
+    n_patches = x.shape[0]
 
     def random(*shape: int, normal: bool = False) -> Tensor:
         draw = torch.randn if normal else torch.rand
         return draw(*shape, generator=generator, device=generator.device).to(x.device)
 
     if kind == "patch_blackening":
-        x = x * (random(n_rows) >= BLACK_PROB).view(n_rows, 1, 1)
+        x = x * (random(n_patches) >= BLACK_PROB).view(n_patches, 1, 1)
     elif kind == "gaussian_noise":
         x = (x + random(*x.shape, normal=True) * (NOISE_SIGMA / 255.0)).clamp(0.0, 1.0)
     elif kind == "gray":
         x = torch.full_like(x, GRAY_LEVEL / 255.0)
     else:  # blur, image by image
-        sizes = image_grid_thw.prod(-1).tolist()
-        shape = dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=temporal_patch_size)
-        blurred = [
-            patchify(_gaussian_blur(unpatchify(rows, grid, **shape), BLUR_RADIUS), grid, **shape)
-            for rows, grid in zip(x.reshape(n_rows, -1).split(sizes), image_grid_thw.tolist())
-        ]
-        x = torch.cat(blurred).reshape(n_rows, channels, -1).clamp(0.0, 1.0)
-    return ((x - mean) / std).reshape(pixel_values.shape).to(pixel_values.dtype)
+        pixels = layout.from_patches(x, pixel_values)
+        blurred = [_gaussian_blur(frames, BLUR_RADIUS) for frames in layout.to_frames(pixels, image_grid_thw)]
+        x = layout.patches(layout.to_rows(blurred, image_grid_thw)).clamp(0.0, 1.0)
+    return layout.from_patches((x - mean) / std, pixel_values).to(pixel_values.dtype)

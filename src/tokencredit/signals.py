@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, real_inputs
+from tokencredit.families import family_of
 
 SIGNALS = ("entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role")
 COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff"})
@@ -129,7 +130,8 @@ def _decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
 
 def check_attention_implementation(model: Any) -> None:
     """attn_image reads attention weights, which only the eager kernel returns; fail before training."""
-    impl = _decoder_layers(model)[0].self_attn.config._attn_implementation
+    # Qwen3.5's linear-attention layers have no self_attn: read a softmax-attention layer's.
+    impl = next(layer.self_attn for layer in _decoder_layers(model) if hasattr(layer, "self_attn")).config._attn_implementation
     if impl != "eager":
         raise ValueError(
             f"signal 'attn_image' needs attention weights, but the model uses attn_implementation={impl!r}, "
@@ -139,11 +141,14 @@ def check_attention_implementation(model: Any) -> None:
 
 
 def _resolve_layers(model: Any, attention_layers: Iterable[int]) -> list[int]:
-    n = len(_decoder_layers(model))
+    decoder = _decoder_layers(model)
+    n = len(decoder)
     layers = []
     for i in attention_layers:
         if not -n <= i < n:
             raise ValueError(f"scoring.attention_layers: layer {i} is out of range for a model with {n} decoder layers")
+        if not hasattr(decoder[i], "self_attn"):
+            raise ValueError(f"scoring.attention_layers: layer {i} has no softmax attention (a linear-attention layer)")
         if i % n not in layers:
             layers.append(i % n)
     if not layers:
@@ -198,39 +203,21 @@ _ROW_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "
 _PIXEL_KEYS = ("pixel_values", "cf_pixel_values")
 
 
-def _image_offsets(model: Any, batch: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """Images and pixel rows before each response (B + 1 cumulative counts), from its image tokens."""
-    grid = batch["image_grid_thw"]
-    merge = model.config.vision_config.spatial_merge_size
-    tokens_per_image = (grid.prod(-1) // merge**2).tolist()
-    rows_per_image = grid.prod(-1).tolist()
-    image_tokens = (batch["prompt_ids"] == model.config.image_token_id).sum(1).tolist()
-    images, pixels, image = [0], [0], 0
-    for row, want in enumerate(image_tokens):
-        have, rows = 0, 0
-        while have < want and image < len(tokens_per_image):
-            have, rows, image = have + tokens_per_image[image], rows + rows_per_image[image], image + 1
-        if have != want:
-            raise ValueError(f"batch row {row}: its {want} image tokens do not match image_grid_thw")
-        images.append(image)
-        pixels.append(pixels[-1] + rows)
-    return images, pixels
-
-
 def _row_batches(model: Any, batch: dict[str, Any], batch_size: int | None) -> Iterator[dict[str, Any]]:
     """Split a batch into groups of rows; pixel rows and grid rows follow the images of each response."""
     n_rows = batch["completion_ids"].shape[0]
     if batch_size is None or batch_size >= n_rows:
         yield batch
         return
-    has_images = batch.get("image_grid_thw") is not None
-    if has_images:
-        images, pixels = _image_offsets(model, batch)
+    has_images = batch.get("pixel_values") is not None
+    if has_images:  # the family knows which pixel rows each response's image tokens read (InternVL: no grid)
+        images, pixels = family_of(model.config).image_offsets(model.config, batch)
     for start in range(0, n_rows, batch_size):
         end = min(start + batch_size, n_rows)
         part = {k: batch[k][start:end] for k in _ROW_KEYS if k in batch}
         if has_images:
-            part["image_grid_thw"] = batch["image_grid_thw"][images[start] : images[end]]
+            if batch.get("image_grid_thw") is not None:
+                part["image_grid_thw"] = batch["image_grid_thw"][images[start] : images[end]]
             for k in _PIXEL_KEYS:
                 if k in batch:
                     part[k] = batch[k][pixels[start] : pixels[end]]
@@ -288,7 +275,7 @@ def score_policy(
     attention_layers: Iterable[int] = (-1,),
     batch_size: int | None = None,
 ) -> TokenSignals:
-    """Score every completion token of a TRL GRPO batch with `model` (a Qwen2-VL-style VLM).
+    """Score every completion token of a TRL GRPO batch with `model` (a VLM of any family).
 
     `batch` holds prompt_ids/prompt_mask [B, P] (left padded), completion_ids/completion_mask
     [B, T], pixel_values and image_grid_thw, plus text_prompt_ids/text_prompt_mask for

@@ -52,6 +52,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
+from tokencredit.families import family_of
 from tokencredit.rollout_batch import merge_rows, mixed_groups
 from tokencredit.scoring import role_codes
 from tokencredit.signals import (
@@ -265,7 +266,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
             return TokenSignals(mask=mask, **labels)
         extra = {}
         if self.counterfactual is not None:
-            extra = counterfactual_batch(self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise)
+            layout = family_of(self.model.config).patch_layout(self.processing_class)
+            extra = counterfactual_batch(self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise, layout)
         with self._whole_policy() as policy:
             signals = score_policy(
                 policy,
