@@ -7,6 +7,7 @@ output hold the adapter; the output also names the policy it started from (token
 """
 
 import logging
+import os
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     from tokencredit.dataset import load_split
+    from tokencredit.families import family_of
     from tokencredit.manifest import write_manifest
     from tokencredit.models import load_policy, save_policy
     from tokencredit.training import (
@@ -75,6 +77,9 @@ def main() -> None:
         log.info("resuming from %s", resume)
 
     model, processor = load_policy(args.init, args.model_params)
+    # FSDP wraps the family's layer classes: fsdp.yaml names none, so that one config serves every family.
+    family = family_of(model.config)
+    os.environ.setdefault("FSDP_TRANSFORMER_CLS_TO_WRAP", ",".join(family.decoder_layers + family.vision_blocks))
     train = load_split(args.data, "train")
     tags = {"policy": run_name, "algo": args.algo, "method": args.method, "seed": str(args.seed)}
     tracking = job_run("train", params=params, tags=tags, run_name=run_name) if main_process else nullcontext()
