@@ -120,7 +120,7 @@ def hook_tile_tower(tower: torch.nn.Module | None) -> None:
             if isinstance(value, Tensor):
                 output[key] = value[index]
             elif isinstance(value, tuple):
-                output[key] = tuple(v[index] for v in value)
+                output[key] = tuple(v if v is None else v[index] for v in value)
         return output
 
     _install(tower, before, after)
