@@ -120,7 +120,15 @@ def test_family_scores_every_signal_whole_and_in_chunks(family_world):
         assert ((a - b).abs().amax(1) > 1e-4).all(), size
 
     # Repeated images are encoded once (load_policy hooks the tower): same scores as encoding each.
+    seen = []  # pixel rows (tiles) reaching the tower, after the hook merged the repeats
+
+    def count(module, args, kwargs):
+        seen.append(len(args[0] if args else kwargs.get("pixel_values", kwargs.get("hidden_states"))))
+
+    handle = family.vision_tower(model).register_forward_pre_hook(count, with_kwargs=True)
     hooked = score_policy(model, batch, {"entropy"}).logp
+    handle.remove()
+    assert 2 * seen[0] == len(batch["pixel_values"])  # A and B once each
     encode_every_image(model)
     torch.testing.assert_close(score_policy(model, batch, {"entropy"}).logp, hooked, rtol=1e-5, atol=1e-6)
     encode_repeated_images_once(model)
