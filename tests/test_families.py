@@ -156,15 +156,22 @@ def test_family_trains_one_step(family_world, tmp_path):
     assert np.isfinite(logged["loss"]) and "weights/weight_mean" in logged
 
 
-def test_family_is_named_or_detected(family_world):
+def test_family_is_detected_and_a_real_checkpoints_processor_loads(family_world, tmp_path):
+    """A real checkpoint names the full processor (its video half needs torchvision): the family loads it image-only."""
     family, _, _, base = family_world
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(base)
-    assert family_named("auto", config) is family_of(config) is family
+    real = tmp_path / "real"
+    real.mkdir()
+    for file in base.iterdir():
+        data = file.read_bytes()
+        if file.name in ("processor_config.json", "tokenizer_config.json"):
+            data = data.replace(b"ImageOnly", b"")  # e.g. ImageOnlyInternVLProcessor -> InternVLProcessor
+        (real / file.name).write_bytes(data)
+    assert b"ImageOnly" not in (real / "processor_config.json").read_bytes()
+    model, processor = load_policy(real, device="cpu")  # model.family: auto
+    assert family_of(model.config) is family and processor.image_processor is not None
+    assert family_named("auto", model.config) is family
     wrong = next(name for name in FAMILIES if name != family.name)
     with pytest.raises(ValueError, match="model.family is"):
-        family_named(wrong, config)
+        family_named(wrong, model.config)
     with pytest.raises(ValueError, match="model.family: unknown family 'llava'"):
         family_named("llava")
-
