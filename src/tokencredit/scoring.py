@@ -38,8 +38,8 @@ from transformers import PreTrainedModel, ProcessorMixin
 from tokencredit.atomic import write_parquet
 from tokencredit.batching import encode_for_loss
 from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_batch
-from tokencredit.families import family_of
 from tokencredit.dataset import load_image, prompt_messages
+from tokencredit.families import family_of
 from tokencredit.models import load_policy
 from tokencredit.params import MethodSpec, ModelParams, ScoreParams, ScoringParams
 from tokencredit.rollouts import load_rollouts
@@ -124,7 +124,8 @@ class RolloutScorer:
         extra = {}
         if kind is not None:
             inputs = [{"prompt": prompt_messages(q)} for q in questions]
-            extra = counterfactual_batch(kind, batch, inputs, self.processor, self.noise, family_of(self.model.config).patch_layout(self.processor))
+            layout = family_of(self.model.config).patch_layout(self.processor)
+            extra = counterfactual_batch(kind, batch, inputs, self.processor, self.noise, layout)
         return score_policy(
             self.model, {**batch, **extra}, needs=needs, counterfactual=kind, chunk_size=self.scoring.chunk_size,
             temperature=self.temperature, attention_layers=self.scoring.attention_layers, batch_size=self.batch_size,
