@@ -368,13 +368,19 @@ def test_vppo_trajectory_scale_is_bounded_by_its_micro_batch():
     # mean 1 in the outlier's micro-batch; beta_min in the rest of its step (all n = 0 there, as in
     # the authors' code); 1 in the other steps, whose scores are all equal
     assert alpha.view(-1, 8).mean(1).tolist() == pytest.approx([1.0] + [0.9] * 15 + [1.0] * 112)
-    # the method's default scope reads the layout; tas_scope="batch" ignores it
+    # the method's default scope reads the layout's step and pools tas_rows (8) rows, whatever the
+    # trainer's micro-batch; tas_scope="batch" ignores both
     s = TokenSignals(mask=mask, vis_k3=scores)
     context = Context(layout=layout)
-    assert build_weighting("vppo", k=1.0)(s, torch.zeros(1024), context).max() <= 1.7 + 1e-5
+    default = build_weighting("vppo", k=1.0)(s, torch.zeros(1024), context)
+    assert default.max() == pytest.approx(1.7, abs=1e-5)
+    torch.testing.assert_close(default, build_weighting("vppo", k=1.0)(s, torch.zeros(1024), Context(layout=Layout(micro_batch=4, step=128))))
+    assert build_weighting("vppo", k=1.0, tas_rows=4)(s, torch.zeros(1024), context).max() == pytest.approx(1.3, abs=1e-5)
     assert build_weighting("vppo", k=1.0, tas_scope="batch")(s, torch.zeros(1024), context).max() > 100
     with pytest.raises(ValueError, match="tas_scope='device'"):
         build_weighting("vppo", tas_scope="device")
+    with pytest.raises(ValueError, match="tas_rows=0"):
+        build_weighting("vppo", tas_rows=0)
 
 
 @settings(max_examples=40, deadline=None)
