@@ -244,9 +244,13 @@ class WeightedGRPOTrainer(GRPOTrainer):
         """This process's rows of w, weighted over every process's rows; and how many tokens were guarded."""
         signals, all_advantages = self._global_batch(local, advantages)
         signals, guarded = finite_signals(signals)
-        w = self.weighting(signals, all_advantages, Context(self._tie_breaks, self._layout()))
+        w = self.weighting(signals, all_advantages, Context(self._tie_breaks, self._layout(), self._progress()))
         self._log_weights(w, signals)
         return self._local_rows(w, local.mask.shape[1]), guarded
+
+    def _progress(self) -> float:
+        """Share of training done when this batch was generated: global_step / max_steps."""
+        return self.state.global_step / max(self.state.max_steps, 1)
 
     def _layout(self) -> Layout:
         """Rows of one micro-batch and of one process's optimizer step (VPPO's TAS pools on them)."""

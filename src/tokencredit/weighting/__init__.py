@@ -47,10 +47,12 @@ class Layout:
 
 @dataclass(frozen=True)
 class Context:
-    """What a weighting may need beyond signals: the step's random generator (tie-breaking) and the batch layout."""
+    """What a weighting may need beyond signals: the step's random generator (tie-breaking), the batch
+    layout and the training progress (global_step / max_steps in [0, 1]: PEPO's schedule)."""
 
     generator: torch.Generator | None = None
     layout: Layout = Layout()
+    progress: float = 0.0
 
     def tie_generator(self) -> torch.Generator:
         return self.generator if self.generator is not None else torch.Generator().manual_seed(0)
