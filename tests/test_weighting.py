@@ -40,7 +40,11 @@ def weigh(name, s, **hparams):
 
 
 def test_registry_lists_every_method_with_its_needs():
-    assert registered() == ["atrl", "entropy_topk", "oracle_roles", "pgpo", "random_tokens", "tor", "uniform", "vppo"]
+    assert registered() == [
+        "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_roles", "pepo", "pgpo", "random_tokens", "tor", "uniform", "vepo", "vgpo", "vppo"
+    ]  # fmt: skip
+    assert required_signals("vepo") == {"vis_jsd", "entropy", "entropy_cf"} and default_counterfactual("vepo") == "pixel_value_noise"
+    assert required_signals("pepo") == {"hidden_sim", "entropy"} and required_signals("vgpo") == {"hidden_sim_last"}
     assert required_signals("tor") == {"entropy", "vis_absdiff"}
     assert required_signals("vppo") == required_signals("pgpo") == {"vis_k3"}
     assert required_signals("atrl") == {"attn_image"}
@@ -232,8 +236,10 @@ def batches(draw):
         mask[:] = False
         mask[:, 0] = True
     values = {}
-    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image"):
+    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image", "vis_jsd", "entropy_cf", "logp", "hidden_sim", "hidden_sim_last"):
         v = torch.full((b, t), 0.7) if mode == "constant" else torch.rand(b, t, generator=g) * 5
+        if name in ("logp", "hidden_sim", "hidden_sim_last"):  # log-probs and cosines go negative
+            v = -v if name == "logp" else v / 2.5 - 1.0
         values[name] = v * mask
     values["role"] = torch.randint(0, 3, (b, t), generator=g).float() * mask
     return TokenSignals(mask=mask, **values), torch.randn(b, generator=g)

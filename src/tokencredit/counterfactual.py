@@ -30,13 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray")
-PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray")
+COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
+PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
 
 BLACK_PROB = 0.5  # VPPO: each patch blackened independently with this probability
 NOISE_SIGMA = 189.0  # VPPO ablation: additive Gaussian noise, on the 0-255 scale
 BLUR_RADIUS = 6.0  # VPPO ablation: PIL GaussianBlur radius, i.e. the Gaussian's standard deviation in pixels
 GRAY_LEVEL = 128.0  # VPPO ablation: the whole image solid grey, on the 0-255 scale
+# VEPO (Leonnnnnn929/VEPO verl/trainer/ray_trainer.py, noisy_image_mode "gaussian"): N(0, 2^2) added to the
+# processor-normalized pixel_values, no clamp ("about twice the natural per-pixel std").
+PIXEL_VALUE_NOISE_STD = 2.0
 
 
 def image_token_mask(model: Any, input_ids: Tensor) -> Tensor:
@@ -178,6 +181,9 @@ def perturb_pixel_values(
     """
     if kind not in PIXEL_PERTURBATIONS:
         raise ValueError(f"unknown image perturbation {kind!r}; perturbations are {list(PIXEL_PERTURBATIONS)}")
+    if kind == "pixel_value_noise":  # in the normalized space itself
+        noise = torch.randn(pixel_values.shape, generator=generator, device=generator.device).to(pixel_values.device)
+        return (pixel_values.float() + noise * PIXEL_VALUE_NOISE_STD).to(pixel_values.dtype)
     channels = len(image_mean)
     mean = torch.tensor(image_mean, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
     std = torch.tensor(image_std, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)

@@ -150,7 +150,7 @@ class MethodSpec(Section):
     weighting: str = Field(description="Name in the weighting registry (tokencredit.weighting).")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
 
 
@@ -176,12 +176,22 @@ def _default_methods() -> dict[str, MethodSpec]:
         "pgpo_authorcode": ("pgpo", {"tau_quantile": True, "floor": 0.1, "normalize": False}),  # authors' dev code, pgpo.py
         "atrl": ("atrl", {}),
         "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
+        # The zoo (issue 22): weightings at their authors' defaults (weighting/<name>.py cites each).
+        "vepo": ("vepo", {}),
+        "vepo_no_entropy_gate": ("vepo", {"entropy_gate": False}),  # their score type "E" ablation
+        "pepo": ("pepo", {}),
+        "vgpo": ("vgpo", {}),
+        "cgpo": ("cgpo", {}),
+        "clip_cov": ("clip_cov", {}),  # a sparse control with no visual signal
         # Controls (no paper): each sparse method's random twin at its selection ratio and weight mass,
         # and the ground-truth roles' ceiling (weighting/random_tokens.py, weighting/oracle_roles.py).
         "random_entropy_topk": ("random_tokens", {"ratio": 0.2, "normalize": True}),
         "random_tor": ("random_tokens", {"ratio": TOR_SELECTED, "selected_weight": TOR_SELECTED_WEIGHT}),
         "random_vppo": ("random_tokens", {"ratio": 0.4, "per_response": True}),
         "random_atrl": ("random_tokens", {"ratio": 0.15, "selected_weight": 1.5, "other_weight": 0.5, "per_response": True, "normalize": True}),
+        "random_vepo": ("random_tokens", {"ratio": 0.2, "per_response": True, "normalize": True}),
+        "random_clip_cov": ("random_tokens", {"ratio": 1 - 0.0002}),  # drops floor(2e-4 N); Clip-Cov at least 1
+        "random_cgpo": ("random_tokens", {"ratio": TOR_SELECTED}),  # T_r ∪ T_p as ToR's (same ρs); weights ≈ 1 (α averages 1)
         "oracle_perception": ("oracle_roles", {}),
         "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
     }
@@ -376,7 +386,7 @@ class ScoreParams(Section):
         "(top-rho thresholds, VPPO's min/max), as one generated batch (train.prompts_per_step x train.updates_per_generation) does in training.",
     )
     counterfactuals: list[Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
     ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
     seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
 

@@ -253,9 +253,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
         return self.state.global_step / max(self.state.max_steps, 1)
 
     def _layout(self) -> Layout:
-        """Rows of one micro-batch and of one process's optimizer step (VPPO's TAS pools on them)."""
+        """Rows of one micro-batch, of one process's optimizer step (VPPO's TAS pools on them) and of one prompt's group."""
         micro = self.args.per_device_train_batch_size
-        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps)
+        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps, group=self.num_generations)
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`.
