@@ -54,7 +54,7 @@ def test_every_signal_and_every_method_weight(world, scores):
     rollouts = pd.read_parquet(world[2])
     assert len(scores) == sum(len(ids) for ids in rollouts["token_ids"])
     kinds = ["drop_image", "mask_visual_attention", "patch_blackening", "gray", "pixel_value_noise"]
-    signals = ["signal.attn_image", "signal.entropy", "signal.hidden_sim", "signal.hidden_sim_last", "signal.logp"]
+    signals = ["signal.attn_image", "signal.entropy", "signal.entropy_top_p", "signal.hidden_sim", "signal.hidden_sim_last", "signal.logp"]
     signals += [f"signal.{s}.{k}" for k in kinds for s in ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf")]
     assert [c for c in scores if c.startswith("signal.")] == signals
     assert [c for c in scores if c.startswith("weight.")] == [f"weight.{m}" for m in METHODS]
@@ -77,6 +77,7 @@ def test_zoo_signals_and_weights_join_the_table_and_the_analysis(scores):
 
     assert scores.filter(like="signal.vis_jsd").to_numpy().max() <= math.log(2) + 1e-6
     assert scores[["signal.hidden_sim", "signal.hidden_sim_last"]].abs().max().max() <= 1 + 1e-5
+    assert (scores["signal.entropy_top_p"] <= scores["signal.entropy"] + 1e-5).all()  # a renormalised subset of a few top tokens
     per_response = scores.groupby(["id", "sample"])
     assert np.allclose(per_response["weight.pepo"].sum(), per_response.size(), rtol=1e-4)  # progress 1: n softmax
     assert not np.allclose(scores["weight.pepo"], 1.0)

@@ -41,7 +41,8 @@ def weigh(name, s, **hparams):
 
 def test_registry_lists_every_method_with_its_needs():
     assert registered() == [
-        "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_roles", "pepo", "pgpo", "random_tokens", "tor", "uniform", "vepo", "vgpo", "vppo"
+        "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_roles", "pepo", "pgpo", "random_tokens", "tor", "tor_top_p", "uniform", "vepo",
+        "vgpo", "vppo",
     ]  # fmt: skip
     assert required_signals("vepo") == {"vis_jsd", "entropy", "entropy_cf"} and default_counterfactual("vepo") == "pixel_value_noise"
     assert required_signals("pepo") == {"hidden_sim", "entropy"} and required_signals("vgpo") == {"hidden_sim_last"}
@@ -236,7 +237,7 @@ def batches(draw):
         mask[:] = False
         mask[:, 0] = True
     values = {}
-    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image", "vis_jsd", "entropy_cf", "logp", "hidden_sim", "hidden_sim_last"):
+    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image", "vis_jsd", "entropy_cf", "logp", "hidden_sim", "hidden_sim_last", "entropy_top_p"):
         v = torch.full((b, t), 0.7) if mode == "constant" else torch.rand(b, t, generator=g) * 5
         if name in ("logp", "hidden_sim", "hidden_sim_last"):  # log-probs and cosines go negative
             v = -v if name == "logp" else v / 2.5 - 1.0

@@ -3,6 +3,7 @@ Qwen2.5-VL of test_signals, against a naive computation from the model's own ful
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -57,3 +58,32 @@ def test_zoo_signals_are_chunk_and_row_batch_invariant():
     for name in ZOO:
         assert torch.allclose(getattr(whole, name), getattr(parts, name), atol=1e-5), name
         assert (getattr(whole, name)[~whole.mask] == 0).all(), name
+
+
+def test_top_p_entropy_is_the_entropy_of_the_sampled_set():
+    from tokencredit.signals import token_logp_and_entropy, top_p_entropy
+
+    g = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(7, 5, generator=g) * 3, torch.randn(13, 5, generator=g)
+    for top_p in (0.5, 0.95):
+        renormalised = top_p_entropy(hidden, weight, top_p, chunk_size=3)
+        raw = top_p_entropy(hidden, weight, top_p, renormalize=False)
+        for row in range(7):  # naive: sort, keep tokens until the mass reaches top_p
+            p = torch.softmax(hidden[row] @ weight.T, -1).sort(descending=True).values
+            n = int((torch.cumsum(p, 0) < top_p).sum()) + 1
+            q = p[:n] / p[:n].sum()
+            assert renormalised[row] == pytest.approx(float(-(q * q.log()).sum()), abs=1e-5)
+            assert raw[row] == pytest.approx(float(-(p[:n] * p[:n].log()).sum()), abs=1e-5)
+    full = token_logp_and_entropy(hidden, weight, torch.zeros(7, dtype=torch.long))[1]
+    torch.testing.assert_close(top_p_entropy(hidden, weight, 1.0), full)
+
+
+def test_tor_top_p_ranks_reasoning_by_the_top_p_entropy():
+    from tokencredit.weighting import build_weighting
+
+    model, batch = tiny_model(), make_batch()
+    s = score_policy(model, batch, {"entropy_top_p", "vis_absdiff"}, counterfactual="drop_image", entropy_top_p=0.5)
+    assert (s.entropy_top_p <= s.entropy + 1e-5).all() and not torch.allclose(s.entropy_top_p, s.entropy)
+    swapped = type(s)(**{**{k: getattr(s, k) for k in ("mask", "vis_absdiff")}, "entropy": s.entropy_top_p})
+    advantages = torch.zeros(len(s.mask))
+    torch.testing.assert_close(build_weighting("tor_top_p")(s, advantages), build_weighting("tor")(swapped, advantages))

@@ -168,6 +168,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "tor": ("tor", {}),
         "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
         "tor_perception_only": ("tor", {"rho_r": 0.0}),  # gamma_p on ALL of T_p; gamma_r = 0 would drop T_p ∩ T_r
+        "tor_top_p": ("tor_top_p", {}),  # Eq. 5 as the fork reads it: T_r by the entropy of the top-p 0.95 set (issue 22)
         "vppo": ("vppo", {}),
         "pgpo": ("pgpo", {}),
         "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),
@@ -375,6 +376,14 @@ class RolloutParams(Section):
 class ScoringParams(Section):
     chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
+    entropy_top_p: float = Field(
+        0.95, gt=0, le=1, description="The entropy_top_p signal (ToR's Eq. 5, method tor_top_p): entropy of the fewest most probable "
+        "tokens whose probability reaches this (ToR: 0.95).",
+    )
+    renormalize_top_p: bool = Field(
+        True, description="entropy_top_p over the top-p set renormalised (the fork's reading; ToR's paper does not say), "
+        "or the set's terms -sum p log p as they are.",
+    )
 
 
 class ScoreParams(Section):

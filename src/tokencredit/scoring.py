@@ -5,7 +5,7 @@ rollout order:
   policy, split, id, sample, family, question, answer, accuracy_reward, format_reward (of its
   response); response (its row in the rollouts file), position (in the completion), token_id,
   token (its text; a special token by name), role (ground truth, below);
-  signal.{s} for s in entropy, logp, attn_image, hidden_sim, hidden_sim_last;
+  signal.{s} for s in entropy, logp, attn_image, hidden_sim, hidden_sim_last, entropy_top_p;
   signal.{s}.{counterfactual} for s in logp_cf, vis_k3, vis_kl, vis_absdiff, vis_jsd, entropy_cf,
   per counterfactual input scored: those the methods use plus `score.counterfactuals`;
   weight.{method} for every entry of the params' `methods`.
@@ -51,7 +51,7 @@ from tokencredit.weighting import Context, Layout, WeightFn, build_weighting, de
 
 log = logging.getLogger(__name__)
 
-POLICY_SIGNALS = ("entropy", "logp", "attn_image", "hidden_sim", "hidden_sim_last")  # from the forward with the real image
+POLICY_SIGNALS = ("entropy", "logp", "attn_image", "hidden_sim", "hidden_sim_last", "entropy_top_p")  # from the forward with the real image
 CF_SIGNALS = ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf")  # one set per counterfactual input
 
 
@@ -128,6 +128,7 @@ class RolloutScorer:
         return score_policy(
             self.model, {**batch, **extra}, needs=needs, counterfactual=kind, chunk_size=self.scoring.chunk_size,
             temperature=self.temperature, attention_layers=self.scoring.attention_layers, batch_size=self.batch_size,
+            entropy_top_p=self.scoring.entropy_top_p, renormalize_top_p=self.scoring.renormalize_top_p,
         )  # fmt: skip
 
     def score(self, rows: pd.DataFrame, data_dir: Path) -> dict[str, np.ndarray]:

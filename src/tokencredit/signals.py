@@ -21,6 +21,9 @@ Signals of the zoo methods (issue 22):
   the final norm: HF's output_hidden_states), read by hooks one layer at a time.
 - `hidden_sim_last` (VGPO): cosine of token t's final (normed) hidden state with the mean of the
   image tokens' final hidden states. Both are 0 in a row without image tokens.
+- `entropy_top_p` (ToR's Eq. 5 as the fork reads it): the entropy of the top-p set, the fewest most
+  probable tokens whose probability reaches `top_p` (what top-p sampling draws from), renormalised
+  over the set (`renormalize_top_p`, the fork's choice) or the set's terms -Σ p log p as they are.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, r
 
 SIGNALS = (
     "entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role",
-    "vis_jsd", "entropy_cf", "hidden_sim", "hidden_sim_last",
+    "vis_jsd", "entropy_cf", "hidden_sim", "hidden_sim_last", "entropy_top_p",
 )  # fmt: skip
 COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf"})
 HIDDEN_SIGNALS = frozenset({"hidden_sim", "hidden_sim_last"})
@@ -71,6 +74,7 @@ class TokenSignals:
     entropy_cf: Tensor | None = None
     hidden_sim: Tensor | None = None
     hidden_sim_last: Tensor | None = None
+    entropy_top_p: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.mask.dtype != torch.bool or self.mask.dim() != 2:
@@ -156,6 +160,21 @@ def jsd_and_entropy_cf(
         jsds.append((0.5 * (p * (lp - log_m)).sum(-1) + 0.5 * (q * (lq - log_m)).sum(-1)).clamp(min=0.0))
         entropies.append(-(q * lq).sum(-1))
     return torch.cat(jsds), torch.cat(entropies)
+
+
+def top_p_entropy(
+    hidden: Tensor, lm_head_weight: Tensor, top_p: float, renormalize: bool = True, temperature: float = 1.0, chunk_size: int = 1024
+) -> Tensor:
+    """Entropy of each row's top-p set (module docstring), chunk_size rows at a time."""
+    entropies = [hidden.new_zeros(0, dtype=torch.float32)]
+    for start in range(0, hidden.shape[0], chunk_size):
+        lp = _log_probs(hidden[start : start + chunk_size], lm_head_weight, temperature).sort(dim=-1, descending=True).values
+        p = lp.exp()
+        kept = (p.cumsum(-1) - p) < top_p  # the mass of the more probable tokens is still short of top_p
+        if renormalize:
+            lp = lp - torch.logsumexp(lp.masked_fill(~kept, -torch.inf), dim=-1, keepdim=True)
+        entropies.append(-(lp.exp() * lp * kept).sum(-1))
+    return torch.cat(entropies)
 
 
 def image_similarity(hidden: Tensor, image_tokens: Tensor, n_completion: int) -> tuple[Tensor, Tensor]:
@@ -324,6 +343,7 @@ def _score_rows(
     chunk_size: int,
     temperature: float,
     layers: list[int] | None,
+    top_p: tuple[float, bool],
 ) -> dict[str, Tensor]:
     completion_ids = batch["completion_ids"]
     mask = batch["completion_mask"].bool()
@@ -348,6 +368,8 @@ def _score_rows(
     targets = completion_ids[mask].to(hidden.device)
     logp, entropy = token_logp_and_entropy(hidden, weight, targets, temperature, chunk_size)
     out = {"logp": scatter(logp), "entropy": scatter(entropy)}
+    if "entropy_top_p" in needs:
+        out["entropy_top_p"] = scatter(top_p_entropy(hidden, weight, top_p[0], top_p[1], temperature, chunk_size))
     if layers is not None:
         out["attn_image"] = (sum(found) / len(found)).masked_fill(~mask, 0.0)
     out |= {name: value.masked_fill(~mask, 0.0) for name, value in similar.items()}
@@ -372,6 +394,8 @@ def score_policy(
     temperature: float = 1.0,
     attention_layers: Iterable[int] = (-1,),
     batch_size: int | None = None,
+    entropy_top_p: float = 0.95,
+    renormalize_top_p: bool = True,
 ) -> TokenSignals:
     """Score every completion token of a TRL GRPO batch with `model` (a Qwen2-VL-style VLM).
 
@@ -381,7 +405,8 @@ def score_policy(
     Always returns logp and entropy; attn_image, hidden_sim and hidden_sim_last when needed;
     logp_cf, vis_k3 and vis_absdiff when any counterfactual signal is needed (one extra forward),
     vis_kl and vis_jsd with entropy_cf only when needed.
-    `batch_size` rows go through the model at a time (None: all at once).
+    `batch_size` rows go through the model at a time (None: all at once). `entropy_top_p` and
+    `renormalize_top_p` define the entropy_top_p signal.
     """
     needs = set(needs)
     unknown = needs - set(SIGNALS)
@@ -401,7 +426,7 @@ def score_policy(
         check_attention_implementation(model)
         layers = _resolve_layers(model, attention_layers)
     parts = [
-        _score_rows(model, part, needs, counterfactual, chunk_size, temperature, layers)
+        _score_rows(model, part, needs, counterfactual, chunk_size, temperature, layers, (entropy_top_p, renormalize_top_p))
         for part in _row_batches(model, batch, batch_size)
     ]
     merged = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}

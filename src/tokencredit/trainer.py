@@ -76,7 +76,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         weighting: callable (TokenSignals, advantages[B]) -> w[B,T], from `build_weighting`.
         needs: signals the weighting reads (from `required_signals`).
         counterfactual: counterfactual input for `logp_cf`, or None.
-        chunk_size, attention_layers: scoring settings (params.ScoringParams).
+        chunk_size, attention_layers, entropy_top_p (top_p, renormalize): scoring settings (params.ScoringParams).
         dynamic_sampling_tries: DAPO; 0 disables dynamic sampling, n > 0 allows n generation rounds per batch.
         dynamic_sampling_tolerance: DAPO; a group is mixed when its rewards span more than this.
         entropy_penalty: VPPO's coefficient of mean(−log π_θ(o_t)) over the sampled tokens, added to
@@ -93,6 +93,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         counterfactual: str | None,
         chunk_size: int,
         attention_layers: list[int],
+        entropy_top_p: tuple[float, bool] = (0.95, True),
         dynamic_sampling_tries: int = 0,
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
@@ -105,6 +106,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.counterfactual = counterfactual if self.needs & COUNTERFACTUAL_SIGNALS else None
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
+        self.entropy_top_p = entropy_top_p
         self.dynamic_sampling_tries = dynamic_sampling_tries
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
@@ -279,6 +281,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 chunk_size=self.chunk_size,
                 temperature=self.temperature,
                 attention_layers=self.attention_layers,
+                entropy_top_p=self.entropy_top_p[0],
+                renormalize_top_p=self.entropy_top_p[1],
                 batch_size=self.args.per_device_train_batch_size,  # forwards no larger than the training micro-batch
             )
         return replace(signals, **labels)
