@@ -188,7 +188,8 @@ def test_gain_ratio_by_hand() -> None:
         assert gap**2 == pytest.approx(stats.t.ppf(0.975, df) ** 2 * parts(r).sum())
     assert result["ci_low"] < ratio < result["ci_high"]
     noisy = gain_ratio(u, m, u + [[0.05], [0.0], [-0.04]])  # the oracle's gain is not told apart from 0
-    assert not noisy["defined"] and math.isnan(noisy["ratio"]) and math.isnan(noisy["ci_low"])
+    assert not noisy["defined"] and math.isnan(noisy["ci_low"]) and math.isnan(noisy["ci_high"])
+    assert not gain_ratio(u, m[:1], o)["defined"]  # one seed: no interval
 
 
 def test_holm_by_hand() -> None:

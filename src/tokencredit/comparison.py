@@ -73,7 +73,10 @@ def comparisons(algo: str, method: str, groups: dict[str, list[dict]]) -> dict:
     if uniform:
         found["vs_uniform"] = compare(evs, uniform)
         score = PAIRED_SCORES[CLAIM_METRIC]
-        found["gain_fraction"] = {g: _json(gain_ratio(*_scores([uniform, evs, other], score))) for g, other in oracles.items()}
+        found["gain_fraction"] = {
+            g: {**_json(gain_ratio(*_scores([uniform, evs, other], score))), "one_seed": min(map(len, (uniform, evs, other))) == 1}
+            for g, other in oracles.items()
+        }
     if is_control(method):
         return found
     twin = f"{algo}-{TWIN_PREFIX}{method}"
@@ -84,20 +87,24 @@ def comparisons(algo: str, method: str, groups: dict[str, list[dict]]) -> dict:
     return found
 
 
-def _claimed(summary: dict) -> list[dict]:
-    """The comparisons a method's sentence states a verdict on."""
-    found = [summary[key][CLAIM_METRIC] for key in ("vs_uniform", "vs_twin") if key in summary]
-    return found + [c[CLAIM_METRIC] for c in summary.get("vs_oracle", {}).values()]
+def claims(metrics: dict) -> list[dict]:
+    """The comparisons the sentences state a verdict on: each method that is not a control, on every
+    split, against uniform, its random twin and each oracle."""
+    found = []
+    for group, splits in metrics.items():
+        if is_control(group):
+            continue
+        for summary in splits.values():
+            found += [summary[key][CLAIM_METRIC] for key in ("vs_uniform", "vs_twin") if key in summary]
+            found += [c[CLAIM_METRIC] for c in summary.get("vs_oracle", {}).values()]
+    return found
 
 
-def correct_claims(metrics: dict) -> int:
-    """Holm's correction over every claim the sentences make (all groups that are not controls, all
-    splits): sets p_holm beside each claimed comparison's p_value; returns the family's size."""
-    family = [c for group, splits in metrics.items() if not is_control(group) for s in splits.values() for c in _claimed(s)]
-    tested = [c for c in family if c["p_value"] is not None]
+def correct_claims(metrics: dict) -> None:
+    """Holm's correction over all the claims (those with a p-value): p_holm beside each p_value."""
+    tested = [c for c in claims(metrics) if c["p_value"] is not None]
     for c, adjusted in zip(tested, holm([c["p_value"] for c in tested])):
         c["p_holm"] = adjusted
-    return len(tested)
 
 
 def points(c: dict) -> str:
@@ -136,8 +143,9 @@ def method_sentence(group: str, split: str, summary: dict) -> str:
     return "; ".join(parts) + "."
 
 
-def minimal_detectable(metrics: dict, split: str, metric: str = CLAIM_METRIC) -> float | None:
-    """Median over the groups compared with uniform on `split` of their minimal detectable difference."""
-    values = [m[split]["vs_uniform"][metric]["mdd"] for m in metrics.values() if split in m and "vs_uniform" in m[split]]
-    values = [v for v in values if v is not None]
-    return float(np.median(values)) if values else None
+def minimal_detectable(metrics: dict, split: str, metric: str = CLAIM_METRIC) -> tuple[float, int] | None:
+    """Median over the groups compared with uniform on `split` of their minimal detectable difference,
+    and the fewest seeds among those groups (None where no group has an interval)."""
+    found = [(m[split]["vs_uniform"][metric]["mdd"], m[split]["n_seeds"]) for m in metrics.values() if "vs_uniform" in m.get(split, {})]
+    found = [(mdd, n) for mdd, n in found if mdd is not None]
+    return (float(np.median([mdd for mdd, _ in found])), min(n for _, n in found)) if found else None

@@ -147,8 +147,8 @@ def gain_ratio(baseline: np.ndarray, method: np.ndarray, oracle: np.ndarray, con
     with Fieller's interval: every ratio r for which the contrast (method - baseline) - r (oracle -
     baseline) is not rejected by the module's t test. Fieller's set is exact for a ratio of normal
     estimates (the delta method is not, when the denominator is noisy), and it is bounded only when
-    the denominator, the oracle's gain, is told apart from 0: otherwise ratio, ci_low, ci_high are nan
-    and `defined` is False (the gain has no scale). Degrees of freedom: Welch-Satterthwaite of the
+    the denominator, the oracle's gain, is told apart from 0: otherwise ci_low, ci_high are nan and
+    `defined` is False (the gain has no scale). With a group of one seed: no interval, not defined. Degrees of freedom: Welch-Satterthwaite of the
     contrast at the estimated ratio. tests/test_stats.py checks its coverage by simulation.
     """
     groups = Contrasts([baseline, method, oracle])
@@ -172,7 +172,7 @@ def gain_ratio(baseline: np.ndarray, method: np.ndarray, oracle: np.ndarray, con
         low, high = (B - root) / A, (B + root) / A
     nan = np.full(np.shape(n), np.nan)
     return {
-        "ratio": _out(np.where(defined, ratio, nan)),
+        "ratio": _out(ratio),
         "ci_low": _out(np.where(defined, low, nan)),
         "ci_high": _out(np.where(defined, high, nan)),
         "defined": bool(defined) if np.ndim(defined) == 0 else defined,
