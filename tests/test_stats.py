@@ -135,14 +135,14 @@ def test_per_seed_means_alone_miss_the_examples_draw() -> None:
     # examples, not over the task's examples, when methods have consistent per-example effects.
     a, b = simulated_grids(np.random.default_rng(7), 5, **REGIMES["per-example effects"])
     welch = stats.ttest_ind(a.mean(-1), b.mean(-1), axis=-1, equal_var=False)
-    assert np.mean(welch.pvalue > 0.05) < 0.92
+    assert np.mean(welch.pvalue > 0.05) < 0.9  # 0.815 of the grids; the full interval: 0.962 (5 seeds)
 
 
 # The gain ratio's simulation: additive scores (so the true ratio is known), uniform at 0.55, the
 # oracle `gain` above it, the method 0.4 of that; seed SD `seed_sd`, per-example effects
 # `effect_sd`, residual noise 0.2, 300 examples, GRIDS grids. An undefined ratio (the oracle not told
 # apart from uniform) is the whole line and covers; `defined` is the share of grids with a bounded
-# interval. Not covered here: a weak oracle (gain 5, seed SD 3 points, 3 seeds) is defined in about a
+# interval, and the bounded ones cover too. Not covered here: a weak oracle (gain 5, seed SD 3 points, 3 seeds) is defined in about a
 # quarter of grids, and those cover about 93 % (measured while writing this test).
 RATIO = 0.4
 RATIO_REGIMES = {
@@ -165,7 +165,8 @@ def test_gain_ratio_interval_covers_95_percent(regime: str, n_seeds: int) -> Non
 
     result = gain_ratio(group(0.55), group(0.55 + RATIO * gain), group(0.55 + gain))
     covered = np.where(result["defined"], (result["ci_low"] <= RATIO) & (RATIO <= result["ci_high"]), True)
-    assert covered.mean() >= 0.93 and result["defined"].mean() > 0.6, f"{regime}, {n_seeds} seeds"
+    defined = result["defined"]
+    assert covered.mean() >= 0.93 and covered[defined].mean() >= 0.93 and defined.mean() > 0.6, f"{regime}, {n_seeds} seeds"
 
 
 def test_gain_ratio_by_hand() -> None:

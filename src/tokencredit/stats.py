@@ -76,8 +76,8 @@ class Contrasts:
         self.n_seeds = np.array([g.shape[-2] for g in groups], dtype=float)
         self.means = np.stack([g.mean(axis=(-2, -1)) for g in groups], axis=-1)  # [..., G]
         with np.errstate(invalid="ignore", divide="ignore"):
-            # s_g^2 / n_g: variance of the group's mean over seeds (nan with one seed)
-            self.seed_var = np.stack([g.mean(-1).var(-1, ddof=1) if g.shape[-2] > 1 else np.full(g.shape[:-2], np.nan) for g in groups], -1) / self.n_seeds
+            # s_g^2 / n_g: variance of the group's mean over seeds
+            self.seed_var = np.stack([self._per_seed_variance(g) for g in groups], -1) / self.n_seeds
             residual = np.stack([self._residual_mean_square(g) for g in groups], -1) / self.n_seeds
             per_example = np.stack([g.mean(-2) for g in groups], -2)  # [..., G, J], seed-averaged
             centered = per_example - per_example.mean(-1, keepdims=True)
@@ -86,7 +86,13 @@ class Contrasts:
         self.example_cov = (cov - residual[..., None] * np.eye(len(groups))) / self.n_examples
 
     @staticmethod
+    def _per_seed_variance(g: np.ndarray) -> np.ndarray:
+        """Variance of the per-seed means (nan with one seed)."""
+        return g.mean(-1).var(-1, ddof=1) if g.shape[-2] > 1 else np.full(g.shape[:-2], np.nan)
+
+    @staticmethod
     def _residual_mean_square(g: np.ndarray) -> np.ndarray:
+        """Two-way (seed x example) residual mean square: unbiased for the mean variance of e."""
         n, j = g.shape[-2:]
         resid = g - g.mean(-1, keepdims=True) - g.mean(-2, keepdims=True) + g.mean((-2, -1), keepdims=True)
         return (resid**2).sum((-2, -1)) / ((n - 1) * (j - 1)) if n > 1 and j > 1 else np.full(g.shape[:-2], np.nan)
