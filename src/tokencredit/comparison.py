@@ -52,8 +52,8 @@ def _scores(groups: list[list[dict]], score: str) -> list[np.ndarray]:
 
 
 def _json(result: dict) -> dict:
-    """nan (no interval: a group with one seed; an undefined ratio) becomes None: JSON has no nan."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    """nan (no interval: a group with one seed) and inf (df without variance) become None: JSON has neither."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
 
 
 def compare(ours: list[dict], theirs: list[dict]) -> dict[str, dict]:

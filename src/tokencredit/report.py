@@ -305,9 +305,9 @@ def ranking_section(metrics: dict, evals: dict) -> Section:
     ]
     for split, groups in evals.items():
         rows = {g: metrics[g][split]["gain_fraction"] for g in groups if metrics[g][split].get("gain_fraction")}
-        oracles = sorted({o.split("-", 1)[1] for fractions in rows.values() for o in fractions})
         if not rows:
             continue
+        oracles = sorted({o.split("-", 1)[1] for fractions in rows.values() for o in fractions})
         for group in groups:
             if group.split("-", 1)[-1].startswith(ORACLE_PREFIX) and "vs_uniform" in metrics[group][split]:
                 blocks.append(f"{split}: `{group}` − uniform, avg@k: {points(metrics[group][split]['vs_uniform']['avg_at_k'])} points.")
