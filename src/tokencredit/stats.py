@@ -126,7 +126,8 @@ def seed_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE
     Student-t interval (ci_low, ci_high); the two-sided p-value for "no difference"; and mdd, the
     minimal detectable difference: the true difference that a two-sided test at per-comparison
     level alpha = 1 - confidence detects with probability `power`, (t_{1-alpha/2, df} + t_{power, df}) se
-    (3.72 se at 3 + 3 seeds, 0.95 and 0.8). nan where a group has one seed (no interval).
+    (3.72 se at 3 + 3 seeds, 0.95 and 0.8; by the noncentral t this gives 79 % power at 4 degrees of
+    freedom, 77 % at 2). nan where a group has one seed (no interval).
     """
     groups = Contrasts([a, b])
     contrast = np.array([1.0, -1.0])
