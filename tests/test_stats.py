@@ -87,13 +87,13 @@ def test_seed_difference_edge_cases() -> None:
 # seed spreads. GRIDS simulated grids per regime and seed count.
 GRIDS, EXAMPLES = 1000, 300
 REGIMES = {
-    # seed spread dominating, unequal between the methods (Welch): seed SD about 6 and 2.5 points
+    # seed spread dominating, unequal between the methods (Welch): per-seed means' SD about 4 and 2 points
     "seed spread": dict(k=4, seed_sd=(0.25, 0.1), effect_sd=0.0, heavy=False),
-    # consistent per-example effects (the same for every seed of a method), avg@4; seed SD 1.3 points
+    # consistent per-example effects (the same for every seed of a method), avg@4; seed SD about 1.3 points
     "per-example effects": dict(k=4, seed_sd=(0.05, 0.05), effect_sd=0.8, heavy=False),
-    # seeds from Student's t with 2 degrees of freedom (infinite variance), scale 0.15
+    # seeds from Student's t with 2 degrees of freedom (infinite variance), scale 0.15: seed SD about 4 points
     "heavy-tailed seeds": dict(k=4, seed_sd=(0.15, 0.15), effect_sd=0.2, heavy=True),
-    # greedy 0/1 scores with per-example effects
+    # greedy 0/1 scores with per-example effects; seed SD about 2.7 points
     "greedy, per-example effects": dict(k=1, seed_sd=(0.1, 0.1), effect_sd=0.5, heavy=False),
 }
 
