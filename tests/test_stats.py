@@ -117,6 +117,8 @@ def as_evals(scores: np.ndarray, policy: str) -> list[dict]:
     ]
 
 
+# Measured with these generators: 0.948 to 0.969 over the 8 cases (Welch's t on per-seed means
+# alone: 0.836 and 0.910 with per-example effects).
 @pytest.mark.parametrize("n_seeds", [3, 5])
 @pytest.mark.parametrize("regime", sorted(REGIMES))
 def test_difference_interval_covers_95_percent(regime: str, n_seeds: int) -> None:
