@@ -10,7 +10,10 @@ Follows verl (volcengine/verl) verl/trainer/ppo/core_algos.py `compute_policy_lo
 from PRIME-RL/Entropy-Mechanism-of-RL). verl's kl_cov loss is the UNCLIPPED −A·ratio plus this term;
 here the base stays TRL's clipped loss: on-policy (train.updates_per_generation 1, one update per
 generated batch) the ratio is 1 at the update and the clip never binds, so the gradients are equal.
-The advantages are the method's (weighted) ones, as verl's token-level advantages. Ties among equal
+The advantages are the method's (weighted) ones, as verl's token-level advantages.
+On-policy the penalty is 0 and so is its gradient (|x| at x = 0): KL-Cov acts only on the updates
+after the first of a generated batch, i.e. with train.updates_per_generation > 1 (verl's PPO
+mini-batches; the paper's runs take several per rollout batch). Ties among equal
 covariances: torch.topk's order, as verl's. Mean: token mean over the optimizer step (verl: per
 micro-batch token-mean). Forwards: none beyond TRL's loss forward.
 """
