@@ -172,7 +172,7 @@ def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), pol
     model, processor = policy or w.new_policy()
     return build_trainer(
         model, processor, load_split(w.data_dir, "train"), w.data_dir, train, spec, ScoringParams(),
-        get_algorithm("grpo"), 0, out / f"{method}-{signals_from_loss}", callbacks=list(callbacks),
+        get_algorithm("grpo"), 0, out / f"{method}-{signals_from_loss}", callbacks=list(callbacks), method_name=method,
     )  # fmt: skip
 
 

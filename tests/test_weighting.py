@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokencredit.params import MethodSpec, _default_methods
+from tokencredit.recipe import resolve
 from tokencredit.signals import MissingSignalError, TokenSignals
 from tokencredit.weighting import (
     Context,
     Layout,
     build_weighting,
-    check_method,
     default_counterfactual,
     describe,
     registered,
@@ -73,16 +73,16 @@ def test_unknown_names_and_bad_hparams_are_named():
         build_weighting("atrl", anchor_fraction=0)
 
 
-def test_check_method_names_the_params_entry():
+def test_resolve_names_the_params_entry():
     for name, spec in _default_methods().items():
-        check_method(name, spec)
+        resolve(name, spec)
     with pytest.raises(ValueError, match="methods.x.weighting: unknown weighting 'nope'"):
-        check_method("x", MethodSpec(weighting="nope"))
+        resolve("x", MethodSpec(weighting="nope"))
     with pytest.raises(ValueError, match="methods.x.hparams: .*beta_min=2"):
-        check_method("x", MethodSpec(weighting="vppo", hparams={"beta_min": 2}))
+        resolve("x", MethodSpec(weighting="vppo", hparams={"beta_min": 2}))
     with pytest.raises(ValueError, match="methods.x.counterfactual: weighting 'uniform' uses no counterfactual"):
-        check_method("x", MethodSpec(weighting="uniform", counterfactual="drop_image"))
-    check_method("x", MethodSpec(weighting="tor", counterfactual="mask_visual_attention"))
+        resolve("x", MethodSpec(weighting="uniform", counterfactual="drop_image"))
+    resolve("x", MethodSpec(weighting="tor", counterfactual="mask_visual_attention"))
 
 
 def test_missing_signal_and_bad_advantages_are_clear():

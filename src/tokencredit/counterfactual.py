@@ -102,13 +102,14 @@ def _without_images(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def counterfactual_batch(
-    kind: str, batch: dict[str, Any], inputs: list[dict[str, Any]], processing_class: Any, generator: torch.Generator
+    kind: str, batch: dict[str, Any], inputs: list[dict[str, Any]], processing_class: Any, generator: torch.Generator, **options: Any
 ) -> dict[str, Tensor]:
     """The batch keys a counterfactual needs beyond TRL's batch, built from TRL's raw `inputs` rows.
 
     drop_image: text_prompt_ids/text_prompt_mask, each row's conversational prompt without its
     image parts through the chat template, left padded. Pixel perturbations: cf_pixel_values, with
-    the image processor's normalization and patch layout. mask_visual_attention needs nothing.
+    the image processor's normalization and patch layout, `options` passed to `perturb_pixel_values`
+    (e.g. PAPO's black_prob). mask_visual_attention needs nothing.
     """
     if kind == "drop_image":
         tokenized = processing_class.apply_chat_template(
@@ -127,7 +128,7 @@ def counterfactual_batch(
         ip = processing_class.image_processor
         layout = {"patch_size": ip.patch_size, "merge_size": ip.merge_size, "temporal_patch_size": ip.temporal_patch_size}
         pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
-        return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, **layout)}
+        return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, **layout, **options)}
     if kind == "mask_visual_attention":
         return {}
     raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
@@ -173,10 +174,12 @@ def perturb_pixel_values(
     patch_size: int = 14,
     merge_size: int = 2,
     temporal_patch_size: int = 2,
+    black_prob: float = BLACK_PROB,
 ) -> Tensor:
     """The counterfactual image I' of every image in a batch, as normalized pixel_values rows.
 
-    `image_mean`/`image_std` are the image processor's. Randomness (a fresh blackening mask or
+    `image_mean`/`image_std` are the image processor's; `black_prob`: patch_blackening's probability
+    per patch (VPPO's 0.5; PAPO's 0.6). Randomness (a fresh blackening mask or
     noise per image, i.e. per response in a GRPO batch) comes only from `generator`.
     """
     if kind not in PIXEL_PERTURBATIONS:
@@ -195,7 +198,7 @@ def perturb_pixel_values(
         return draw(*shape, generator=generator, device=generator.device).to(x.device)
 
     if kind == "patch_blackening":
-        x = x * (random(n_rows) >= BLACK_PROB).view(n_rows, 1, 1)
+        x = x * (random(n_rows) >= black_prob).view(n_rows, 1, 1)
     elif kind == "gaussian_noise":
         x = (x + random(*x.shape, normal=True) * (NOISE_SIGMA / 255.0)).clamp(0.0, 1.0)
     elif kind == "gray":
@@ -209,3 +212,13 @@ def perturb_pixel_values(
         ]
         x = torch.cat(blurred).reshape(n_rows, channels, -1).clamp(0.0, 1.0)
     return ((x - mean) / std).reshape(pixel_values.shape).to(pixel_values.dtype)
+
+
+def vp_diffusion_noise(image: Tensor, beta: float, noise: Tensor, rounding: str = "floor") -> Tensor:
+    """A forward-diffusion step of an 8-bit image [..., H, W] (values 0-255): sqrt(1 − β)·x + sqrt(β)·ε on
+    [0, 1] pixels, clipped, back to 0-255 by `rounding` ("floor": truncation, as NoisyRollout's
+    ToPILImage; "round"). `noise` ε ~ N(0, 1) has the image's shape (the caller draws it)."""
+    if rounding not in ("floor", "round"):
+        raise ValueError(f"rounding must be 'floor' or 'round', got {rounding!r}")
+    noisy = (math.sqrt(max(1.0 - beta, 0.0)) * (image.float() / 255.0) + math.sqrt(beta) * noise.float()).clamp(0.0, 1.0) * 255.0
+    return torch.floor(noisy) if rounding == "floor" else torch.round(noisy)

@@ -140,18 +140,30 @@ class SFTParams(Section):
     seed: int = Field(0, description="Seed of data order and initial state.")
 
 
-class MethodSpec(Section):
-    """One entry of the method grid: a registered weighting plus its hyperparameters.
+class ComponentSpec(Section):
+    """A registered component of a method (an auxiliary loss, a rollout transform) and its hyperparameters."""
 
-    Named variants (e.g. `tor_reasoning_only`) are specs with the same `weighting` and other
+    name: str = Field(description="Name in the component's registry (tokencredit.losses, tokencredit.transforms).")
+    hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the component's defaults.")
+
+
+class MethodSpec(Section):
+    """One entry of the method grid: a recipe of registered components (tokencredit.recipe), each with
+    its hyperparameters: token weights, an auxiliary loss, a rollout transform, a counterfactual input.
+
+    Named variants (e.g. `tor_reasoning_only`) are specs with the same components and other
     hyperparameters: ablations are parameter settings, not copies of code.
     """
 
-    weighting: str = Field(description="Name in the weighting registry (tokencredit.weighting).")
+    weighting: str = Field("uniform", description="Name in the weighting registry (tokencredit.weighting); uniform: no token weights.")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
         "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
+    loss: ComponentSpec | None = Field(None, description="Auxiliary loss added to TRL's policy loss (tokencredit.losses), e.g. {name: papo}.")
+    transform: ComponentSpec | None = Field(
+        None, description="Rollout transform of the generation inputs (tokencredit.transforms), e.g. {name: noisy_rollout}; the update sees the clean inputs."
+    )
 
 
 # ToR's selection at its defaults, measured in training from the default SFT model (docs/experiment.md;
@@ -196,7 +208,16 @@ def _default_methods() -> dict[str, MethodSpec]:
         "oracle_perception": ("oracle_roles", {}),
         "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
     }
-    return {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
+    # Methods of other kinds (issue 22): an auxiliary loss or a rollout transform, on uniform weights.
+    recipes = {
+        "papo": {"loss": {"name": "papo"}},  # the 3B GRPO scripts: gamma 0.02, no double entropy (losses/papo.py)
+        "papo_double_entropy": {"loss": {"name": "papo", "hparams": {"ori_entropy_coef": 0.05, "aug_entropy_coef": 0.05}}},  # 7B GRPO
+        "papo_dapo": {"loss": {"name": "papo", "hparams": {"gamma": 0.01, "ori_entropy_coef": 0.03, "aug_entropy_coef": 0.03}}},  # DAPO's
+        "kl_cov": {"loss": {"name": "kl_cov"}},
+        "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
+    }
+    built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
+    return {**built, **{name: MethodSpec.model_validate(recipe) for name, recipe in recipes.items()}}
 
 
 class LoraParams(Section):
@@ -227,7 +248,7 @@ class LoraParams(Section):
 
 
 class TrainParams(Section):
-    algos: list[Literal["grpo", "dapo", "dr_grpo"]] = Field(
+    algos: list[Literal["grpo", "dapo", "dr_grpo", "cispo", "sapo", "gspo"]] = Field(
         default_factory=lambda: ["grpo"], min_length=1, description="Base algorithms of the grid.", json_schema_extra=GRID
     )
     methods: list[str] = Field(
@@ -560,15 +581,15 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:
+        from tokencredit.recipe import resolve  # torch-backed; imported only when validating
         from tokencredit.signals import LABEL_SIGNALS
-        from tokencredit.weighting import check_method, required_signals  # torch-backed; imported only when validating
 
         unknown = [m for m in self.train.methods if m not in self.methods]
         if unknown:
             raise ValueError(f"train.methods names {unknown}, which are not defined under methods (defined: {sorted(self.methods)})")
         for name in self.train.methods:
-            check_method(name, self.methods[name])
-            if self.data.source != "synthetic" and required_signals(self.methods[name].weighting) & LABEL_SIGNALS:
+            recipe = resolve(name, self.methods[name])
+            if self.data.source != "synthetic" and recipe.needs & LABEL_SIGNALS:
                 raise ValueError(
                     f"methods.{name} (weighting {self.methods[name].weighting!r}) reads ground-truth token roles, which only "
                     f"the synthetic task labels, but data.source is {self.data.source!r}: drop {name!r} from train.methods"

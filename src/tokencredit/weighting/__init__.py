@@ -150,18 +150,6 @@ def build_weighting(name: str, **hparams: Any) -> WeightFn:
     return weights
 
 
-def check_method(name: str, spec: Any) -> None:
-    """Validate one `methods.<name>` params entry (a tokencredit.params.MethodSpec)."""
-    if spec.weighting not in METHODS:
-        raise ValueError(f"methods.{name}.weighting: unknown weighting {spec.weighting!r}; registered: {registered()}")
-    try:
-        build_weighting(spec.weighting, **spec.hparams)
-    except ValueError as err:
-        raise ValueError(f"methods.{name}.hparams: {err}") from None
-    if spec.counterfactual is not None and default_counterfactual(spec.weighting) is None:
-        raise ValueError(f"methods.{name}.counterfactual: weighting {spec.weighting!r} uses no counterfactual input")
-
-
 def weight_stats(w: Tensor, mask: Tensor) -> dict[str, float]:
     """Per-batch statistics for logging: share of valid tokens with w > 0 and with w > 1, mean and max."""
     valid = w[mask]
