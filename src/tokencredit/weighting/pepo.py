@@ -11,6 +11,7 @@ at 1e-6): gate_t = 1 + α tanh(v̂_t + Ĥ_t - mean_t(v̂ + Ĥ)); w_t = n_i softm
 the weights of a response sum to its length. The loss multiplies each token by
 1 - λ + λ w_t with λ = global_step / max_steps (`Context.progress`): uniform at the start, w at
 the end. `schedule=False` uses w from the first step.
+A prompt without image tokens: their score falls back to every position; hidden_sim is 0 there.
 Their weights keep the gradient of the hidden states (nothing detaches them); here they are data,
 as every weighting's (and as the fork's `_compute_pepo_token_scaling`, which detaches them).
 
