@@ -89,7 +89,12 @@ def main() -> None:
         print(json.dumps(measured(args.measure, args.tiny_dir)))
         return
     if args.check:
-        raise SystemExit("--check runs from tests/test_memory_plan.py, which builds the tiny model")
+        with harness.world("tiny") as w:
+            rows = [[r["shape"], r["operation"], r["planned"] / 2**20, r["measured"] / 2**20, f"{r['planned'] / r['measured']:.2f}"] for r in check(w.data_dir.parent / "base")]
+        body = harness.table(["shape", "operation", "planned MiB", "measured MiB", "planned / measured"], rows)
+        settings = "fp32; measured: resident-memory rise of a child process with every allocation mapped; tests/test_memory_plan.py asserts 0.75-1.25"
+        harness.report("memory_plan check", "tiny and 3B widths", settings, body, record=not args.no_record)
+        return
     from tokencredit import params as P
 
     raw = P.merged_params(P.DEFAULT, *args.params)

@@ -36,7 +36,7 @@ import math
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +400,58 @@ def plan_params(sections: dict[str, Any], config, prompt_text: int = 150) -> lis
 def _generation_rows(section, default: int) -> int:
     """Rows per generate() call: the section's generation_chunk where it has one."""
     return min(getattr(section, "generation_chunk", None) or default, default)
+
+
+# -- the check before any job ---------------------------------------------------------------------------
+MARGIN = 0.10  # a plan is an estimate: a job must fit its GPU with this share to spare
+GPU_RULES = ("train", "rollouts", "score")
+
+
+def check_memory(params, config=None) -> None:
+    """Stop before any job when a GPU job's planned peak exceeds resources.<rule>.gpu_memory_gb less MARGIN.
+
+    Only rules that name their GPU memory are planned, and resources.<rule>.allow_over_plan runs
+    them anyway. The plan of a params set is cached (~/.cache/tokencredit) by its inputs' digest.
+    """
+    checked = {rule: getattr(params.resources, rule) for rule in GPU_RULES}
+    checked = {rule: r for rule, r in checked.items() if r.gpu_memory_gb and not r.allow_over_plan}
+    if not checked:
+        return
+    config = config if config is not None else architecture(params.model.path)
+    sections = {"train": params.train, "rollouts": params.rollouts, "scoring": params.scoring, "score": params.score, "model": params.model}
+    over = []
+    for job in cached_plan(sections, config):
+        rule = job.job.split(" · ")[0]
+        if rule in checked and job.peak > (1 - MARGIN) * checked[rule].gpu_memory_gb * 1e9:
+            gb = checked[rule].gpu_memory_gb
+            over.append(
+                f"resources.{rule}.gpu_memory_gb: {job.job} plans {job.peak / 1e9:.1f} GB per GPU ({job.operation}), over "
+                f"{gb:g} GB less a {MARGIN:.0%} margin; {_REMEDY[job.job]}, or set resources.{rule}.allow_over_plan: true"
+            )
+    if over:
+        raise ValueError("the memory plan (benchmarks/memory_plan.py) says these jobs do not fit:\n  " + "\n  ".join(over))
+
+
+_REMEDY = {
+    "train · generation": "lower train.generation_chunk",
+    "train · scoring": "lower train.micro_batch_size (scoring forwards are that size)",
+    "train · update": "lower train.micro_batch_size",
+    "rollouts · generation": "lower rollouts.generation_chunk",
+    "score · scoring": "lower score.batch_size",
+}
+
+
+def cached_plan(sections: dict[str, Any], config) -> list[JobPlan]:
+    """plan_params, read from the cache when the same config and sections were planned before."""
+    import hashlib
+
+    from tokencredit.atomic import write_text
+
+    inputs = json.dumps([config.to_dict(), {k: v.model_dump() for k, v in sorted(sections.items())}], sort_keys=True, default=str)
+    path = Path.home() / ".cache/tokencredit/memory_plan" / f"{hashlib.sha256(inputs.encode()).hexdigest()[:24]}.json"
+    if path.is_file():
+        return [JobPlan(**job) for job in json.loads(path.read_text())]
+    plans = plan_params(sections, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps([asdict(job) for job in plans]))
+    return plans
