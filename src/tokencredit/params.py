@@ -510,6 +510,11 @@ class JobResources(Section):
     mem_mb: int | None = Field(None, ge=1, description="Host memory per job in MB (`mem_mb`); None: the profile's default.")
     runtime: int | None = Field(None, ge=1, description="Wall-clock limit per job in minutes (`runtime`); None: the profile's default.")
     partition: str | None = Field(None, description="SLURM partition (`slurm_partition`); None: the profile's default.")
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, description="Memory of each GPU the job gets, in GB. With it, the workflow plans the job's peak per GPU "
+        "(tokencredit.memory_plan) before any job and stops if it exceeds this less a 10 % margin; None: no check."
+    )
+    allow_over_plan: bool = Field(False, description="Run the job even when its memory plan exceeds gpu_memory_gb (the plan is an estimate).")
 
     def snakemake(self) -> dict[str, int | str]:
         """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`)."""
