@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from test_signals import full_forward, make_batch, tiny_model
@@ -12,10 +13,10 @@ from tokencredit.repeated_images import encode_every_image, encode_repeated_imag
 PATCH = 3 * 2 * 14 * 14  # one pixel row: channels x temporal patch x 14 x 14
 
 
-def images(grids: list[tuple[int, int]], names: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def images(grids: list[tuple[int, int]], names: str, seed: int = 0, row: int = PATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """pixel_values and image_grid_thw of a batch whose images are named by letters (same letter, same image)."""
     g = torch.Generator().manual_seed(seed)
-    pixels = {name: torch.randn(h * w, PATCH, generator=g) for name, (h, w) in zip(names, grids)}
+    pixels = {name: torch.randn(h * w, row, generator=g) for name, (h, w) in zip(names, grids)}
     sizes = dict(zip(names, grids))
     return torch.cat([pixels[n] for n in names]), torch.tensor([[1, *sizes[n]] for n in names])
 
@@ -73,3 +74,51 @@ def test_the_whole_model_sees_the_same_images():
     _, want = full_forward(plain, batch)
     _, got = full_forward(hooked, batch)
     torch.testing.assert_close(got.logits, want.logits, rtol=1e-5, atol=1e-6)
+
+
+def family_model(name: str):
+    """A tiny random model of a family, built in memory (tokenizer on a one-line corpus)."""
+    from tokencredit.families import family_named
+    from tokencredit.params import ModelParams
+    from tokencredit.tiny_vlm import train_tokenizer
+
+    family = family_named(name)
+    params = ModelParams(family=name, num_layers=2)
+    torch.manual_seed(0)
+    return family.tiny_model(family.tiny_config(train_tokenizer(["How many red circles?"] * 4, 300, family), params)).train()
+
+
+def qwen3_vl_features(model, pixel_values, grid) -> torch.Tensor:
+    """The merged tokens and every DeepStack feature (the tapped layers' merged tokens), as one tensor."""
+    out = model.model.get_image_features(pixel_values, grid)
+    return torch.cat([torch.cat(out.pooler_output), *(torch.cat(f) for f in out.deepstack_features)], dim=1)
+
+
+def internvl_features(model, tiles, _) -> torch.Tensor:
+    return model.model.get_image_features(pixel_values=tiles).pooler_output
+
+
+@pytest.mark.parametrize(
+    "name, features, pixels",
+    [
+        # Qwen3-VL: 16-px patches (3 x 2 x 16 x 16 per row); A A B A, the last A after B encoded again.
+        ("qwen3_vl", qwen3_vl_features, lambda g: images([(4, 4), (4, 4), (2, 4), (4, 4)], "AABA", 1, 3 * 2 * 16 * 16)),
+        # InternVL: 84-px tiles, identical ones merged wherever they are (B A B A C).
+        ("internvl", internvl_features, lambda g: (torch.randn(3, 3, 84, 84, generator=g)[[1, 0, 1, 0, 2]], None)),
+    ],
+)
+def test_deepstack_and_tile_towers_give_the_same_features_and_gradients(name, features, pixels):
+    plain = family_model(name)
+    hooked = copy.deepcopy(plain)
+    encode_repeated_images_once(hooked)
+    pixel_values, grid = pixels(torch.Generator().manual_seed(0))
+    outputs = []
+    for model in (plain, hooked):
+        out = features(model, pixel_values, grid)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outputs.append((out.detach(), {n: p.grad.clone() for n, p in vision_tower(model).named_parameters() if p.grad is not None}))
+    (want, want_grads), (got, got_grads) = outputs
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert want_grads.keys() == got_grads.keys() and want_grads
+    for n, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[n], grad, rtol=1e-4, atol=1e-6, msg=n)
