@@ -240,7 +240,7 @@ class LoraParams(Section):
         "or 'all-linear' (peft: every linear layer but the output layer). lm_head cannot be adapted: the loss reads its weight directly.",
     )
     freeze_vision_tower: bool = Field(
-        True, description="No adapter inside the vision tower (modules under `visual`): it stays as the base has it. "
+        True, description="No adapter inside the vision tower (modules under `visual`; InternVL: `vision_tower`, `multi_modal_projector`): it stays as the base has it. "
         "False: target_modules matching there get adapters too.",
     )
 

@@ -157,8 +157,9 @@ def dual_clip(train: TrainParams, algo: Algorithm) -> float | None:
 
 
 # peft's exclude_modules regex (matched against full module names): Qwen2-VL-style models keep the
-# vision tower and its merger under `visual` (model.visual.blocks.*, model.visual.merger.*).
-VISION_TOWER = r".*\bvisual\b.*"
+# vision tower and its merger under `visual` (model.visual.blocks.*, model.visual.merger.*);
+# InternVL under `vision_tower` and `multi_modal_projector`.
+VISION_TOWER = r".*\b(visual|vision_tower|multi_modal_projector)\b.*"
 
 
 def lora_config(lora: LoraParams):
