@@ -190,19 +190,50 @@ def test_logp_and_entropy_match_the_models_own_forward(model):
     assert s.logp_cf is None and s.attn_image is None
 
 
-def test_attention_hook_matches_output_attentions(model):
-    batch = make_batch()
-    s = score_policy(model, batch, {"attn_image"}, attention_layers=[0, -1])
+def eager_image_mass(model, batch, layers):
+    """Reference: attention mass on the image keys from eager attention's full weights, per layer."""
     ids, out = full_forward(model, batch, output_attentions=True)
     n = batch["completion_ids"].shape[1]
     image_keys = (ids == IMAGE).float()
-    per_layer = [(a[:, :, -n - 1 : -1, :] * image_keys[:, None, None, :]).sum(-1).mean(1) for a in out.attentions]
-    expected = sum(per_layer) / len(per_layer) * batch["completion_mask"]
-    assert torch.allclose(s.attn_image, expected, atol=1e-6)
-    hooks_before = [len(layer.self_attn._forward_hooks) for layer in model.model.language_model.layers]
-    last_only = score_policy(model, batch, {"attn_image"}, attention_layers=[1])
+    return [(out.attentions[i][:, :, -n - 1 : -1, :] * image_keys[:, None, None, :]).sum(-1).mean(1) for i in layers]
+
+
+@pytest.mark.parametrize("kernel", ["eager", "sdpa"])
+def test_attn_image_equals_eager_attention_weights(model, kernel):
+    """Recomputed from each layer's own q and k (GQA: 4 heads on 2 key heads), in chunks of 2 queries,
+    on any kernel: equal to the eager weights' mass on the image, left padding and causality included."""
+    policy = model if kernel == "eager" else tiny_model(kernel)  # same seed: the same weights
+    batch = make_batch()
+    per_layer = eager_image_mass(model, batch, [0, 1])
+    s = score_policy(policy, batch, {"attn_image"}, attention_layers=[0, -1], chunk_size=2)
+    assert torch.allclose(s.attn_image, sum(per_layer) / 2 * batch["completion_mask"], atol=1e-6)
+    hooks_before = [len(layer.self_attn._forward_pre_hooks) for layer in policy.model.language_model.layers]
+    last_only = score_policy(policy, batch, {"attn_image"}, attention_layers=[1])
     assert torch.allclose(last_only.attn_image, per_layer[1] * batch["completion_mask"], atol=1e-6)
-    assert [len(layer.self_attn._forward_hooks) for layer in model.model.language_model.layers] == hooks_before
+    assert [len(layer.self_attn._forward_pre_hooks) for layer in policy.model.language_model.layers] == hooks_before
+    assert (s.attn_image > 0).any() and (s.attn_image < 1).all()
+
+
+def test_attn_image_of_a_forward_run_in_row_chunks(model):
+    """The training loss's forward (TRL may run it in row chunks, with grad): rows join in order."""
+    from tokencredit.counterfactual import real_inputs
+    from tokencredit.signals import image_attention_of
+
+    batch = make_batch()
+    inputs = real_inputs(model, batch)
+    n = batch["completion_ids"].shape[1]
+    sdpa = tiny_model("sdpa")
+    with image_attention_of(sdpa, inputs["input_ids"], inputs["attention_mask"], n, [-1], chunk_size=4) as found:
+        rows = [slice(0, 2), slice(2, 3)]
+        grids = [batch["image_grid_thw"][r] for r in rows]
+        pixels = [batch["pixel_values"][:72], batch["pixel_values"][72:]]
+        for r, grid, px in zip(rows, grids, pixels):
+            sdpa.model(input_ids=inputs["input_ids"][r], attention_mask=inputs["attention_mask"][r],
+                       position_ids=inputs["position_ids"][:, r], pixel_values=px, image_grid_thw=grid)
+    expected = eager_image_mass(model, batch, [1])[0]
+    assert not found[0].requires_grad
+    mask = batch["completion_mask"].bool()
+    assert torch.allclose(found[0][mask], expected[mask], atol=1e-6)
 
 
 def test_counterfactual_signals_and_exact_kl(model):
@@ -251,13 +282,6 @@ def test_clear_errors(model):
         score_policy(model, batch, {"entropy", "saliency"})
     with pytest.raises(ValueError, match="attention_layers: layer 2 is out of range"):
         score_policy(model, batch, {"attn_image"}, attention_layers=[2])
-
-
-def test_non_eager_attention_is_refused_before_scoring():
-    sdpa = tiny_model("sdpa")
-    with pytest.raises(ValueError, match="model.attn_implementation: eager"):
-        score_policy(sdpa, make_batch(), {"attn_image"})
-    assert score_policy(sdpa, make_batch(), {"entropy"}).entropy is not None  # other signals do not need eager
 
 
 def test_every_method_weights_scored_signals(model):

@@ -92,24 +92,6 @@ def test_dapo_dynamic_sampling_refills_the_batch(tiny_world, tmp_path):
     assert batch["pixel_values"].size(0) == batch["image_grid_thw"].prod(-1).sum()
 
 
-def test_attention_method_on_sdpa_model_fails_before_training(tiny_world, tmp_path):
-    data_dir, base_dir = tiny_world
-    model, processor = load_policy(base_dir, ModelParams(attn_implementation="sdpa"))
-    with pytest.raises(ValueError, match="eager"):
-        WeightedGRPOTrainer(
-            model=model,
-            processing_class=processor,
-            args=grpo_config(TRAIN, get_algorithm("grpo"), [1.0], seed=0, output_dir=tmp_path / "sdpa"),
-            train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
-            reward_funcs=[length_parity_reward],
-            weighting=build_weighting("atrl"),
-            needs=required_signals("atrl"),
-            counterfactual=None,
-            chunk_size=7,
-            attention_layers=[-1],
-        )
-
-
 def test_dapo_drops_groups_of_equal_weighted_rewards(tiny_world, tmp_path):
     """0.9 accuracy + 0.1 format, all 0.9 in a group of 8: TRL's float32 group mean leaves
     advantages of about 6e-4, yet the group's rewards are all equal and DAPO must drop it."""

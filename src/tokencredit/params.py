@@ -99,8 +99,11 @@ class ModelParams(Section):
     vocab_size: int = Field(512, ge=64, description="Target vocabulary of the BPE tokenizer trained on the synthetic text.")
     min_pixels: int = Field(84 * 84, ge=1, description="Image processor lower pixel bound.")
     max_pixels: int = Field(84 * 84, ge=1, description="Image processor upper pixel bound.")
-    attn_implementation: Literal["eager", "sdpa"] = Field(
-        "eager", description="Attention kernel. `attn_image` needs attention weights, which only eager returns."
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = Field(
+        "sdpa",
+        description="Attention kernel of every job (generation, rollouts, scoring, training). No method needs eager: "
+        "attn_image is recomputed from the chosen layers' own q and k (signals.image_attention_mass). "
+        "flash_attention_2 needs the flash-attn package.",
     )
     trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
     seed: int = Field(0, description="Seed of the tiny model's initialisation.")
@@ -363,7 +366,10 @@ class RolloutParams(Section):
 
 
 class ScoringParams(Section):
-    chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
+    chunk_size: int = Field(
+        1024, ge=1, description="Token positions per chunk when computing entropy and exact KL, and response queries per "
+        "chunk (one row at a time) when computing attn_image: heads x chunk_size x sequence float32 scores at most.",
+    )
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
 
 

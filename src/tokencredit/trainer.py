@@ -58,7 +58,6 @@ from tokencredit.signals import (
     COUNTERFACTUAL_SIGNALS,
     LABEL_SIGNALS,
     TokenSignals,
-    check_attention_implementation,
     image_attention_of,
     score_policy,
 )
@@ -110,8 +109,6 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.entropy_penalty = entropy_penalty
         self.signals_from_loss = signals_from_loss and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
         self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
-        if "attn_image" in self.needs:
-            check_attention_implementation(without_peft_wrapper(self.model))
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
         # perturb each other; seeded every step by _reseed_streams.
@@ -369,7 +366,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
         else:
             policy = without_peft_wrapper(self.accelerator.unwrap_model(model))
             recorder = (
-                image_attention_of(policy, input_ids, logits_to_keep, self.attention_layers) if "attn_image" in self.needs else nullcontext([])
+                image_attention_of(policy, input_ids, attention_mask, logits_to_keep, self.attention_layers, self.chunk_size)
+                if "attn_image" in self.needs
+                else nullcontext([])
             )
             with recorder as attention:
                 out = forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
