@@ -84,7 +84,7 @@ def main() -> None:
             logger.resume(checkpoint_step(resume) if resume else 0)
         trainer = build_trainer(
             model, processor, train, args.data, args.params, args.method_spec, args.scoring,
-            get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger],
+            get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger], generation_chunk=args.model_params.generation_chunk,
         )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:

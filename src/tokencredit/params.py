@@ -105,6 +105,13 @@ class ModelParams(Section):
         "attn_image is recomputed from the chosen layers' own q and k (signals.image_attention_mass). "
         "flash_attention_2 needs the flash-attn package.",
     )
+    generation_chunk: int | None = Field(
+        None,
+        ge=1,
+        description="Completions (rows) per generate() call, in training's generation (each process's rows) and in the "
+        "rollouts step: one call holds the KV cache of all its rows, so this bounds it. None: every "
+        "row in one call. Sampled completions depend on it (the random draws split differently); vLLM batches by itself.",
+    )
     trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
     seed: int = Field(0, description="Seed of the tiny model's initialisation.")
 

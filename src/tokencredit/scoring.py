@@ -120,7 +120,7 @@ class RolloutScorer:
     def score(self, rows: pd.DataFrame, data_dir: Path) -> dict[str, np.ndarray]:
         """Every signal and weight column of `rows` (rollouts of whole prompts), flattened over valid tokens."""
         questions = list(rows["question"])
-        images = [load_image(data_dir, rel) for rel in rows["image"]]
+        images = [load_image(data_dir, rel, self.processor) for rel in rows["image"]]
         encoded = encode_for_loss(self.processor, questions, images, [list(ids) for ids in rows["token_ids"]])
         batch = _trl_batch(encoded, self.model.device)
         by_kind: dict[str | None, TokenSignals] = {}

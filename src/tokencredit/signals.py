@@ -181,7 +181,7 @@ def image_attention_mass(queries: Tensor, keys: Tensor, scaling: float, attentio
             scores = torch.einsum("kgqd,kld->kgql", q, keys[row].float()) * scaling
             query_positions = positions[length - n - 1 + start : length - 1][: q.shape[2]]
             seen = visible & (positions[None, :] <= query_positions[:, None])  # [chunk, L]
-            scores = scores.masked_fill(~seen, -torch.inf)
+            scores.masked_fill_(~seen, -torch.inf)
             image = scores[..., image_keys[row].bool()].logsumexp(-1)  # -inf without image keys: mass 0
             masses.append((image - scores.logsumexp(-1)).exp().mean((0, 1)))
         rows.append(torch.cat(masses))

@@ -52,7 +52,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
-from tokencredit.rollout_batch import merge_rows, mixed_groups
+from tokencredit.rollout_batch import generation_rows, merge_rows, mixed_groups
 from tokencredit.scoring import role_codes
 from tokencredit.signals import (
     COUNTERFACTUAL_SIGNALS,
@@ -82,6 +82,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
             the loss; 0 disables it. (TRL's own entropy_coef is the full-vocabulary form.)
         signals_from_loss: entropy and attn_image from TRL's loss forward, weights per micro-batch
             (train.signals_from_loss); only for methods that read nothing else.
+        generation_chunk: rows per generate() call (model.generation_chunk); None: all of a process's rows at once.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
         signals_from_loss: bool = False,
+        generation_chunk: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -108,6 +110,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
         self.signals_from_loss = signals_from_loss and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
+        self.generation_chunk = generation_chunk
         self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
@@ -150,6 +153,20 @@ class WeightedGRPOTrainer(GRPOTrainer):
     def _generate(self, *args: Any, **kwargs: Any):
         with self._timed("generation"):
             return super()._generate(*args, **kwargs)
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's generation, generation_chunk rows per generate() call: one call would hold the KV cache of
+        every row of the process at once (240 rows at 3B). vLLM schedules its own batches."""
+        chunk = self.generation_chunk
+        if self.use_vllm or chunk is None or len(prompt_ids) <= chunk:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        completions = []
+        for start in range(0, len(prompt_ids), chunk):
+            rows = slice(start, start + chunk)
+            part = generation_rows(multimodal_fields, images, rows)
+            own_images = images[rows] if images is not None else None
+            completions += super()._generate_single_turn(prompt_ids[rows], own_images, part, num_generations, has_tool_images)[0]
+        return completions, None  # transformers' generate gives TRL no sampling log-probs
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Tensor:
         """Rewards [rows of the global batch, reward functions]; a non-finite one becomes NaN.
