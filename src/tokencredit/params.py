@@ -285,6 +285,17 @@ class TrainParams(Section):
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="vLLM in the training processes, or a separate `trl vllm-serve` server (TRL's modes)."
     )
+    vllm_sampling: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further fields of vLLM's SamplingParams for the rollouts (e.g. repetition_penalty), with use_vllm. "
+        "A field vLLM does not take, or one other keys decide (temperature, top_p, ...), fails validation.",
+    )
+    max_prompt_length: int | None = Field(
+        None,
+        ge=1,
+        description="Longest prompt in tokens, image tokens included (Qwen2.5-VL: up to max_pixels / 784 per image). "
+        "With use_vllm, vLLM's context (max_model_len) is this + max_completion_length; required then.",
+    )
     lora: LoraParams | None = Field(
         None, description="Train a LoRA adapter instead of every weight (None: full fine-tuning). The run's model directory "
         "then holds the adapter and a reference to the policy it started from; loading it merges the two.",
@@ -308,6 +319,20 @@ class TrainParams(Section):
                 f"prompts_per_step ({self.prompts_per_step}) is not divisible by num_processes ({self.num_processes}): "
                 "every process must hold whole prompt groups"
             )
+        return self
+
+    @field_validator("vllm_sampling")
+    @classmethod
+    def _vllm_fields(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        from tokencredit.vllm_settings import check_sampling_fields
+
+        check_sampling_fields(settings)
+        return settings
+
+    @model_validator(mode="after")
+    def _vllm_context(self) -> TrainParams:
+        if self.use_vllm and self.max_prompt_length is None:
+            raise ValueError("use_vllm needs max_prompt_length: vLLM's context is max_prompt_length + max_completion_length")
         return self
 
     @property

@@ -38,6 +38,7 @@ from tokencredit.repeated_images import encode_repeated_images_once
 from tokencredit.rewards import format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.trainer import WeightedGRPOTrainer
+from tokencredit.vllm_settings import check_processor_bounds, sampling_kwargs
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,17 @@ def grpo_config(
         log_completions=False,
         use_vllm=train.use_vllm,
         vllm_mode=train.vllm_mode,
-        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
+        vllm_max_model_length=train.max_prompt_length + train.max_completion_length if train.use_vllm else None,
+        generation_kwargs=generation_kwargs(train, list(suppress_tokens)),
     )
+
+
+def generation_kwargs(train: TrainParams, blocked: list[int]) -> dict[str, Any] | None:
+    """What TRL adds to its generation settings: transformers' `suppress_tokens`, or with vLLM only fields
+    of its SamplingParams, the blocked tokens through `logit_bias` (tokencredit.vllm_settings)."""
+    if train.use_vllm:
+        return sampling_kwargs(blocked, train.vllm_sampling)
+    return {"suppress_tokens": blocked} if blocked else None
 
 
 def dual_clip(train: TrainParams, algo: Algorithm) -> float | None:
@@ -337,6 +347,8 @@ def build_trainer(
 ) -> WeightedGRPOTrainer:
     require_engines(train)
     check_role_labels(method, train_frame, data_dir)
+    if train.use_vllm:
+        check_processor_bounds(model.name_or_path, processor.image_processor)
     funcs, weights = reward_functions(train, algo)
     config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
     if config.world_size != train.num_processes:
