@@ -305,3 +305,20 @@ def test_every_method_weights_scored_signals(model):
 def test_score_policy_refuses_label_signals():
     with pytest.raises(ValueError, match=r"signals \['role'\] come from the data's labels"):
         score_policy(None, {}, {"role"})
+
+
+def test_attn_image_of_a_forward_under_bf16_autocast(model):
+    """Mixed precision (float32 weights, bf16 compute, as FSDP's upcast parameters under autocast):
+    the layer's q and k are recomputed as the layer computes them, the softmax in float32."""
+    from tokencredit.counterfactual import real_inputs
+    from tokencredit.signals import image_attention_of
+
+    batch = make_batch()
+    sdpa = tiny_model("sdpa")
+    inputs = real_inputs(sdpa, batch)
+    n = batch["completion_ids"].shape[1]
+    with torch.autocast("cpu", dtype=torch.bfloat16), image_attention_of(sdpa, inputs["input_ids"], inputs["attention_mask"], n, [-1]) as found:
+        sdpa.model(**inputs)
+    assert found[0].dtype == torch.float32
+    mask = batch["completion_mask"].bool()
+    assert torch.allclose(found[0][mask], eager_image_mass(model, batch, [1])[0][mask], atol=2e-2)

@@ -207,11 +207,13 @@ def _image_attention(
             hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
             done = sum(len(part) for part in per_layer[index])
             rows = slice(done, done + hidden.shape[0])
-            with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
+            with torch.no_grad():
+                # Projections as the layer computes them (under its autocast, if any); the softmax in float32.
                 queries, keys = _queries_and_keys(module, hidden.detach(), kwargs["position_embeddings"], n_completion)
                 scaling = getattr(module, "scaling", module.head_dim**-0.5)
-                mask = attention_mask[rows].to(hidden.device)
-                per_layer[index].append(image_attention_mass(queries, keys, scaling, mask, image_keys[rows].to(hidden.device), chunk_size))
+                mask, image = attention_mask[rows].to(hidden.device), image_keys[rows].to(hidden.device)
+                with torch.autocast(hidden.device.type, enabled=False):
+                    per_layer[index].append(image_attention_mass(queries, keys, scaling, mask, image, chunk_size))
 
         return hook
 
