@@ -27,7 +27,7 @@ from tokencredit.sources.schema import ANSWER_TYPES, COLUMNS, BadRow, SourceErro
 from tokencredit.sources.training import write_training_splits
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPT = PromptParams(template="{question} Put the final answer in \\boxed{}.")
+PROMPT = PromptParams(template="{question} Put the final answer in \\boxed{}.", answer_format="boxed")
 
 
 # Published files, as each release lays them out.
@@ -460,6 +460,7 @@ def test_training_set_with_its_own_validation_split(tmp_path):
     assert validation["image"].str.startswith("images/validation/").all()
     assert all((tmp_path / "data" / rel).is_file() for rel in [*train["image"], *validation["image"]])
     assert train["question"][0] == "Find x. (0) Put the final answer in \\boxed{}."
+    assert set(train["answer_format"]) == set(validation["answer_format"]) == {"boxed"}  # what rewards read
 
 
 def test_training_set_without_validation_holds_rows_out(tmp_path):
@@ -481,6 +482,7 @@ def test_benchmark_round_trip_and_its_checks(tmp_path):
     assert write_benchmark("mathvista", spec, PROMPT, tmp_path / "bench") == []
     frame = load_benchmark(tmp_path / "bench", "mathvista")
     assert set(frame["split"]) == {"mathvista"} and frame["choices"][0] == ["30°", "60°", "90°"]
+    assert set(frame["answer_format"]) == {"boxed"}  # what grading reads
     assert frame.attrs["skipped_rows"] == []
     logicvista(tmp_path / "lv")  # its release has a broken row: the converted copy keeps its reason for the report
     write_benchmark("lv", BenchmarkSpec(source="logicvista", path=str(tmp_path / "lv")), PROMPT, tmp_path / "bench")

@@ -1,7 +1,8 @@
 """Grading answers to real benchmarks, rule-based, the way the papers' exact-match protocol does.
 
-An answer is read from the completion's last <answer>...</answer> or \\boxed{} (after PAPO-Eval's
-removal of spaces around "<", ">" and "/"), then compared by answer type: numbers and expressions
+An answer is read from the completion's last marker of the row's answer format (\\boxed{} or
+<answer>...</answer>, after the last </think>: tokencredit.rewards.final_answer), then compared by
+answer type: numbers and expressions
 by math-verify, multiple choice by option letters (or by an option's text), yes/no by its first
 word. A row may carry its release's own number rule: MathVista's `precision` (the prediction is
 rounded to that many decimals, then compared with the answer's text) and DynaMath's `tolerance`
@@ -15,23 +16,13 @@ DynaMath and HallusionBench), these rules stand in for it: figures are "rule-bas
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tokencredit.rewards import completion_text, extract_answer, math_equal
+from tokencredit.rewards import AnswerFormat, answer_formats, completion_text, final_answer, math_equal
 from tokencredit.sources.answers import option_letters, yes_no
 from tokencredit.sources.schema import ANSWER_TYPES
-
-TAG_SPACES = re.compile(r"\s*(<|>|/)\s*")
-# VPPO's format check: a think block, then a boxed answer.
-BOXED_FORMAT = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
-
-
-def extract(completion: str) -> str | None:
-    """The answer a completion gives: the last <answer> tag or \\boxed{}, or None."""
-    return extract_answer(TAG_SPACES.sub(r"\1", completion))
 
 
 def chosen_letters(prediction: str, choices: Sequence[str]) -> tuple[str, ...] | None:
@@ -86,9 +77,11 @@ def is_correct(
     return math_equal(prediction, answer)
 
 
-def score(completion: str, answer: str, answer_type: str, choices: Sequence[str] = (), **rule: float | None) -> int:
-    """1 when the answer the completion gives is correct, else 0 (`rule`: precision, tolerance)."""
-    return int(is_correct(extract(completion), answer, answer_type, choices, **rule))
+def score(
+    completion: str, answer: str, answer_type: str, choices: Sequence[str], answer_format: AnswerFormat, **rule: float | None
+) -> int:
+    """1 when the answer the completion gives in `answer_format` is correct, else 0 (`rule`: precision, tolerance)."""
+    return int(is_correct(final_answer(completion, answer_format), answer, answer_type, choices, **rule))
 
 
 def avg_at_k(scores: Sequence[int]) -> float:
@@ -98,18 +91,17 @@ def avg_at_k(scores: Sequence[int]) -> float:
     return sum(scores) / len(scores)
 
 
-def accuracy_reward(completions: list, answer: list[str], answer_type: list[str], choices: list | None = None, **_: Any) -> list[float]:
-    """TRL reward function for real datasets (a `choices` column feeds option-text matching)."""
+def accuracy_reward(
+    completions: list, answer: list[str], answer_type: list[str], choices: list | None = None, answer_format: list[str] | None = None, **_: Any
+) -> list[float]:
+    """TRL reward function (dataset columns arrive as keyword arguments): a `choices` column feeds
+    option-text matching, an `answer_format` column names each row's marker (none: the synthetic task's tags)."""
     choices = choices if choices is not None else [()] * len(completions)
+    formats = answer_formats(answer_format, len(completions))
     return [
-        float(score(completion_text(c), a, t, ch))
-        for c, a, t, ch in zip(completions, answer, answer_type, choices, strict=True)
+        float(score(completion_text(c), a, t, ch, f))
+        for c, a, t, ch, f in zip(completions, answer, answer_type, choices, formats, strict=True)
     ]
-
-
-def boxed_format_reward(completions: list, **_: Any) -> list[float]:
-    """TRL reward function: 1 for "<think>...</think> ... \\boxed{...}" (VPPO's / PGPO's format score)."""
-    return [float(bool(BOXED_FORMAT.fullmatch(completion_text(c).strip()))) for c in completions]
 
 
 def _all_correct_share(keys: Sequence[tuple], correct: Sequence[int]) -> float:

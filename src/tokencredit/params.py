@@ -427,12 +427,26 @@ class PromptParams(Section):
         "The system turn is the chat template's default (Qwen2.5-VL: 'You are a helpful assistant.').",
     )
 
+    answer_format: Literal["boxed", "tags"] = Field(
+        "tags", description="The marker the template asks the final answer in: boxed (the papers' '<think> </think> then "
+        "\\boxed{}'), or tags ('<think>...</think><answer>...</answer>', the synthetic task's). The format reward checks "
+        "it and grading reads the last such marker after </think> (the whole response when there is no </think>).",
+    )
+
     @field_validator("template")
     @classmethod
     def _one_question(cls, template: str) -> str:
         if template.count("{question}") != 1:
             raise ValueError(f"template must hold {{question}} exactly once, got {template!r}")
         return template
+
+    @model_validator(mode="after")
+    def _asks_for_its_format(self) -> PromptParams:
+        # A template naming the other marker would be graded on an answer it never asks for.
+        other = {"boxed": "<answer>", "tags": "\\boxed"}[self.answer_format]
+        if other in self.template:
+            raise ValueError(f"template asks for {other!r}, but answer_format is {self.answer_format!r}: set answer_format to match it")
+        return self
 
 
 class BenchmarkSpec(Section):

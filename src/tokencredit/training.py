@@ -34,7 +34,7 @@ from tokencredit.models import vision_token_ids
 from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.repeated_images import encode_repeated_images_once
-from tokencredit.rewards import format_reward, overlong_penalty
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
@@ -53,6 +53,8 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
             "answer_type": frame["answer_type"].tolist(),
             # Option texts let the grader accept an answer given as an option's text (real benchmarks).
             "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
+            # The marker the prompt asks for, which the accuracy and format rewards read (synthetic task: tags).
+            "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
         }
     )
 

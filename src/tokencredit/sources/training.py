@@ -30,7 +30,7 @@ def write_training_splits(data: DataParams, prompt: PromptParams, data_dir: Path
         with atomic_path(Path(data_dir) / "images" / split, directory=True) as tmp:
             frames[split], n = convert(
                 adapter, Path(data.path), split, tmp, f"images/{split}", prompt.template,
-                limit=data.limit if split == "train" else None, on_bad_row=data.on_bad_row,
+                limit=data.limit if split == "train" else None, on_bad_row=data.on_bad_row, answer_format=prompt.answer_format,
             )  # fmt: skip
         skipped += n
     if "validation" not in frames:
