@@ -201,6 +201,34 @@ def dynamath_metrics(metadata: Sequence[dict], correct: Sequence[int], predictio
     }
 
 
+def pope_metrics(metadata: Sequence[dict], correct: Sequence[int], predictions: Sequence[str | None]) -> dict[str, float]:
+    """POPE's metrics as its evaluation computes them, per subset (`category`: random, popular,
+    adversarial): accuracy, and precision, recall and F1 of answering "yes"; the yes ratio, the
+    share of answers that are "yes" (POPE's evaluate.py; lmms-eval's pope_aggregate_yes_ratio counts
+    the labels instead, always 0.5). An answer that is neither yes nor no is wrong and counts as
+    neither (POPE's script reads every answer without "no"/"not" as yes). `macro_f1` is the mean F1
+    over the subsets present: the awesome-perception-aware-rlvr fork's POPE figure (its scorers.py).
+    """
+    subsets: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    for m, p in zip(metadata, predictions, strict=True):
+        subsets[str(m["category"])].append((yes_no(p) if p is not None else None, str(m["label"])))
+    out: dict[str, float] = {}
+    for name, pairs in sorted(subsets.items()):
+        tp = sum(p == g == "yes" for p, g in pairs)
+        said_yes, is_yes = sum(p == "yes" for p, _ in pairs), sum(g == "yes" for _, g in pairs)
+        precision = tp / said_yes if said_yes else 0.0
+        recall = tp / is_yes if is_yes else 0.0
+        out |= {
+            f"{name}/accuracy": sum(p == g for p, g in pairs) / len(pairs),
+            f"{name}/precision": precision,
+            f"{name}/recall": recall,
+            f"{name}/f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            f"{name}/yes_ratio": said_yes / len(pairs),
+        }
+    out["macro_f1"] = sum(out[f"{name}/f1"] for name in subsets) / len(subsets)
+    return out
+
+
 # Metrics a benchmark's official scorer reports besides question accuracy, by adapter name; each
 # takes the rows' metadata, their correctness and the extracted predictions.
 ReleaseMetrics = Callable[[Sequence[dict], Sequence[int], Sequence[str | None]], dict[str, float]]
@@ -208,6 +236,7 @@ RELEASE_METRICS: dict[str, ReleaseMetrics] = {
     "hallusionbench": hallusion_accuracies,
     "wemath": wemath_metrics,
     "dynamath": dynamath_metrics,
+    "pope": pope_metrics,
 }
 # Benchmarks whose official scorer is an LLM judge: our rule-based accuracy only approximates it.
 LLM_JUDGED = ("mathverse", "logicvista")

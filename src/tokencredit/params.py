@@ -410,6 +410,17 @@ class EvalParams(Section):
         None, ge=1, description="avg@k and pass@k grade the first k cached samples of each question; None: all rollouts.num_samples."
     )
     without_image: bool = Field(True, description="Also grade the greedy completions with the image removed (visual dependence).")
+    suite: str | None = Field(
+        None, description="A paper's benchmark table with its protocol (tokencredit.suites: papo, vppo, pgpo, tor, pepo, vepo, "
+        "dvrp, comparison): defines one `benchmarks` entry per column on the local copies in suite_paths and grades them; "
+        "the protocol keys (answer format boxed, 8 samples at T 1.0, 2,048 new tokens, eval.k 8) must be set as it needs.",
+        json_schema_extra=GRID,
+    )
+    suite_paths: dict[str, str] = Field(
+        default_factory=dict, description="Local copies a suite reads, by release: papo_eval (PAPO-Galaxy/PAPO_eval), "
+        "vppo_eval (chamber111/VPPO-Eval), pope (lmms-lab/POPE), hallusionbench (lmms-lab/HallusionBench).",
+        json_schema_extra=GRID,
+    )
 
     @property
     def decodings(self) -> list[Decoding]:
@@ -521,6 +532,25 @@ class Params(Section):
     benchmarks: dict[str, BenchmarkSpec] = Field(
         default_factory=dict, description="Named local benchmarks; eval.benchmarks picks the ones graded."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suite_benchmarks(cls, raw: Any) -> Any:
+        from tokencredit.suites import expand_suite
+
+        return expand_suite(raw) if isinstance(raw, dict) else raw
+
+    @model_validator(mode="after")
+    def _suite_protocol(self) -> Params:
+        from tokencredit.suites import PROTOCOL, protocol_errors
+
+        if self.eval.suite is not None:
+            values = {key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]) for key in PROTOCOL}
+            values["eval.k"] = self.eval.k or self.rollouts.num_samples
+            errors = protocol_errors(values)
+            if errors:
+                raise ValueError(f"eval.suite {self.eval.suite!r}: " + "; ".join(errors))
+        return self
 
     @model_validator(mode="after")
     def _eval_targets(self) -> Params:

@@ -94,6 +94,9 @@ from tokencredit.sources import (  # noqa: E402, F401
     mathvista,
     mmk12,
     mmmu_pro,
+    papo_eval,
+    pope,
     virl39k,
+    vppo_eval,
     wemath,
 )
