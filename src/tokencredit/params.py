@@ -150,7 +150,7 @@ class MethodSpec(Section):
     weighting: str = Field(description="Name in the weighting registry (tokencredit.weighting).")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "harmonized_patches"
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
 
 
@@ -376,7 +376,7 @@ class ScoreParams(Section):
         "(top-rho thresholds, VPPO's min/max), as one generated batch (train.prompts_per_step x train.updates_per_generation) does in training.",
     )
     counterfactuals: list[Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "harmonized_patches"
     ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
     seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
 
