@@ -269,6 +269,15 @@ def pope(root: Path) -> None:
     write_parquet(root / "data/test-00000-of-00003.parquet", [r for subset_rows in rows.values() for r in subset_rows])
 
 
+def papo_train(root: Path, name: str = "virl39k") -> None:
+    # PAPOGalaxy/PAPO_ViRL39K_train and PAPO_MMK12_test (EasyR1's layout, merged unchanged by the fork's
+    # scripts/data/prepare_train_data.py): data/train-*.parquet, `images` a list of Image, `problem`, `answer`;
+    # the MMK12 test set is published as the split "train".
+    rows = [{"images": [embedded()], "problem": f"<image>How many? ({i})", "answer": str(i + 1)} for i in range(3)]
+    rows[2] = {**rows[2], "problem": "<image>Which gas? A. O2 B. N2 C. CO2", "answer": "C"}
+    write_parquet(root / "data/train-00000-of-00001.parquet", rows)
+
+
 # adapter -> (builder, split, rows kept, rows the release publishes broken)
 FIXTURES = {
     "geometry3k": (geometry3k, "test", 3, 0), "virl39k": (virl39k, "train", 5, 0), "mmk12": (mmk12, "test", 2, 0),
@@ -276,7 +285,7 @@ FIXTURES = {
     "wemath": (wemath, "testmini", 3, 0), "dynamath": (dynamath, "all", 4, 0), "logicvista": (logicvista, "test", 2, 1),
     "hallusionbench": (hallusionbench, "all", 3, 0), "mmmu_pro_vision": (mmmu_pro_vision, "test", 1, 0),
     "papo_eval": (papo_eval, "BUAADreamer_clevr_count_70k", 2, 0), "vppo_eval": (vppo_eval, "DynaMath_DynaMath_Sample", 2, 0),
-    "pope": (pope, "test", 6, 0),
+    "pope": (pope, "test", 6, 0), "papo_virl39k": (papo_train, "train", 3, 0), "papo_mmk12": (papo_train, "test", 3, 0),
 }  # fmt: skip
 
 
@@ -575,6 +584,19 @@ def test_training_set_without_validation_holds_rows_out(tmp_path):
     too_many = DataParams(source="virl39k", path=str(tmp_path / "virl"), n_validation=5)
     with pytest.raises(SourceError, match="cannot hold out n_validation=5 rows from a train split of 5"):
         write_training_splits(too_many, PROMPT, tmp_path / "data2")
+
+
+def test_validation_split_from_another_release(tmp_path):
+    """The fork's recipe: PAPO's ViRL39K, every row trained on, and MMK12 test as the validation split."""
+    papo_train(tmp_path / "virl")
+    papo_train(tmp_path / "mmk12")
+    data = DataParams(source="papo_virl39k", path=str(tmp_path / "virl"),
+                      validation=BenchmarkSpec(source="papo_mmk12", path=str(tmp_path / "mmk12")))  # fmt: skip
+    assert write_training_splits(data, PROMPT, tmp_path / "data") == []
+    train, validation = (pd.read_parquet(tmp_path / f"data/{s}.parquet") for s in ("train", "validation"))
+    assert (len(train), len(validation)) == (3, 3)  # nothing held out
+    assert list(validation["id"]) == ["test-00000", "test-00001", "test-00002"] and validation["image"].str.startswith("images/validation/").all()
+    assert list(train["answer_type"]) == ["integer", "integer", "multiple_choice"]
 
 
 def test_benchmark_round_trip_and_its_checks(tmp_path):

@@ -60,6 +60,10 @@ class DataParams(Section):
     )
     path: str | None = Field(None, description="Local copy of the published training set (its release directory); required unless source is synthetic.")
     limit: int | None = Field(None, ge=1, description="Real training set: keep only its first N train rows (None: all).")
+    validation: BenchmarkSpec | None = Field(
+        None, description="Real training set: a published split read as the validation split (e.g. the fork's MMK12 "
+        "test), instead of the release's own validation split or n_validation held-out train rows.",
+    )
     on_bad_row: Literal["error", "skip"] = Field(
         "error", description="Real training set: a malformed row (missing field, broken image, unknown answer type) "
         "stops with an error naming its file, row and field, or is skipped, counted and logged.",
@@ -103,6 +107,10 @@ class ModelParams(Section):
         "eager", description="Attention kernel. `attn_image` needs attention weights, which only eager returns."
     )
     trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
+    plain_think_tokens: bool = Field(
+        False, description="Tokenize <think> and </think> as plain text instead of as the checkpoint's added tokens, which "
+        "Qwen3-VL Instruct checkpoints never trained (the fork's controlled comparison; tokencredit.plain_think).",
+    )
     seed: int = Field(0, description="Seed of the tiny model's initialisation.")
 
     @model_validator(mode="after")
@@ -241,7 +249,15 @@ class TrainParams(Section):
     max_completion_length: int = Field(48, ge=4, description="Token budget of one completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus (top-p) sampling of rollouts (the papers: 0.99); 1 samples the whole distribution.")
-    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
+    beta: float = Field(
+        0.0, ge=0, description="Coefficient of the KL loss to the reference policy (0 disables it): TRL's k3 estimate "
+        "exp(r) - r - 1 of each token's log-ratio r, verl's and EasyR1's low_var_kl (which also clamps it to [-10, 10]).",
+    )
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] | None = Field(
+        None, description="TRL's loss aggregation, in place of the algorithm's: dapo is the token-level mean over the "
+        "accumulated batch (EasyR1's loss_avg_mode: token, the fork's controlled comparison); grpo the per-response mean; "
+        "None: the algorithm's own (grpo: grpo, dapo: dapo, dr_grpo: dr_grpo).",
+    )
     entropy_penalty: float = Field(
         0.0, ge=0, description="Entropy penalty coefficient (VPPO: 0.06), added to the loss times the entropy estimate "
         "that entropy_penalty_form names; 0 disables it.",
@@ -480,6 +496,9 @@ class BenchmarkSpec(Section):
     def _readable(self) -> BenchmarkSpec:
         check_local_copy(self.source, self.path)
         return self
+
+
+DataParams.model_rebuild()  # its `validation` is a BenchmarkSpec, defined after it
 
 
 class TrackingParams(Section):

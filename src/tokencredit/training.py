@@ -122,7 +122,7 @@ def grpo_config(
         max_completion_length=train.max_completion_length,
         temperature=train.temperature,
         top_p=train.top_p,
-        loss_type=algo.loss_type,
+        loss_type=train.loss_type or algo.loss_type,
         scale_rewards=algo.scale_rewards,
         epsilon=algo.epsilon_low,
         epsilon_high=algo.epsilon_high,
