@@ -233,6 +233,7 @@ class TrainParams(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.", json_schema_extra=GRID)
     max_steps: int = Field(30, ge=1, description="GRPO optimizer steps per run.")
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (1e-6 in the papers' 3B/7B runs).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TRL's default 0; EasyR1's, which the papers train with: 0.01).")
     prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step (the papers' update or global batch).")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (G).")
     micro_batch_size: int | None = Field(

@@ -114,6 +114,7 @@ def grpo_config(
         data_seed=seed,
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
         lr_scheduler_type="constant",
         per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=accumulation,
