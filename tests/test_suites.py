@@ -12,7 +12,7 @@ from tokencredit.evaluation import grade_completions
 from tokencredit.graders import pope_metrics
 from tokencredit.params import ParamsError, validate
 from tokencredit.sources import check_sources
-from tokencredit.suites import COLUMNS, SUITES, suite_table
+from tokencredit.suites import COLUMNS, SUITES
 
 RELEASES = ("papo_eval", "vppo_eval", "pope", "hallusionbench")
 
@@ -104,12 +104,18 @@ def test_pope_metrics_by_hand():
     assert record["release_metrics"]["greedy"] == metrics
 
 
-def test_suite_table_reads_each_columns_figure():
-    records = {
-        "geo3k": {"avg_at_k": 0.5, "greedy_accuracy": 0.6},
-        "pope": {"avg_at_k": 0.1, "release_metrics": {"greedy": {"macro_f1": 0.875}}},
-        "hallusionbench": {"release_metrics": {"greedy": {"aAcc": 0.25}}},
-    }
-    row = suite_table("comparison", records)
-    assert (row["Geo3K"], row["POPE"], row["HallusionBench"]) == (50.0, 87.5, 25.0)
-    assert row["MathVista"] is None and len(row) == 13
+def test_the_report_shows_the_complete_suites_table():
+    """The report's suite table: each column's figure as its protocol reads it, mean over seeds."""
+    from tokencredit.report import suite_sections
+
+    def record(source: str, avg: float, **greedy: float) -> dict:
+        return {"source": source, "avg_at_k": avg, "greedy_accuracy": 0.0, "release_metrics": {"greedy": greedy}}
+
+    evals = {name: {"grpo-uniform": [record(COLUMNS[name].source, 0.5), record(COLUMNS[name].source, 0.7)]} for name in SUITES["tor"].columns}
+    evals["hallusionbench"]["grpo-uniform"] = [record("hallusionbench", 0.1, aAcc=0.25), record("hallusionbench", 0.1, aAcc=0.35)]
+    (section,) = suite_sections(evals)  # tor only: no other suite is complete
+    table = section.blocks[1]
+    assert section.title.startswith("Suite `tor`") and table.header == ["run", "MathVerse", "MathVision", "MathVista", "We-Math", "HallusionBench", "Avg"]
+    assert table.rows == [["grpo-uniform", "60.0", "60.0", "60.0", "60.0", "30.0", "54.0"]]
+    evals["mathvista"]["grpo-uniform"][0]["source"] = "mathvista"  # the original release, not PAPO-Eval's copy
+    assert suite_sections(evals) == []

@@ -172,11 +172,11 @@ def figure(record: dict[str, Any], metric: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def suite_table(name: str, records: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """One policy's row of a suite's table: column label -> its figure in %, from the grade records
-    by benchmark name (None for a column not graded)."""
-    row: dict[str, float | None] = {}
-    for column in get_suite(name).columns:
-        value = figure(records[column], COLUMNS[column].metric) if column in records else None
-        row[COLUMNS[column].label] = 100 * value if value is not None else None
-    return row
+def complete_suites(graded: dict[str, str]) -> list[str]:
+    """The suites whose every column was graded (`graded`: benchmark name -> its adapter) on its own
+    release, leaving out those another complete suite holds (with `comparison`, only it)."""
+    complete = [
+        name for name, suite in SUITES.items()
+        if all(graded.get(column) == COLUMNS[column].source for column in suite.columns)
+    ]  # fmt: skip
+    return [name for name in complete if not any(set(SUITES[name].columns) < set(SUITES[other].columns) for other in complete)]
