@@ -95,6 +95,17 @@ def test_harmonized_patches_blacken_16_px_squares_with_one_mask_per_prompt(proce
     assert torch.equal(out, perturb("harmonized_patches", batch, grid.repeat(5, 1)).view(5, 36, -1))
 
 
+def test_harmonized_patches_are_whole_rows_with_qwen3_vl_16_px_patches():
+    """With Qwen3-VL's layout (16-px patches, merge 2) the harmonized squares are exactly its rows."""
+    image = Image.fromarray((np.random.default_rng(1).random((96, 96, 3)) * 255).astype(np.uint8))
+    out = Qwen2VLImageProcessorPil(min_pixels=96 * 96, max_pixels=96 * 96, patch_size=16, merge_size=2)(images=[image], return_tensors="pt")
+    pixel_values, grid = out["pixel_values"], out["image_grid_thw"]
+    perturbed = perturb_pixel_values("harmonized_patches", pixel_values, grid, MEAN, STD, torch.Generator().manual_seed(0), patch_size=16)
+    black = ((0 - torch.tensor(MEAN)) / torch.tensor(STD)).repeat_interleave(2 * 16 * 16)
+    is_black = torch.isclose(perturbed, black, atol=1e-5).all(1)
+    assert (is_black | torch.isclose(perturbed, pixel_values, atol=1e-5).all(1)).all() and 0 < is_black.sum() < len(is_black)
+
+
 def test_gray_noise_and_blur(processed):
     image, pixel_values, grid = processed
     gray = to_pixels(unpatchify(perturb("gray", pixel_values, grid), grid[0].tolist()))
