@@ -2,11 +2,10 @@
 
 An answer is read from the completion's last marker of the row's answer format (\\boxed{} or
 <answer>...</answer>, after the last </think>: tokencredit.rewards.final_answer), then compared by
-answer type: numbers and expressions
-by math-verify, multiple choice by option letters (or by an option's text), yes/no by its first
-word. A row may carry its release's own number rule: MathVista's `precision` (the prediction is
-rounded to that many decimals, then compared with the answer's text) and DynaMath's `tolerance`
-(an absolute difference). tokencredit.evaluation builds a split's record from these graders, with
+answer type: numbers and expressions by math-verify, multiple choice by option letters (or by an
+option's text), yes/no by its first word. A row may carry its release's own number rule:
+MathVista's `precision` (the prediction is rounded to that many decimals, then compared with the
+answer's text) and DynaMath's `tolerance` (an absolute difference). tokencredit.evaluation builds a split's record from these graders, with
 the metrics a benchmark's official scorer reports besides question accuracy (RELEASE_METRICS).
 
 Where the official scorer is an LLM (MathVerse, LogicVista, and the answer extraction of MathVista,
