@@ -31,6 +31,7 @@ Assumptions, each a choice documented here:
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import warnings
@@ -169,9 +170,15 @@ def trace(pm: PlanModel, work: Callable[[], Any]) -> tuple[int, Any]:
 
     tracker = MemTracker()
     tracker.track_external(pm.model)
-    with pm.mode, tracker, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracker warns on every None it meets in autograd's outputs
-        result = work()
+    # Python's cycle collector frees at moments of its own choosing: collect before, and not during.
+    gc.collect()
+    gc.disable()
+    try:
+        with pm.mode, tracker, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracker warns on every None it meets in autograd's outputs
+            result = work()
+    finally:
+        gc.enable()
     snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
     resident = sum(v for k, v in snapshot.items() if getattr(k, "name", None) in ("PARAM", "BUFFER"))
     return snapshot["Total"] - resident, result

@@ -35,7 +35,7 @@ from tokencredit.models import vision_token_ids
 from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.repeated_images import encode_repeated_images_once
-from tokencredit.rewards import format_reward, overlong_penalty
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.recipe import Recipe, resolve
 from tokencredit.trainer import WeightedGRPOTrainer
@@ -62,6 +62,8 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cac
             "answer_type": frame["answer_type"].tolist(),
             # Option texts let the grader accept an answer given as an option's text (real benchmarks).
             "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
+            # The marker the prompt asks for, which the accuracy and format rewards read (synthetic task: tags).
+            "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
         }
     )
     load = functools.lru_cache(maxsize=cached_images)(lambda rel: load_image(data_dir, rel, processor))
@@ -128,6 +130,7 @@ def grpo_config(
         data_seed=seed,
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
         lr_scheduler_type="constant",
         per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=accumulation,
@@ -136,7 +139,7 @@ def grpo_config(
         max_completion_length=train.max_completion_length,
         temperature=train.temperature,
         top_p=train.top_p,
-        loss_type=algo.loss_type,
+        loss_type=train.loss_type or algo.loss_type,
         scale_rewards=algo.scale_rewards,
         epsilon=algo.epsilon_low,
         epsilon_high=algo.epsilon_high,
