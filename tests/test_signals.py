@@ -322,3 +322,32 @@ def test_attn_image_of_a_forward_under_bf16_autocast(model):
     assert found[0].dtype == torch.float32
     mask = batch["completion_mask"].bool()
     assert torch.allclose(found[0][mask], eager_image_mass(model, batch, [1])[0][mask], atol=2e-2)
+
+
+def test_attn_image_of_qwen3_vl_with_its_q_and_k_norms():
+    """Qwen3-VL normalises each head's q and k (q_norm, k_norm) and interleaves its 3-D rope: the
+    recomputation does what the layer does, equal to its eager weights (image keys as tokens, no pixels)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from tokencredit.signals import image_attention_of
+
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0, "mrope_interleaved": True}
+    config = Qwen3VLConfig(
+        text_config=dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, rope_parameters=rope, max_position_embeddings=512, pad_token_id=PAD),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, deepstack_visual_indexes=[]),
+        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
+    )  # fmt: skip
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    qwen3 = Qwen3VLForConditionalGeneration(config).eval()
+    assert qwen3.model.language_model.layers[0].self_attn.q_norm is not None
+    batch = make_batch()
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    n = batch["completion_ids"].shape[1]
+    with torch.no_grad(), image_attention_of(qwen3, ids, mask, n, [-1], chunk_size=2) as found:
+        weights = qwen3(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[-1]
+    expected = (weights[:, :, -n - 1 : -1, :] * (ids == IMAGE)[:, None, None, :]).sum(-1).mean(1)
+    completion = batch["completion_mask"].bool()
+    assert torch.allclose(found[0][completion], expected[completion], atol=1e-6) and (expected[completion] > 0).all()
