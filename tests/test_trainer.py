@@ -278,7 +278,12 @@ def test_every_image_of_a_row_reaches_the_training_batch(tiny_world, tmp_path):
     data_dir, _ = tiny_world
     trainer.train_dataset = grpo_dataset(two_image_frame(data_dir, tmp_path), data_dir, trainer.processing_class)
     inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]  # two prompts, 4 completions each
+    trainer.generation_chunk = 3  # generate() calls of rows 0-2, 3-5 (2, 1, 1 images), 6-7: each gets its own images' pixels
+    pixels = []
+    generate = trainer.model.generate
+    trainer.model.generate = lambda *a, **kw: pixels.append(kw["pixel_values"]) or generate(*a, **kw)
     batch = trainer._generate_and_score_completions(inputs)
+    assert len(pixels) == 3 and torch.equal(torch.cat(pixels), batch["pixel_values"])
     assert batch["image_grid_thw"].shape[0] == 4 * 2 + 4 * 1
     assert batch["pixel_values"].shape[0] == batch["image_grid_thw"].prod(-1).sum()
     slots = (batch["prompt_ids"] == trainer.model.config.image_token_id).sum(1)
