@@ -21,6 +21,7 @@ they work on the resized image (InternVL: on each tile), as VPPO's do.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from collections.abc import Sequence
@@ -32,8 +33,10 @@ from torch import Tensor
 
 from tokencredit.families import PatchLayout
 
-COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
-PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
+COUNTERFACTUALS = (
+    "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches",
+)  # fmt: skip
+PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches")
 
 BLACK_PROB = 0.5  # VPPO: each patch blackened independently with this probability
 NOISE_SIGMA = 189.0  # VPPO ablation: additive Gaussian noise, on the 0-255 scale
@@ -42,6 +45,12 @@ GRAY_LEVEL = 128.0  # VPPO ablation: the whole image solid grey, on the 0-255 sc
 # VEPO (Leonnnnnn929/VEPO verl/trainer/ray_trainer.py, noisy_image_mode "gaussian"): N(0, 2^2) added to the
 # processor-normalized pixel_values, no clamp ("about twice the natural per-pixel std").
 PIXEL_VALUE_NOISE_STD = 2.0
+# The awesome-perception-aware-rlvr fork's controlled comparison harmonizes every paper's perturbation
+# to this (examples/comparison/README.md: corrupt_image=random_patch, patch_size 16, black_prob 0.6,
+# corrupt_image_position=prompt): 16-px squares of the image blackened with probability 0.6, one
+# mask per prompt, whatever the model's own patch size.
+HARMONIZED_PATCH = 16
+HARMONIZED_BLACK_PROB = 0.6
 
 
 def image_token_mask(model: Any, input_ids: Tensor) -> Tensor:
@@ -159,6 +168,25 @@ def _gaussian_blur(frames: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
+def _harmonized_patches(pixels: Tensor, image_grid_thw: Tensor | None, random: Any, layout: PatchLayout) -> Tensor:
+    """Each image (InternVL: each tile) with HARMONIZED_PATCH-px squares of its resized frames blackened
+    with probability HARMONIZED_BLACK_PROB (the last row and column of squares cut at the edge). One
+    mask per prompt: identical images (a prompt's image, repeated for each of its G responses) share
+    the mask drawn for the first of them in the call, which in training is the process's whole
+    generated batch. `pixels` in [0, 1], in the layout's shape."""
+    masks: dict[bytes, Tensor] = {}
+    out = []
+    for frames in layout.to_frames(pixels, image_grid_thw):
+        key = hashlib.sha256(frames.detach().cpu().numpy().tobytes()).digest()
+        if key not in masks:
+            height, width = frames.shape[-2:]
+            cells = (-(-height // HARMONIZED_PATCH), -(-width // HARMONIZED_PATCH))
+            kept = (random(*cells) >= HARMONIZED_BLACK_PROB).to(frames.dtype)
+            masks[key] = kept.repeat_interleave(HARMONIZED_PATCH, 0).repeat_interleave(HARMONIZED_PATCH, 1)[:height, :width]
+        out.append(frames * masks[key])
+    return layout.to_rows(out, image_grid_thw)
+
+
 def perturb_pixel_values(
     kind: str,
     pixel_values: Tensor,
@@ -197,6 +225,8 @@ def perturb_pixel_values(
         x = (x + random(*x.shape, normal=True) * (NOISE_SIGMA / 255.0)).clamp(0.0, 1.0)
     elif kind == "gray":
         x = torch.full_like(x, GRAY_LEVEL / 255.0)
+    elif kind == "harmonized_patches":
+        x = layout.patches(_harmonized_patches(layout.from_patches(x, pixel_values), image_grid_thw, random, layout))
     else:  # blur, image by image
         pixels = layout.from_patches(x, pixel_values)
         blurred = [_gaussian_blur(frames, BLUR_RADIUS) for frames in layout.to_frames(pixels, image_grid_thw)]

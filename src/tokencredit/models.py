@@ -22,6 +22,7 @@ from tokencredit.atomic import atomic_path
 from tokencredit.families import family_named, family_of  # importing also registers every family's image-only processor
 from tokencredit.manifest import manifest_path, policy_hash
 from tokencredit.params import ModelParams
+from tokencredit.plain_think import plain_think_tokenizer
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -97,6 +98,8 @@ def load_policy(
     except Exception as err:  # corrupt weights raise library-specific errors: name the checkpoint
         raise ValueError(f"cannot load policy checkpoint {path}: {type(err).__name__}: {err}") from err
     processor.tokenizer.padding_side = "left"
+    if model_params.plain_think_tokens:
+        processor.tokenizer = plain_think_tokenizer(processor.tokenizer)
     family.encode_repeated_images_once(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), processor
