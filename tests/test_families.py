@@ -87,7 +87,7 @@ def test_family_scores_every_signal_whole_and_in_chunks(family_world):
 
     for kind in COUNTERFACTUALS:
         full_batch = with_counterfactual(batch, inputs, processor, layout, kind)
-        needs = SCORED if model_params.attn_implementation == "eager" else SCORED - {"attn_image"}
+        needs = SCORED
         whole = score_policy(model, full_batch, needs, counterfactual=kind)
         chunked = score_policy(model, full_batch, needs, counterfactual=kind, batch_size=1)
         for name in needs:
@@ -118,6 +118,17 @@ def test_family_scores_every_signal_whole_and_in_chunks(family_world):
     for size in (None, 1):
         a, b = (score_policy(model, x, {"entropy"}, batch_size=size).logp for x in (batch, other))
         assert ((a - b).abs().amax(1) > 1e-4).all(), size
+
+    # attn_image, recomputed from each layer's q and k, is eager attention's mass on the image keys
+    # (Qwen3.5: its gated q_proj and partial rotary; InternVL: 1-D positions).
+    attn = score_policy(model, batch, {"attn_image"}, attention_layers=[-1]).attn_image
+    model.set_attn_implementation("eager")
+    inputs, n = real_inputs(model, batch), batch["completion_ids"].shape[1]
+    with torch.no_grad():
+        weights = model.model(**inputs, output_attentions=True, use_cache=False).attentions[-1][:, :, -n - 1 : -1]
+    image = (inputs["input_ids"] == family.image_token_id(model.config)).float()
+    eager = torch.einsum("bhqk,bk->bq", weights.float(), image) / weights.shape[1]
+    torch.testing.assert_close(attn[whole.mask], eager[whole.mask], rtol=1e-4, atol=1e-5)
 
     # Repeated images are encoded once (load_policy hooks the tower): same scores as encoding each.
     seen = []  # pixel rows (tiles) reaching the tower, after the hook merged the repeats

@@ -250,12 +250,15 @@ def _queries_and_keys(attention: torch.nn.Module, hidden: Tensor, position_embed
     rotary = sys.modules[type(attention).__module__].apply_rotary_pos_emb
     cos, sin = position_embeddings
 
-    def heads(project: torch.nn.Module, norm: torch.nn.Module | None, x: Tensor) -> Tensor:
-        states = project(x).view(*x.shape[:2], -1, attention.head_dim)
+    def heads(project: torch.nn.Module, norm: torch.nn.Module | None, x: Tensor, width: int) -> Tensor:
+        states = project(x).view(*x.shape[:2], -1, width)[..., : attention.head_dim]
         return (states if norm is None else norm(states)).transpose(1, 2)
 
-    queries = heads(attention.q_proj, getattr(attention, "q_norm", None), hidden[:, -n_queries - 1 : -1])
-    keys = heads(attention.k_proj, getattr(attention, "k_norm", None), hidden)
+    # Qwen3.5's gated attention: q_proj gives each head its query, then its output gate.
+    gated = attention.q_proj.out_features == 2 * attention.config.num_attention_heads * attention.head_dim
+    query_width = attention.head_dim * (2 if gated else 1)
+    queries = heads(attention.q_proj, getattr(attention, "q_norm", None), hidden[:, -n_queries - 1 : -1], query_width)
+    keys = heads(attention.k_proj, getattr(attention, "k_norm", None), hidden, attention.head_dim)
     span = slice(-n_queries - 1, -1)
     queries = rotary(queries, queries, cos[..., span, :], sin[..., span, :])[0]
     return queries, rotary(keys, keys, cos, sin)[0]
