@@ -61,6 +61,7 @@ def train(args, run_dir: Path, main_process: bool) -> None:
         MetricsLogger,
         build_trainer,
         check_checkpoint,
+        check_replicas_agree,
         checkpoint_step,
         compute_dtype,
         discard_stale_checkpoints,
@@ -104,6 +105,7 @@ def train(args, run_dir: Path, main_process: bool) -> None:
         )  # fmt: skip
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:
+            check_replicas_agree(policy, trainer.accelerator)
             if main_process:
                 save_policy(
                     policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()},

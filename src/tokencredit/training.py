@@ -21,6 +21,7 @@ from typing import Any, Callable
 import datasets
 import pandas as pd
 import torch
+from accelerate.utils import gather_object
 from safetensors import safe_open
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import safe_globals
@@ -121,6 +122,23 @@ def check_launch(train: TrainParams) -> None:
             f"with mixed_precision {launched!r} (its config file or --mixed_precision): set train.mixed_precision: {launched} "
             "or leave precision out of the accelerate config"
         )
+
+
+def check_replicas_agree(policy, accelerator) -> str:
+    """The sha256 of `policy`'s whole state dict, after checking that every process holds the same one
+    (enter on every process, with the policy gathered: it is collective). Differing replicas mean the
+    processes trained apart (a desynchronised step): the saved policy would be one of several."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(policy.state_dict().items()):
+        digest.update(name.encode())
+        # A copy: numpy would pin the tensor's storage, which FSDP frees (resizes) when it reshards.
+        digest.update(tensor.detach().to("cpu", copy=True).reshape(-1).view(torch.uint8).numpy().tobytes())
+    mine = digest.hexdigest()
+    digests = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
+    log.info("process %d: state dict sha256 %s", accelerator.process_index, mine)
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"the processes hold different weights after training (state dict sha256 per process: {digests})")
+    return mine
 
 
 def fp32_master_weights(model, train: TrainParams):
