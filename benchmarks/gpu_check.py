@@ -64,11 +64,14 @@ class _TokenIds:
 
 def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
     """The check's inputs from a params file (tiny: the default params and the tiny model's config)."""
-    from tokencredit.params import load_params
+    from tokencredit.params import merged_params, validate
     from tokencredit.tiny_vlm import SPECIAL_TOKENS, build_config
     from tokencredit.weighting import default_counterfactual, required_signals
 
-    params = load_params(DEFAULTS, *([params_file] if params_file else []))  # as snakemake's --configfile merges
+    raw = merged_params(DEFAULTS, *([params_file] if params_file else []))  # as snakemake's --configfile merges
+    # Data, benchmarks and the checkpoint are local copies this machine may not hold; the check needs none of them.
+    raw = {k: v for k, v in raw.items() if k not in ("data", "eval", "benchmarks")} | {"model": {**raw.get("model", {}), "path": None}}
+    params = validate(raw, str(params_file))
     train, model = params.train, params.model
     if tiny:
         config = build_config(_TokenIds({t: i for i, t in enumerate(SPECIAL_TOKENS)}, model.vocab_size), model)
