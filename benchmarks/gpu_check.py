@@ -352,7 +352,8 @@ def main() -> None:
     memory_plan = json.loads(args.memory_plan.read_text()) if args.memory_plan else {}
     if not memory_plan:
         print("no --memory-plan: peaks are measured but not compared with a plan (benchmarks/memory_plan.py writes one)")
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # tiny tensors gain nothing from more threads
     results = run_checks(plan, args.out, memory_plan)
     failed = [n for n, r in results["checks"].items() if r["status"] == "failed"]
     print(f"{len(results['checks'])} checks, {len(failed)} failed {failed}; results in {args.out}")

@@ -29,7 +29,9 @@ runpy.run_path({str(ROOT / "benchmarks/gpu_check.py")!r}, run_name="__main__")
 
 def test_tiny_check_runs_without_the_pipelines_packages(tmp_path):
     plan = prepare(None, tiny=True)
-    assert set(plan["scoring"]) >= {"scoring/vis_k3/patch_blackening", "scoring/attn_image/no_counterfactual"}
+    kept = ["scoring/vis_k3/patch_blackening", "scoring/attn_image/no_counterfactual"]  # the other kinds cost the same
+    assert set(plan["scoring"]) >= set(kept)
+    plan["scoring"] = {k: plan["scoring"][k] for k in kept}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     out = tmp_path / "gpu_check.json"
     run = subprocess.run(
