@@ -25,10 +25,11 @@ from transformers.training_args import OptimizerNames
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
-from tokencredit.params import ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
+from tokencredit.params import MethodSpec, ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import grpo_config, grpo_dataset
-from tokencredit.weighting import Layout, build_weighting, required_signals
+from tokencredit.recipe import resolve
+from tokencredit.weighting import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 12, "save_steps": 100, "learning_rate": 1e-3}
@@ -107,9 +108,7 @@ def make_trainer(tiny_world, out, train: TrainParams, algo: str, method: str, re
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=[reward],
         callbacks=list(callbacks),
-        weighting=build_weighting(method),
-        needs=required_signals(method),
-        counterfactual=None,
+        recipe=resolve(method, MethodSpec(weighting=method)),
         chunk_size=7,
         attention_layers=[-1],
         dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,
@@ -276,5 +275,5 @@ def test_weighting_gets_the_layout_and_a_reproducible_tie_generator(tiny_world, 
         trainer.weighting = weigh
         trainer.train()
     (layout_a, draw_a), (layout_b, draw_b) = draws
-    assert layout_a == layout_b == Layout(micro_batch=2, step=8)  # 8 completions per step, micro-batches of 2
+    assert layout_a == layout_b == Layout(micro_batch=2, step=8, group=train.num_generations)  # 8 completions per step, micro-batches of 2
     assert torch.equal(draw_a, draw_b)  # seeded from (seed, step): a rerun breaks ties the same way

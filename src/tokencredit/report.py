@@ -411,22 +411,27 @@ def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
 
 
 def methods_table(policies: Policies) -> Table | None:
-    """Each trained method's weighting and, from the weighting registry, its counterfactual input,
-    batch scope and tie rule (None without training runs)."""
-    from tokencredit.params import _default_methods
-    from tokencredit.weighting import describe  # torch-backed: only with training runs
+    """Each trained method's components (weighting, auxiliary loss, rollout transform, counterfactual
+    input, with their hyperparameters) and, from the weighting registry, its batch scope and tie rule
+    (None without training runs)."""
+    from tokencredit.params import MethodSpec, _default_methods
+    from tokencredit.recipe import resolve  # torch-backed: only with training runs
+    from tokencredit.weighting import describe
 
     rows = {}
     for policy in policies.values():
-        recorded = read_run_record(policy.run_dir).params.get("methods", {}).get(policy.method)
-        spec = recorded or _default_methods()[policy.method].model_dump()  # run.json of an older run: built-in spec
-        facts = describe(spec["weighting"])
-        hparams = ", ".join(f"{key}={value}" for key, value in sorted(spec.get("hparams", {}).items()))
-        weighting = f"{spec['weighting']} ({hparams})" if hparams else spec["weighting"]
-        rows[policy.method] = [policy.method, weighting, spec.get("counterfactual") or facts["counterfactual"], facts["scope"], facts["ties"]]
+        record = read_run_record(policy.run_dir)
+        recorded = record.params.get("method_spec") if record is not None else None
+        spec = MethodSpec.model_validate(recorded) if recorded else _default_methods()[policy.method]  # an older run: built-in spec
+        parts, facts = resolve(policy.method, spec).components(), describe(spec.weighting)
+        rows[policy.method] = [
+            policy.method, parts["weighting"], parts.get("loss", "none"), parts.get("transform", "none"),
+            parts["counterfactual"], facts["scope"], facts["ties"],
+        ]  # fmt: skip
     if not rows:
         return None
-    return Table(["method", "weighting", "counterfactual input", "batch scope", "ties"], [rows[m] for m in sorted(rows)])
+    header = ["method", "weighting", "auxiliary loss", "rollout transform", "counterfactual input", "batch scope", "ties"]
+    return Table(header, [rows[m] for m in sorted(rows)])
 
 
 def summary_sections(
