@@ -1,8 +1,16 @@
 """The forward budget of one training step per method, counted at the decoder stack (issue 21).
 
-Passes over the generated batch, by grad and input (benchmarks/forward_budget.py). A method's
-budget follows from the signals it reads and its counterfactual input, so one method per kind
-is trained here, and every default method must be of a counted kind.
+Passes over the generated batch, by grad and input (benchmarks/forward_budget.py). What a method
+pays follows from its recipe: the signals it scores, its counterfactual input, its loss's forwards
+with grad and its rollout transform. One method of each such kind trains one step here; its count
+must be the budget its recipe declares:
+  grad/real 1                 TRL's loss forward
+  no_grad/real 1              the scoring forward, when the recipe scores any signal
+  no_grad/counterfactual 1    when it has a counterfactual input
+  grad/counterfactual n       its loss's own forwards with grad (`register_loss(grad_forwards=n)`)
+  + no_grad/real 1            TRL's old-policy forward when updates_per_generation > 1: a scoring
+                              method then pays two real no-grad forwards, one more than the goal
+                              (benchmarks/RESULTS.md, forward_budget).
 """
 
 import pytest
@@ -10,35 +18,41 @@ import pytest
 from benchmarks.forward_budget import meets_goal, step_budget
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
+from tokencredit.losses import loss_named
 from tokencredit.models import load_policy
 from tokencredit.params import ModelParams, Params, ScoringParams, TrainParams
+from tokencredit.recipe import resolve
+from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.training import build_trainer
-from tokencredit.weighting import default_counterfactual, required_signals
 
-REAL_SCORING = {"no_grad/real": 1.0, "grad/real": 1.0}  # the scoring forward, then the loss forward
-WITH_COUNTERFACTUAL = {**REAL_SCORING, "no_grad/counterfactual": 1.0}
-# (method, updates_per_generation) -> passes today. With updates_per_generation > 1 TRL adds its
-# old-policy forward (no grad, real image), which a scoring method pays beside its own real forward.
-BUDGETS = {
-    ("uniform", 1): {"grad/real": 1.0},
-    ("random_tor", 1): {"grad/real": 1.0},
-    ("oracle_perception", 1): {"grad/real": 1.0},  # labels from the completion text
-    ("entropy_topk", 1): REAL_SCORING,
-    ("atrl", 1): REAL_SCORING,
-    ("tor", 1): WITH_COUNTERFACTUAL,  # drop_image
-    ("vppo", 1): WITH_COUNTERFACTUAL,  # patch_blackening
-    ("pgpo", 1): WITH_COUNTERFACTUAL,  # mask_visual_attention
-    ("uniform", 2): {"no_grad/real": 1.0, "grad/real": 1.0},
-    ("vppo", 2): {**WITH_COUNTERFACTUAL, "no_grad/real": 2.0},  # misses the goal: TRL's old-policy forward and scoring's
-}
+METHODS = Params().methods
 
 
-def signature(spec) -> tuple:
-    """What decides a method's forwards: the signals its weighting reads and its counterfactual input."""
-    return frozenset(required_signals(spec.weighting)), spec.counterfactual or default_counterfactual(spec.weighting)
+def kind(name: str) -> tuple:
+    """What decides a method's forwards."""
+    recipe = resolve(name, METHODS[name])
+    spec = METHODS[name]
+    return (
+        frozenset(recipe.needs - LABEL_SIGNALS),
+        recipe.counterfactual,
+        spec.loss.name if spec.loss else None,
+        spec.transform.name if spec.transform else None,
+    )
 
 
-@pytest.mark.parametrize(("method", "updates"), list(BUDGETS))
+def declared_budget(name: str, updates: int) -> dict[str, float]:
+    needs, counterfactual, loss, _ = kind(name)
+    budget = {"grad/real": 1.0, "no_grad/real": float(bool(needs)) + (updates > 1)}
+    budget["no_grad/counterfactual"] = float(counterfactual is not None)
+    budget["grad/counterfactual"] = float(loss_named(loss).grad_forwards if loss else 0)
+    return {k: v for k, v in budget.items() if v}
+
+
+ONE_OF_EACH_KIND = list({kind(name): name for name in reversed(list(METHODS))}.values())  # the first-listed of each
+CASES = [(name, 1) for name in ONE_OF_EACH_KIND] + [("uniform", 2), ("vppo", 2)]
+
+
+@pytest.mark.parametrize(("method", "updates"), CASES)
 def test_forwards_of_one_step(tiny_world, tmp_path, method, updates):
     data_dir, base_dir = tiny_world
     model, processor = load_policy(base_dir, ModelParams())
@@ -46,17 +60,10 @@ def test_forwards_of_one_step(tiny_world, tmp_path, method, updates):
         max_steps=updates, updates_per_generation=updates, logging_steps=updates, save_steps=2 * updates,
         prompts_per_step=2, num_generations=2, micro_batch_size=2, max_completion_length=6,
     )  # fmt: skip
-    spec = Params().methods[method]
     trainer = build_trainer(
-        model, processor, load_split(data_dir, "train"), data_dir, train, spec, ScoringParams(), get_algorithm("grpo"), 0, tmp_path
-    )
+        model, processor, load_split(data_dir, "train"), data_dir, train, METHODS[method], ScoringParams(),
+        get_algorithm("grpo"), 0, tmp_path, method_name=method,
+    )  # fmt: skip
     budget = step_budget(trainer)
-    assert budget == BUDGETS[method, updates]
-    assert meets_goal(budget) == ((method, updates) != ("vppo", 2))
-
-
-def test_every_default_method_is_of_a_counted_kind():
-    methods = Params().methods
-    counted = {signature(methods[m]) for m, _ in BUDGETS}
-    uncounted = [name for name, spec in methods.items() if signature(spec) not in counted]
-    assert not uncounted, f"add a method of each kind to BUDGETS: {uncounted}"
+    assert budget == declared_budget(method, updates)
+    assert meets_goal(budget) == (updates == 1 or not kind(method)[0])
