@@ -18,8 +18,9 @@ it with trl and pydantic blocked. Checks, in order (each: seconds, peak bytes, p
   optimizer_step/<precision>              bf16 weights, then fp32 master weights under bf16 autocast, AdamW
   scoring_fsdp_autocast                   FSDP (version 1, one process) of fp32 weights, scoring under bf16 autocast
 Peak bytes: the CUDA allocator's peak above what was allocated before the check (None on CPU).
-Planned bytes come from `--memory-plan FILE` (JSON {check name: bytes per device}); without it the
-column stays empty.
+Planned bytes: --prepare adds tokencredit.memory_plan's traced peak of each check's operation (its
+rise above the resident weights and states, which differ: one process here); `--memory-plan FILE`
+(JSON {check name: bytes}) overrides them.
 
 `--tiny` runs the same checks on the project's tiny model on CPU (the test suite does).
 """
@@ -81,7 +82,9 @@ def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
 
         config = qwen2_5_vl_3b_config(_TokenIds(QWEN_TOKEN_IDS, 151936))
         completion, text_tokens = train.max_completion_length, PROMPT_TEXT_TOKENS
-        rows = getattr(model, "generation_chunk", None) or train.completions_per_process * train.updates_per_generation
+        per_process = train.completions_per_process * train.updates_per_generation
+        chunk = getattr(train, "generation_chunk", None) or getattr(model, "generation_chunk", None)  # where the params have one
+        rows = min(chunk or per_process, per_process)
         micro = train.micro_batch_size or train.completions_per_process
         side = math.isqrt(model.max_pixels)  # a square image at max_pixels: the largest the processor makes
     config._attn_implementation = "sdpa"
@@ -96,6 +99,7 @@ def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
             key = f"scoring/{'+'.join(needs)}/{cf or 'no_counterfactual'}"
             kinds.setdefault(key, {"needs": needs, "counterfactual": cf, "methods": []})["methods"].append(name)
     return {
+        "memory_plan": {} if tiny else planned_bytes(params, config, kinds),
         "params": str(params_file) if params_file else "defaults (tiny)",
         "config": config.to_dict(),
         "image_grid_thw": [1, patches, patches],
@@ -107,6 +111,21 @@ def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
         "chunk_size": params.scoring.chunk_size,
         "attention_layers": list(params.scoring.attention_layers),
         "scoring": kinds,
+    }
+
+
+def planned_bytes(params: Any, config: Any, kinds: dict[str, Any]) -> dict[str, int]:
+    """Each check's planned rise above what is resident (tokencredit.memory_plan's traced peak of its
+    operation); the resident weights and states differ (one process here, the params' engine there)."""
+    from tokencredit.memory_plan import plan_params
+
+    sections = {name: getattr(params, name) for name in ("train", "rollouts", "scoring", "score", "model")}
+    traced = {plan.job: plan.traced for plan in plan_params(sections, config, prompt_text=PROMPT_TEXT_TOKENS)}
+    return {
+        "generation_prefill": traced["train · generation"],
+        "generation_decode": traced["train · generation"],
+        **{name: traced["train · scoring"] for name in kinds},
+        "train_micro_batch/sdpa": traced["train · update"],
     }
 
 
@@ -349,9 +368,9 @@ def main() -> None:
         if args.plan is None:
             raise SystemExit("give --plan FILE (written by --prepare) or --tiny")
         plan = json.loads(args.plan.read_text())
-    memory_plan = json.loads(args.memory_plan.read_text()) if args.memory_plan else {}
+    memory_plan = {**plan.get("memory_plan", {}), **(json.loads(args.memory_plan.read_text()) if args.memory_plan else {})}
     if not memory_plan:
-        print("no --memory-plan: peaks are measured but not compared with a plan (benchmarks/memory_plan.py writes one)")
+        print("no memory plan: peaks are measured but not compared with a plan (--prepare adds tokencredit.memory_plan's)")
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # tiny tensors gain nothing from more threads
     results = run_checks(plan, args.out, memory_plan)
