@@ -146,6 +146,26 @@ def meets_goal(budget: dict[str, float]) -> bool:
     return budget.get(f"{NO_GRAD}/{REAL}", 0.0) <= 1 and budget.get(f"{NO_GRAD}/{COUNTERFACTUAL}", 0.0) <= 1
 
 
+def kind(name: str, spec: Any) -> tuple:
+    """What decides a method's forwards: the signals it scores, its counterfactual input, its loss and its rollout transform."""
+    from tokencredit.recipe import resolve
+    from tokencredit.signals import LABEL_SIGNALS
+
+    recipe = resolve(name, spec)
+    return (
+        frozenset(recipe.needs - LABEL_SIGNALS),
+        recipe.counterfactual,
+        spec.loss.name if spec.loss else None,
+        spec.transform.name if spec.transform else None,
+    )
+
+
+def one_of_each_kind(methods: dict[str, Any]) -> list[str]:
+    """The first-listed method of each kind, in the order listed."""
+    first = {kind(name, spec): name for name, spec in reversed(list(methods.items()))}
+    return [name for name in methods if name in first.values()]
+
+
 def main() -> None:
     from benchmarks.harness import make_trainer, parse_args, report, table, world
     from tokencredit.params import Params
@@ -158,7 +178,9 @@ def main() -> None:
         w = _small(w)
         for updates in (1, 2):
             budgets = {}
-            runs = [("uniform", False), *[(m, False) for m in args.methods if m != "uniform"]]
+            # Off-policy, one method of each kind: the old-policy forward adds the same to every method of a kind.
+            chosen = args.methods if updates == 1 else [m for m in one_of_each_kind(Params().methods) if m in args.methods]
+            runs = [("uniform", False), *[(m, False) for m in chosen if m != "uniform"]]
             runs += [(m, True) for m in LOSS_FORWARD_METHODS if m in args.methods]
             for method, from_loss in runs:
                 name = f"{method} (signals_from_loss)" if from_loss else method
@@ -172,7 +194,8 @@ def main() -> None:
             body.append(f"updates_per_generation {updates}:\n\n" + table(header, budget_rows(budgets)))
     settings = (
         "Forward passes over the generated batch in one generation's training (updates_per_generation optimizer steps), "
-        "counted at the decoder stack; generation's own forwards left out. Tiny model, 2 prompts x 2 generations."
+        "counted at the decoder stack; generation's own forwards left out. Tiny model, 2 prompts x 2 generations. "
+        "updates_per_generation 2: one method of each kind (signals, counterfactual, loss, transform)."
     )
     report("forward_budget", "tiny", settings, "\n\n".join(body), record=not args.no_record)
 

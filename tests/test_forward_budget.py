@@ -15,29 +15,20 @@ must be the budget its recipe declares:
 
 import pytest
 
-from benchmarks.forward_budget import meets_goal, step_budget
+from benchmarks.forward_budget import kind as forward_kind
+from benchmarks.forward_budget import meets_goal, one_of_each_kind, step_budget
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.losses import loss_named
 from tokencredit.models import load_policy
 from tokencredit.params import ModelParams, Params, ScoringParams, TrainParams
-from tokencredit.recipe import resolve
-from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.training import build_trainer
 
 METHODS = Params().methods
 
 
 def kind(name: str) -> tuple:
-    """What decides a method's forwards."""
-    recipe = resolve(name, METHODS[name])
-    spec = METHODS[name]
-    return (
-        frozenset(recipe.needs - LABEL_SIGNALS),
-        recipe.counterfactual,
-        spec.loss.name if spec.loss else None,
-        spec.transform.name if spec.transform else None,
-    )
+    return forward_kind(name, METHODS[name])
 
 
 def declared_budget(name: str, updates: int) -> dict[str, float]:
@@ -48,8 +39,7 @@ def declared_budget(name: str, updates: int) -> dict[str, float]:
     return {k: v for k, v in budget.items() if v}
 
 
-ONE_OF_EACH_KIND = list({kind(name): name for name in reversed(list(METHODS))}.values())  # the first-listed of each
-CASES = [(name, 1) for name in ONE_OF_EACH_KIND] + [("uniform", 2), ("vppo", 2)]
+CASES = [(name, 1) for name in one_of_each_kind(METHODS)] + [("uniform", 2), ("vppo", 2)]
 
 
 @pytest.mark.parametrize(("method", "updates"), CASES)
