@@ -14,7 +14,8 @@ The GPU half imports from tokencredit only `signals` and `counterfactual` (torch
 it with trl and pydantic blocked. Checks, in order (each: seconds, peak bytes, planned bytes):
   generation_prefill, generation_decode   the params' generation chunk of rows at prompt + response length
   scoring/<signals>/<counterfactual>      score_policy on one micro-batch, per distinct method kind
-  train_micro_batch/<kernel>              forward/backward of one micro-batch, sdpa and eager (AT-RL needs eager on main)
+  train_micro_batch/<kernel>              forward/backward of one micro-batch, sdpa and eager (the kernel AT-RL needed
+                                          before its attention came from q and k)
   optimizer_step/<precision>              bf16 weights, then fp32 master weights under bf16 autocast, AdamW
   scoring_fsdp_autocast                   FSDP (version 1, one process) of fp32 weights, scoring under bf16 autocast
 Peak bytes: the CUDA allocator's peak above what was allocated before the check (None on CPU).
@@ -268,16 +269,14 @@ def run_checks(plan: dict[str, Any], out: Path, memory_plan: dict[str, float]) -
     # Scoring: one micro-batch per method kind, as the trainer scores (no grad, micro-batch rows per forward).
     for name, kind in plan["scoring"].items():
         def score(kind=kind) -> dict[str, Any]:
-            attn = _attention_kernel(model) if "attn_image" in kind["needs"] else None
             b = with_counterfactual(c.batch(micro), kind["counterfactual"], c.generator)
             score_policy(
                 model, b, needs=set(kind["needs"]), counterfactual=kind["counterfactual"], chunk_size=plan["chunk_size"],
                 temperature=plan["temperature"], attention_layers=plan["attention_layers"], batch_size=micro,
             )  # fmt: skip
-            return {"methods": kind["methods"], "attention": attn}
+            return {"methods": kind["methods"], "attention": model.config._attn_implementation}
 
         c.run(name, score)
-        model.set_attn_implementation("sdpa")
 
     # One micro-batch forward/backward per attention kernel; gradient checkpointing as the pipeline on a GPU.
     model.train()
@@ -332,17 +331,6 @@ def _fsdp_scoring(model: Any, batch: dict[str, torch.Tensor], plan: dict[str, An
     with FSDP.summon_full_params(wrapped, recurse=False), torch.autocast("cuda", dtype=torch.bfloat16):
         score_policy(wrapped.module, batch, needs={"entropy"}, chunk_size=plan["chunk_size"], temperature=plan["temperature"], batch_size=plan["micro_batch"])
     return {"processes": 1}
-
-
-def _attention_kernel(model: Any) -> str:
-    """The kernel AT-RL's attention signal runs on: the model's own if score_policy accepts it, else eager."""
-    from tokencredit.signals import check_attention_implementation
-
-    try:
-        check_attention_implementation(model)
-    except ValueError:
-        model.set_attn_implementation("eager")
-    return model.config._attn_implementation
 
 
 def _device_name() -> str:
