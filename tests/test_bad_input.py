@@ -40,7 +40,7 @@ NAN, INF = float("nan"), float("inf")
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ({"train": {"algos": ["ppo"]}}, "train.algos.0: Input should be 'grpo', 'dapo' or 'dr_grpo'"),
+        ({"train": {"algos": ["ppo"]}}, "train.algos.0: Input should be 'grpo', 'dapo', 'dr_grpo', 'cispo', 'sapo' or 'gspo'"),
         ({"train": {"max_steps": 5, "logging_steps": 10}}, "logging_steps (10) > max_steps (5): no step would be logged"),
         ({"train": {"max_completion_length": 16, "overlong_cache": 32}}, "overlong_cache (32) > max_completion_length (16)"),
     ],
@@ -63,8 +63,8 @@ def test_an_unknown_algorithm_stops_the_step_before_any_work(monkeypatch, capsys
     monkeypatch.setattr(sys, "argv", ["train", "--algo", "ppo"])
     with pytest.raises(SystemExit):
         steps.train.main()
-    assert "argument --algo: invalid choice: 'ppo' (choose from 'dapo', 'dr_grpo', 'grpo')" in capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"unknown algorithm 'ppo'; choose one of \['dapo', 'dr_grpo', 'grpo'\]"):
+    assert "argument --algo: invalid choice: 'ppo' (choose from 'cispo', 'dapo', 'dr_grpo', 'grpo', 'gspo', 'sapo')" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"unknown algorithm 'ppo'; choose one of \['cispo', 'dapo', 'dr_grpo', 'grpo', 'gspo', 'sapo'\]"):
         get_algorithm("ppo")
 
 
