@@ -275,5 +275,5 @@ def test_weighting_gets_the_layout_and_a_reproducible_tie_generator(tiny_world, 
         trainer.weighting = weigh
         trainer.train()
     (layout_a, draw_a), (layout_b, draw_b) = draws
-    assert layout_a == layout_b == Layout(micro_batch=2, step=8)  # 8 completions per step, micro-batches of 2
+    assert layout_a == layout_b == Layout(micro_batch=2, step=8, group=train.num_generations)  # 8 completions per step, micro-batches of 2
     assert torch.equal(draw_a, draw_b)  # seeded from (seed, step): a rerun breaks ties the same way

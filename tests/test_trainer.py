@@ -55,7 +55,7 @@ def one_step_update(tiny_world, tmp_path, method):
     return delta, seen[0], trainer
 
 
-@pytest.mark.parametrize("method", ["entropy_topk", "tor", "vppo", "pgpo", "atrl", "random_tokens"])
+@pytest.mark.parametrize("method", ["entropy_topk", "tor", "vppo", "pgpo", "atrl", "random_tokens", "vepo", "vgpo"])
 def test_method_weights_reach_the_update(tiny_world, tmp_path, method):
     uniform_delta, uniform_completions, _ = one_step_update(tiny_world, tmp_path, "uniform")
     delta, completions, trainer = one_step_update(tiny_world, tmp_path, method)

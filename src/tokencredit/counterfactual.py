@@ -31,13 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray")
-PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray")
+COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
+PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
 
 BLACK_PROB = 0.5  # VPPO: each patch blackened independently with this probability
 NOISE_SIGMA = 189.0  # VPPO ablation: additive Gaussian noise, on the 0-255 scale
 BLUR_RADIUS = 6.0  # VPPO ablation: PIL GaussianBlur radius, i.e. the Gaussian's standard deviation in pixels
 GRAY_LEVEL = 128.0  # VPPO ablation: the whole image solid grey, on the 0-255 scale
+# VEPO (Leonnnnnn929/VEPO verl/trainer/ray_trainer.py, noisy_image_mode "gaussian"): N(0, 2^2) added to the
+# processor-normalized pixel_values, no clamp ("about twice the natural per-pixel std").
+PIXEL_VALUE_NOISE_STD = 2.0
 # NoisyRollout's forward-diffusion schedule (also DVRP's noised view): β_i = sigmoid(linspace(−6, 6, 1000))_i ·
 # (5e-3 − 1e-5) + 1e-5, ᾱ_t = Π_{i≤t}(1 − β_i); a step t noises x to sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·ε.
 DIFFUSION_STEPS = 1000
@@ -193,6 +196,9 @@ def perturb_pixel_values(
     """
     if kind not in PIXEL_PERTURBATIONS:
         raise ValueError(f"unknown image perturbation {kind!r}; perturbations are {list(PIXEL_PERTURBATIONS)}")
+    if kind == "pixel_value_noise":  # in the normalized space itself
+        noise = torch.randn(pixel_values.shape, generator=generator, device=generator.device).to(pixel_values.device)
+        return (pixel_values.float() + noise * PIXEL_VALUE_NOISE_STD).to(pixel_values.dtype)
     x, mean, std = _unit_pixels(pixel_values, image_mean, image_std)
     n_rows, channels = x.shape[:2]
 

@@ -158,7 +158,7 @@ class MethodSpec(Section):
     weighting: str = Field("uniform", description="Name in the weighting registry (tokencredit.weighting); uniform: no token weights.")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
     loss: ComponentSpec | None = Field(None, description="Auxiliary loss added to TRL's policy loss (tokencredit.losses), e.g. {name: papo}.")
     transform: ComponentSpec | None = Field(
@@ -180,6 +180,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "tor": ("tor", {}),
         "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
         "tor_perception_only": ("tor", {"rho_r": 0.0}),  # gamma_p on ALL of T_p; gamma_r = 0 would drop T_p ∩ T_r
+        "tor_top_p": ("tor_top_p", {}),  # Eq. 5 as the fork reads it: T_r by the entropy of the top-p 0.95 set (issue 22)
         "vppo": ("vppo", {}),
         "pgpo": ("pgpo", {}),
         "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),
@@ -188,12 +189,22 @@ def _default_methods() -> dict[str, MethodSpec]:
         "pgpo_authorcode": ("pgpo", {"tau_quantile": True, "floor": 0.1, "normalize": False}),  # authors' dev code, pgpo.py
         "atrl": ("atrl", {}),
         "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
+        # The zoo (issue 22): weightings at their authors' defaults (weighting/<name>.py cites each).
+        "vepo": ("vepo", {}),
+        "vepo_no_entropy_gate": ("vepo", {"entropy_gate": False}),  # their score type "E" ablation
+        "pepo": ("pepo", {}),
+        "vgpo": ("vgpo", {}),
+        "cgpo": ("cgpo", {}),
+        "clip_cov": ("clip_cov", {}),  # a sparse control with no visual signal
         # Controls (no paper): each sparse method's random twin at its selection ratio and weight mass,
         # and the ground-truth roles' ceiling (weighting/random_tokens.py, weighting/oracle_roles.py).
         "random_entropy_topk": ("random_tokens", {"ratio": 0.2, "normalize": True}),
         "random_tor": ("random_tokens", {"ratio": TOR_SELECTED, "selected_weight": TOR_SELECTED_WEIGHT}),
         "random_vppo": ("random_tokens", {"ratio": 0.4, "per_response": True}),
         "random_atrl": ("random_tokens", {"ratio": 0.15, "selected_weight": 1.5, "other_weight": 0.5, "per_response": True, "normalize": True}),
+        "random_vepo": ("random_tokens", {"ratio": 0.2, "per_response": True, "normalize": True}),
+        "random_clip_cov": ("random_tokens", {"ratio": 1 - 0.0002}),  # drops floor(2e-4 N); Clip-Cov at least 1
+        "random_cgpo": ("random_tokens", {"ratio": TOR_SELECTED}),  # T_r ∪ T_p as ToR's (same ρs); weights ≈ 1 (α averages 1)
         "oracle_perception": ("oracle_roles", {}),
         "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
     }
@@ -387,6 +398,14 @@ class RolloutParams(Section):
 class ScoringParams(Section):
     chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
+    entropy_top_p: float = Field(
+        0.95, gt=0, le=1, description="The entropy_top_p signal (ToR's Eq. 5, method tor_top_p): entropy of the fewest most probable "
+        "tokens whose probability reaches this (ToR: 0.95).",
+    )
+    renormalize_top_p: bool = Field(
+        True, description="entropy_top_p over the top-p set renormalised (the fork's reading; ToR's paper does not say), "
+        "or the set's terms -sum p log p as they are.",
+    )
 
 
 class ScoreParams(Section):
@@ -398,7 +417,7 @@ class ScoreParams(Section):
         "(top-rho thresholds, VPPO's min/max), as one generated batch (train.prompts_per_step x train.updates_per_generation) does in training.",
     )
     counterfactuals: list[Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
     ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
     seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
 
@@ -492,6 +511,11 @@ class JobResources(Section):
     mem_mb: int | None = Field(None, ge=1, description="Host memory per job in MB (`mem_mb`); None: the profile's default.")
     runtime: int | None = Field(None, ge=1, description="Wall-clock limit per job in minutes (`runtime`); None: the profile's default.")
     partition: str | None = Field(None, description="SLURM partition (`slurm_partition`); None: the profile's default.")
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, description="Memory of each GPU the job gets, in GB. With it, the workflow plans the job's peak per GPU "
+        "(tokencredit.memory_plan) before any job and stops if it exceeds this less a 10 % margin; None: no check."
+    )
+    allow_over_plan: bool = Field(False, description="Run the job even when its memory plan exceeds gpu_memory_gb (the plan is an estimate).")
 
     def snakemake(self) -> dict[str, int | str]:
         """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`)."""

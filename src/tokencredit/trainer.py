@@ -83,7 +83,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
     Args beyond GRPOTrainer's:
         recipe: the method's components, from `tokencredit.recipe.resolve`.
-        chunk_size, attention_layers: scoring settings (params.ScoringParams).
+        chunk_size, attention_layers, entropy_top_p (top_p, renormalize): scoring settings (params.ScoringParams).
         dynamic_sampling_tries: DAPO; 0 disables dynamic sampling, n > 0 allows n generation rounds per batch.
         dynamic_sampling_tolerance: DAPO; a group is mixed when its rewards span more than this.
         entropy_penalty: VPPO's coefficient of mean(−log π_θ(o_t)) over the sampled tokens, added to
@@ -98,6 +98,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         recipe: Recipe,
         chunk_size: int,
         attention_layers: list[int],
+        entropy_top_p: tuple[float, bool] = (0.95, True),
         dynamic_sampling_tries: int = 0,
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
@@ -111,6 +112,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.counterfactual = recipe.counterfactual if self.needs & COUNTERFACTUAL_SIGNALS else None
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
+        self.entropy_top_p = entropy_top_p
         self.dynamic_sampling_tries = dynamic_sampling_tries
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
@@ -273,9 +275,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
         return self.state.global_step / max(self.state.max_steps, 1)
 
     def _layout(self) -> Layout:
-        """Rows of one micro-batch and of one process's optimizer step (VPPO's TAS pools on them)."""
+        """Rows of one micro-batch, of one process's optimizer step (VPPO's TAS pools on them) and of one prompt's group."""
         micro = self.args.per_device_train_batch_size
-        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps)
+        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps, group=self.num_generations)
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`.
@@ -301,6 +303,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 chunk_size=self.chunk_size,
                 temperature=self.temperature,
                 attention_layers=self.attention_layers,
+                entropy_top_p=self.entropy_top_p[0],
+                renormalize_top_p=self.entropy_top_p[1],
                 batch_size=self.args.per_device_train_batch_size,  # forwards no larger than the training micro-batch
             )
         return replace(signals, **labels)

@@ -341,6 +341,7 @@ def build_trainer(
         recipe=recipe,
         chunk_size=scoring.chunk_size,
         attention_layers=list(scoring.attention_layers),
+        entropy_top_p=(scoring.entropy_top_p, scoring.renormalize_top_p),
         dynamic_sampling_tries=train.max_dynamic_sampling_tries if algo.dynamic_sampling else 0,
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,

@@ -43,6 +43,7 @@ class Layout:
 
     micro_batch: int | None = None
     step: int | None = None
+    group: int | None = None  # rows of one prompt's group of completions (VGPO's group-level pools)
 
 
 @dataclass(frozen=True)
@@ -219,3 +220,4 @@ def conserve_mass(w: Tensor, mask: Tensor) -> Tensor:
 
 # Each import registers one method.
 from tokencredit.weighting import atrl, entropy_topk, oracle_roles, pgpo, random_tokens, tor, uniform, vppo  # noqa: E402, F401
+from tokencredit.weighting import cgpo, clip_cov, pepo, tor_top_p, vepo, vgpo  # noqa: E402, F401
