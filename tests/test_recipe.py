@@ -8,6 +8,7 @@ them (`_source` names repository, commit, file and function; the scratch runs ar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,15 @@ def test_diffusion_noised_pixel_values_noise_each_pixel_once_in_8_bits():
     torch.testing.assert_close(values[:, :, 0], values[:, :, 1])
     torch.testing.assert_close(values, values.round(), atol=1e-3, rtol=0)  # 8-bit values
     assert (values - frame).abs().mean() > 5  # noised
+
+
+def test_kl_cov_random_twin_selects_as_many_tokens_at_random():
+    inputs, _ = _loss_inputs()
+    from tokencredit.losses.kl_cov import random_tokens, top_covariance
+
+    by_covariance = top_covariance(inputs.advantages, inputs.logps, inputs.mask, 0.3)
+    draws = [random_tokens(inputs.mask, 0.3, torch.Generator().manual_seed(seed)) for seed in range(5)]
+    assert all(d.sum() == by_covariance.sum() == 3 and not (d & ~inputs.mask.bool()).any() for d in draws)
+    assert len({tuple(d.flatten().tolist()) for d in draws}) > 1
+    twin = build_loss("kl_cov", kl_cov_ratio=0.3, random=True)(replace(inputs, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(twin) and twin >= 0
