@@ -87,6 +87,7 @@ def main() -> None:
         trainer = build_trainer(
             model, processor, train, args.data, args.params, args.method_spec, args.scoring,
             get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger], method_name=args.method,
+            generation_chunk=args.model_params.generation_chunk,
         )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:

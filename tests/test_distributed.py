@@ -225,7 +225,7 @@ def test_missing_engines_and_a_wrong_process_count_fail_at_start(tiny_world, tmp
 
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(RuntimeError, match="train.use_vllm: true needs the `vllm` package"):
-            require_engines(TrainParams(use_vllm=True))
+            require_engines(TrainParams(use_vllm=True, max_prompt_length=64))
     data_dir, base_dir = tiny_world
     model, processor = load_policy(base_dir, ModelParams())
     with pytest.raises(RuntimeError, match="num_processes 2"):

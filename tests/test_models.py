@@ -40,7 +40,7 @@ def test_build_is_seeded_and_reload_gives_identical_logits(base_dir, data_dir, t
     assert (tmp_path / "again" / "model.safetensors").read_bytes() == (base_dir / "model.safetensors").read_bytes()
 
     model, processor = load_policy(base_dir, SMALL)
-    assert model.config._attn_implementation == "eager" and not model.training
+    assert model.config._attn_implementation == "sdpa" and not model.training
     rows = load_split(data_dir, "train").head(2)
     batch = encode_prompts(processor, list(rows["question"]), [load_image(data_dir, r) for r in rows["image"]])
     model.save_pretrained(tmp_path / "copy")

@@ -61,6 +61,9 @@ def test_load_params_reads_yaml(tmp_path):
         ({"model": {"path": "/nonexistent/qwen"}}, "/nonexistent/qwen"),
         ({"model": {"hidden_size": 130, "num_heads": 4}}, "not divisible"),
         ({"eval": {"splits": ["train"]}}, "eval.splits.0"),
+        ({"prompt": {"template": "{question} Put it in \\boxed{}."}}, "template asks for '\\\\boxed', but answer_format is 'tags'"),
+        ({"prompt": {"template": "{question} <answer></answer>", "answer_format": "boxed"}}, "asks for '<answer>'"),
+        ({"prompt": {"answer_format": "latex"}}, "prompt.answer_format: Input should be 'boxed' or 'tags'"),
     ],
 )
 def test_bad_params_name_the_key_and_reason(raw, expected):

@@ -21,6 +21,7 @@ perturbations work on the resized image, as VPPO's do.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from collections.abc import Sequence
@@ -31,8 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
-PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise")
+COUNTERFACTUALS = (
+    "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches",
+)  # fmt: skip
+PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches")
 
 BLACK_PROB = 0.5  # VPPO: each patch blackened independently with this probability
 NOISE_SIGMA = 189.0  # VPPO ablation: additive Gaussian noise, on the 0-255 scale
@@ -44,6 +47,12 @@ PIXEL_VALUE_NOISE_STD = 2.0
 # NoisyRollout's forward-diffusion schedule (also DVRP's noised view): β_i = sigmoid(linspace(−6, 6, 1000))_i ·
 # (5e-3 − 1e-5) + 1e-5, ᾱ_t = Π_{i≤t}(1 − β_i); a step t noises x to sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·ε.
 DIFFUSION_STEPS = 1000
+# The awesome-perception-aware-rlvr fork's controlled comparison harmonizes every paper's perturbation
+# to this (examples/comparison/README.md: corrupt_image=random_patch, patch_size 16, black_prob 0.6,
+# corrupt_image_position=prompt): 16-px squares of the image blackened with probability 0.6, one
+# mask per prompt, whatever the model's own patch size.
+HARMONIZED_PATCH = 16
+HARMONIZED_BLACK_PROB = 0.6
 
 
 def image_token_mask(model: Any, input_ids: Tensor) -> Tensor:
@@ -176,6 +185,26 @@ def _unit_pixels(pixel_values: Tensor, image_mean: Sequence[float], image_std: S
     return pixel_values.float().reshape(pixel_values.shape[0], channels, -1) * std + mean, mean, std
 
 
+def _harmonized_patches(x: Tensor, image_grid_thw: Tensor, random: Any, shape: dict[str, int]) -> Tensor:
+    """Each image with HARMONIZED_PATCH-px squares of its resized frames blackened with probability
+    HARMONIZED_BLACK_PROB (the last row and column of squares cut at the edge). One mask per prompt:
+    identical images (a prompt's image, repeated for each of its G responses) share the mask drawn
+    for the first of them in the call, which in training is the process's whole generated batch."""
+    n_rows, channels = x.shape[:2]
+    masks: dict[bytes, Tensor] = {}
+    out = []
+    for rows, grid in zip(x.reshape(n_rows, -1).split(image_grid_thw.prod(-1).tolist()), image_grid_thw.tolist()):
+        frames = unpatchify(rows, grid, **shape)
+        key = hashlib.sha256(rows.detach().cpu().numpy().tobytes()).digest()
+        if key not in masks:
+            height, width = frames.shape[-2:]
+            cells = (-(-height // HARMONIZED_PATCH), -(-width // HARMONIZED_PATCH))
+            kept = (random(*cells) >= HARMONIZED_BLACK_PROB).to(frames.dtype)
+            masks[key] = kept.repeat_interleave(HARMONIZED_PATCH, 0).repeat_interleave(HARMONIZED_PATCH, 1)[:height, :width]
+        out.append(patchify(frames * masks[key], grid, **shape))
+    return torch.cat(out).reshape(n_rows, channels, -1)
+
+
 def perturb_pixel_values(
     kind: str,
     pixel_values: Tensor,
@@ -212,6 +241,8 @@ def perturb_pixel_values(
         x = (x + random(*x.shape, normal=True) * (NOISE_SIGMA / 255.0)).clamp(0.0, 1.0)
     elif kind == "gray":
         x = torch.full_like(x, GRAY_LEVEL / 255.0)
+    elif kind == "harmonized_patches":
+        x = _harmonized_patches(x, image_grid_thw, random, dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=temporal_patch_size))
     else:  # blur, image by image
         sizes = image_grid_thw.prod(-1).tolist()
         shape = dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=temporal_patch_size)

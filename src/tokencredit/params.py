@@ -60,6 +60,10 @@ class DataParams(Section):
     )
     path: str | None = Field(None, description="Local copy of the published training set (its release directory); required unless source is synthetic.")
     limit: int | None = Field(None, ge=1, description="Real training set: keep only its first N train rows (None: all).")
+    validation: BenchmarkSpec | None = Field(
+        None, description="Real training set: a published split read as the validation split (e.g. the fork's MMK12 "
+        "test), instead of the release's own validation split or n_validation held-out train rows.",
+    )
     on_bad_row: Literal["error", "skip"] = Field(
         "error", description="Real training set: a malformed row (missing field, broken image, unknown answer type) "
         "stops with an error naming its file, row and field, or is skipped, counted and logged.",
@@ -99,10 +103,24 @@ class ModelParams(Section):
     vocab_size: int = Field(512, ge=64, description="Target vocabulary of the BPE tokenizer trained on the synthetic text.")
     min_pixels: int = Field(84 * 84, ge=1, description="Image processor lower pixel bound.")
     max_pixels: int = Field(84 * 84, ge=1, description="Image processor upper pixel bound.")
-    attn_implementation: Literal["eager", "sdpa"] = Field(
-        "eager", description="Attention kernel. `attn_image` needs attention weights, which only eager returns."
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = Field(
+        "sdpa",
+        description="Attention kernel of every job (generation, rollouts, scoring, training). No method needs eager: "
+        "attn_image is recomputed from the chosen layers' own q and k (signals.image_attention_mass). "
+        "flash_attention_2 needs the flash-attn package.",
+    )
+    generation_chunk: int | None = Field(
+        None,
+        ge=1,
+        description="Completions (rows) per generate() call, in training's generation (each process's rows) and in the "
+        "rollouts step: one call holds the KV cache of all its rows, so this bounds it. None: every "
+        "row in one call. Sampled completions depend on it (the random draws split differently); vLLM batches by itself.",
     )
     trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
+    plain_think_tokens: bool = Field(
+        False, description="Tokenize <think> and </think> as plain text instead of as the checkpoint's added tokens, which "
+        "Qwen3-VL Instruct checkpoints never trained (the fork's controlled comparison; tokencredit.plain_think).",
+    )
     seed: int = Field(0, description="Seed of the tiny model's initialisation.")
 
     @model_validator(mode="after")
@@ -158,7 +176,8 @@ class MethodSpec(Section):
     weighting: str = Field("uniform", description="Name in the weighting registry (tokencredit.weighting); uniform: no token weights.")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise",
+        "harmonized_patches",
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
     loss: ComponentSpec | None = Field(None, description="Auxiliary loss added to TRL's policy loss (tokencredit.losses), e.g. {name: papo}.")
     transform: ComponentSpec | None = Field(
@@ -259,6 +278,7 @@ class TrainParams(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.", json_schema_extra=GRID)
     max_steps: int = Field(30, ge=1, description="GRPO optimizer steps per run.")
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (1e-6 in the papers' 3B/7B runs).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TRL's default 0; EasyR1's, which the papers train with: 0.01).")
     prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step (the papers' update or global batch).")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (G).")
     micro_batch_size: int | None = Field(
@@ -275,7 +295,15 @@ class TrainParams(Section):
     max_completion_length: int = Field(48, ge=4, description="Token budget of one completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus (top-p) sampling of rollouts (the papers: 0.99); 1 samples the whole distribution.")
-    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
+    beta: float = Field(
+        0.0, ge=0, description="Coefficient of the KL loss to the reference policy (0 disables it): TRL's k3 estimate "
+        "exp(r) - r - 1 of each token's log-ratio r, verl's and EasyR1's low_var_kl (which also clamps it to [-10, 10]).",
+    )
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] | None = Field(
+        None, description="TRL's loss aggregation, in place of the algorithm's: dapo is the token-level mean over the "
+        "accumulated batch (EasyR1's loss_avg_mode: token, the fork's controlled comparison); grpo the per-response mean; "
+        "None: the algorithm's own (grpo: grpo, dapo: dapo, dr_grpo: dr_grpo).",
+    )
     entropy_penalty: float = Field(
         0.0, ge=0, description="Entropy penalty coefficient (VPPO: 0.06), added to the loss times the entropy estimate "
         "that entropy_penalty_form names; 0 disables it.",
@@ -309,6 +337,17 @@ class TrainParams(Section):
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="vLLM in the training processes, or a separate `trl vllm-serve` server (TRL's modes)."
     )
+    vllm_sampling: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further fields of vLLM's SamplingParams for the rollouts (e.g. repetition_penalty), with use_vllm. "
+        "A field vLLM does not take, or one other keys decide (temperature, top_p, ...), fails validation.",
+    )
+    max_prompt_length: int | None = Field(
+        None,
+        ge=1,
+        description="Longest prompt in tokens, image tokens included (Qwen2.5-VL: up to max_pixels / 784 per image). "
+        "With use_vllm, vLLM's context (max_model_len) is this + max_completion_length; required then.",
+    )
     lora: LoraParams | None = Field(
         None, description="Train a LoRA adapter instead of every weight (None: full fine-tuning). The run's model directory "
         "then holds the adapter and a reference to the policy it started from; loading it merges the two.",
@@ -332,6 +371,20 @@ class TrainParams(Section):
                 f"prompts_per_step ({self.prompts_per_step}) is not divisible by num_processes ({self.num_processes}): "
                 "every process must hold whole prompt groups"
             )
+        return self
+
+    @field_validator("vllm_sampling")
+    @classmethod
+    def _vllm_fields(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        from tokencredit.vllm_settings import check_sampling_fields
+
+        check_sampling_fields(settings)
+        return settings
+
+    @model_validator(mode="after")
+    def _vllm_context(self) -> TrainParams:
+        if self.use_vllm and self.max_prompt_length is None:
+            raise ValueError("use_vllm needs max_prompt_length: vLLM's context is max_prompt_length + max_completion_length")
         return self
 
     @property
@@ -397,7 +450,10 @@ class RolloutParams(Section):
 
 
 class ScoringParams(Section):
-    chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
+    chunk_size: int = Field(
+        1024, ge=1, description="Token positions per chunk when computing entropy and exact KL, and response queries per "
+        "chunk (one row at a time) when computing attn_image: heads x chunk_size x sequence float32 scores at most.",
+    )
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
     entropy_top_p: float = Field(
         0.95, gt=0, le=1, description="The entropy_top_p signal (ToR's Eq. 5, method tor_top_p): entropy of the fewest most probable "
@@ -418,7 +474,8 @@ class ScoreParams(Section):
         "(top-rho thresholds, VPPO's min/max), as one generated batch (train.prompts_per_step x train.updates_per_generation) does in training.",
     )
     counterfactuals: list[Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise",
+        "harmonized_patches",
     ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
     seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
 
@@ -452,6 +509,17 @@ class EvalParams(Section):
         None, ge=1, description="avg@k and pass@k grade the first k cached samples of each question; None: all rollouts.num_samples."
     )
     without_image: bool = Field(True, description="Also grade the greedy completions with the image removed (visual dependence).")
+    suite: str | None = Field(
+        None, description="A paper's benchmark table with its protocol (tokencredit.suites: papo, vppo, pgpo, tor, pepo, vepo, "
+        "dvrp, comparison): defines one `benchmarks` entry per column on the local copies in suite_paths and grades them; "
+        "the protocol keys (answer format boxed, 8 samples at T 1.0, 2,048 new tokens, eval.k 8) must be set as it needs.",
+        json_schema_extra=GRID,
+    )
+    suite_paths: dict[str, str] = Field(
+        default_factory=dict, description="Local copies a suite reads, by release: papo_eval (PAPO-Galaxy/PAPO_eval), "
+        "vppo_eval (chamber111/VPPO-Eval), pope (lmms-lab/POPE), hallusionbench (lmms-lab/HallusionBench).",
+        json_schema_extra=GRID,
+    )
 
     @property
     def decodings(self) -> list[Decoding]:
@@ -469,12 +537,26 @@ class PromptParams(Section):
         "The system turn is the chat template's default (Qwen2.5-VL: 'You are a helpful assistant.').",
     )
 
+    answer_format: Literal["boxed", "tags"] = Field(
+        "tags", description="The marker the template asks the final answer in: boxed (the papers' '<think> </think> then "
+        "\\boxed{}'), or tags ('<think>...</think><answer>...</answer>', the synthetic task's). The format reward checks "
+        "it and grading reads the last such marker after </think> (the whole response when there is no </think>).",
+    )
+
     @field_validator("template")
     @classmethod
     def _one_question(cls, template: str) -> str:
         if template.count("{question}") != 1:
             raise ValueError(f"template must hold {{question}} exactly once, got {template!r}")
         return template
+
+    @model_validator(mode="after")
+    def _asks_for_its_format(self) -> PromptParams:
+        # A template naming the other marker would be graded on an answer it never asks for.
+        other = {"boxed": "<answer>", "tags": "\\boxed"}[self.answer_format]
+        if other in self.template:
+            raise ValueError(f"template asks for {other!r}, but answer_format is {self.answer_format!r}: set answer_format to match it")
+        return self
 
 
 class BenchmarkSpec(Section):
@@ -497,6 +579,9 @@ class BenchmarkSpec(Section):
     def _readable(self) -> BenchmarkSpec:
         check_local_copy(self.source, self.path)
         return self
+
+
+DataParams.model_rebuild()  # its `validation` is a BenchmarkSpec, defined after it
 
 
 class TrackingParams(Section):
@@ -554,6 +639,25 @@ class Params(Section):
     benchmarks: dict[str, BenchmarkSpec] = Field(
         default_factory=dict, description="Named local benchmarks; eval.benchmarks picks the ones graded."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suite_benchmarks(cls, raw: Any) -> Any:
+        from tokencredit.suites import expand_suite
+
+        return expand_suite(raw) if isinstance(raw, dict) else raw
+
+    @model_validator(mode="after")
+    def _suite_protocol(self) -> Params:
+        from tokencredit.suites import PROTOCOL, protocol_errors
+
+        if self.eval.suite is not None:
+            values = {key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]) for key in PROTOCOL}
+            values["eval.k"] = self.eval.k or self.rollouts.num_samples
+            errors = protocol_errors(values)
+            if errors:
+                raise ValueError(f"eval.suite {self.eval.suite!r}: " + "; ".join(errors))
+        return self
 
     @model_validator(mode="after")
     def _eval_targets(self) -> Params:

@@ -236,6 +236,25 @@ def release_metric_sections(evals: dict) -> list[Section]:
     return sections
 
 
+def suite_sections(evals: dict) -> list[Section]:
+    """Each complete evaluation suite's table (tokencredit.suites): every run's figure per column, as
+    the suite's protocol reads it (%, mean over seeds), and their unweighted mean."""
+    from tokencredit.suites import COLUMNS, SUITES, complete_suites, figure
+
+    graded = {split: next(iter(groups.values()))[0].get("source", "") for split, groups in evals.items()}
+    sections = []
+    for name in complete_suites(graded):
+        columns = SUITES[name].columns
+        rows = []
+        for group in evals[columns[0]]:
+            values = [[figure(ev, COLUMNS[c].metric) for ev in evals[c].get(group, [])] for c in columns]
+            means = [statistics.fmean(v) if v and None not in v else None for v in values]
+            rows.append([group, *map(_pct, means), _pct(statistics.fmean(means) if None not in means else None)])
+        table = Table(["run", *(COLUMNS[c].label for c in columns), "Avg"], rows)
+        sections.append(Section(f"Suite `{name}`: {SUITES[name].description}", [SUITES[name].note, table], level=3))
+    return sections
+
+
 def uniform_block(metrics: dict, evals: dict) -> Table | str:
     rows = []
     for split, groups in evals.items():
@@ -459,6 +478,9 @@ def summary_sections(
         Section("Greedy accuracy per question family (%, mean over seeds)"),
         *family_sections(evals),
     ]  # fmt: skip
+    suites = suite_sections(evals)
+    if suites:
+        sections += [Section("Evaluation suites (README: protocol, local copies)"), *suites]
     official = release_metric_sections(evals)
     if official:
         sections += [Section("Official metrics of the benchmarks' scorers (greedy, %, mean over seeds)"), *official]

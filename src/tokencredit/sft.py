@@ -14,6 +14,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from tokencredit.batching import Images, encode_for_loss
 from tokencredit.dataset import load_images
 from tokencredit.graders import score
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT
 from tokencredit.params import SFTParams
 from tokencredit.sampling import sample
 
@@ -39,14 +40,14 @@ def greedy_correct(model: PreTrainedModel, processor: ProcessorMixin, frame: pd.
         chunk_images = images[start : start + batch_size] if images is not None else None
         questions = list(frame["question"].iloc[start : start + batch_size])
         texts += [s["text"] for s in sample(model, processor, questions, chunk_images, 1, 0.0, max_new_tokens)]
-    return [score(t, a, kind) for t, a, kind in zip(texts, frame["answer"], frame["answer_type"])]
+    return [score(t, a, kind, (), DEFAULT_ANSWER_FORMAT) for t, a, kind in zip(texts, frame["answer"], frame["answer_type"])]
 
 
 def validation_accuracy(
     model: PreTrainedModel, processor: ProcessorMixin, frame: pd.DataFrame, data_dir: Path, max_new_tokens: int = 48, batch_size: int = 64
 ) -> dict[str, float]:
     """Greedy accuracy on `frame` with and without the image (the SFT check)."""
-    with_image = greedy_correct(model, processor, frame, load_images(frame, data_dir), max_new_tokens, batch_size)
+    with_image = greedy_correct(model, processor, frame, load_images(frame, data_dir, processor), max_new_tokens, batch_size)
     no_image = greedy_correct(model, processor, frame, None, max_new_tokens, batch_size)
     return {"val_accuracy": sum(with_image) / len(frame), "val_accuracy_no_image": sum(no_image) / len(frame)}
 
@@ -85,7 +86,7 @@ def train_sft(
     for step, rows in enumerate(batches(len(train_df), p.batch_size, p.seed), start=1):
         chunk = train_df.iloc[rows]
         drop = (torch.rand(len(rows), generator=drop_image) < p.text_only_fraction).tolist()
-        images = [None if d else image for d, image in zip(drop, load_images(chunk, data_dir))]
+        images = [None if d else image for d, image in zip(drop, load_images(chunk, data_dir, processor))]
         batch = encode_for_loss(processor, list(chunk["question"]), images, list(chunk["target"]))
         batch.pop("completion_mask")  # labels already carry -100 outside completions
         loss = model(**batch.to(model.device)).loss

@@ -58,13 +58,12 @@ from trl.models import unwrap_model_for_generation
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.losses import LossInputs
 from tokencredit.recipe import Recipe
-from tokencredit.rollout_batch import merge_rows, mixed_groups
+from tokencredit.rollout_batch import generation_rows, merge_rows, mixed_groups
 from tokencredit.scoring import role_codes
 from tokencredit.signals import (
     COUNTERFACTUAL_SIGNALS,
     LABEL_SIGNALS,
     TokenSignals,
-    check_attention_implementation,
     image_attention_of,
     score_policy,
 )
@@ -90,6 +89,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
             the loss; 0 disables it. (TRL's own entropy_coef is the full-vocabulary form.)
         signals_from_loss: entropy and attn_image from TRL's loss forward, weights per micro-batch
             (train.signals_from_loss); only for methods that read nothing else.
+        generation_chunk: rows per generate() call (model.generation_chunk); None: all of a process's rows at once.
     """
 
     def __init__(
@@ -103,6 +103,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
         signals_from_loss: bool = False,
+        generation_chunk: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -117,9 +118,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
         self.signals_from_loss = signals_from_loss and not recipe.loss_needs and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
+        self.generation_chunk = generation_chunk
         self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
-        if "attn_image" in self.needs:
-            check_attention_implementation(without_peft_wrapper(self.model))
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
         # perturb each other; seeded every step by _reseed_streams.
@@ -170,6 +170,20 @@ class WeightedGRPOTrainer(GRPOTrainer):
             out = super()._generate(self.recipe.transform(prompts, context))
             clean = [[part["image"] for part in image_parts(prompt)] or None for prompt in prompts]
             return (*out[:6], clean if any(clean) else None, *out[7:])  # TRL returns the images 7th
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's generation, generation_chunk rows per generate() call: one call would hold the KV cache of
+        every row of the process at once (240 rows at 3B). vLLM schedules its own batches."""
+        chunk = self.generation_chunk
+        if self.use_vllm or chunk is None or len(prompt_ids) <= chunk:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        completions = []
+        for start in range(0, len(prompt_ids), chunk):
+            rows = slice(start, start + chunk)
+            part = generation_rows(multimodal_fields, images, rows)
+            own_images = images[rows] if images is not None else None
+            completions += super()._generate_single_turn(prompt_ids[rows], own_images, part, num_generations, has_tool_images)[0]
+        return completions, None  # transformers' generate gives TRL no sampling log-probs
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Tensor:
         """Rewards [rows of the global batch, reward functions]; a non-finite one becomes NaN.
@@ -428,7 +442,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
         else:
             policy = without_peft_wrapper(self.accelerator.unwrap_model(model))
             recorder = (
-                image_attention_of(policy, input_ids, logits_to_keep, self.attention_layers) if "attn_image" in self.needs else nullcontext([])
+                image_attention_of(policy, input_ids, attention_mask, logits_to_keep, self.attention_layers, self.chunk_size)
+                if "attn_image" in self.needs
+                else nullcontext([])
             )
             with recorder as attention:
                 out = forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)

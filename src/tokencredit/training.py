@@ -8,6 +8,7 @@ trainer_state.json last, so a checkpoint without a readable one was cut short by
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -28,33 +29,50 @@ from trl import GRPOConfig
 
 from tokencredit.algorithms import Algorithm
 from tokencredit.atomic import write_text
-from tokencredit.dataset import load_image, prompt_messages
+from tokencredit.dataset import image_paths, load_image, prompt_messages
 from tokencredit.manifest import manifest_path
 from tokencredit.models import vision_token_ids
 from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.repeated_images import encode_repeated_images_once
-from tokencredit.rewards import format_reward, overlong_penalty
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.recipe import Recipe, resolve
 from tokencredit.trainer import WeightedGRPOTrainer
+from tokencredit.vllm_settings import check_processor_bounds, sampling_kwargs
 
 log = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
-    """TRL's conversational VLM layout: `prompt` messages with an image placeholder and an `image` column."""
-    return datasets.Dataset.from_dict(
+def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cached_images: int = 64) -> datasets.Dataset:
+    """TRL's conversational VLM layout: `prompt` messages with one placeholder per image, and `images`.
+
+    The table holds the images' paths: each is decoded when its row is read and, given the policy's
+    processor, resized once to the size the processor gives it (dataset.fit_to_processor), never
+    stored (datasets would re-encode every image as PNG, in every process). TRL reads a prompt's row
+    once per completion of its group, so the last `cached_images` images are kept.
+    """
+    paths = image_paths(frame)
+    table = datasets.Dataset.from_dict(
         {
-            "prompt": [prompt_messages(q) for q in frame["question"]],
-            "image": [load_image(data_dir, p) for p in frame["image"]],
+            "prompt": [prompt_messages(q, len(own)) for q, own in zip(frame["question"], paths)],
+            "image_paths": paths,
             "answer": frame["answer"].tolist(),
             "answer_type": frame["answer_type"].tolist(),
             # Option texts let the grader accept an answer given as an option's text (real benchmarks).
             "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
+            # The marker the prompt asks for, which the accuracy and format rewards read (synthetic task: tags).
+            "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
         }
     )
+    load = functools.lru_cache(maxsize=cached_images)(lambda rel: load_image(data_dir, rel, processor))
+
+    def decode(rows: dict[str, list]) -> dict[str, list]:
+        rows["images"] = [[load(rel) for rel in own] for own in rows.pop("image_paths")]
+        return rows
+
+    return table.with_transform(decode)
 
 
 def reward_functions(train: TrainParams, algo: Algorithm) -> tuple[list[Callable], list[float]]:
@@ -112,6 +130,7 @@ def grpo_config(
         data_seed=seed,
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
         lr_scheduler_type="constant",
         per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=accumulation,
@@ -120,7 +139,7 @@ def grpo_config(
         max_completion_length=train.max_completion_length,
         temperature=train.temperature,
         top_p=train.top_p,
-        loss_type=algo.loss_type,
+        loss_type=train.loss_type or algo.loss_type,
         scale_rewards=algo.scale_rewards,
         epsilon=algo.epsilon_low,
         epsilon_high=algo.epsilon_high,
@@ -146,8 +165,17 @@ def grpo_config(
         log_completions=False,
         use_vllm=train.use_vllm,
         vllm_mode=train.vllm_mode,
-        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
+        vllm_max_model_length=train.max_prompt_length + train.max_completion_length if train.use_vllm else None,
+        generation_kwargs=generation_kwargs(train, list(suppress_tokens)),
     )
+
+
+def generation_kwargs(train: TrainParams, blocked: list[int]) -> dict[str, Any] | None:
+    """What TRL adds to its generation settings: transformers' `suppress_tokens`, or with vLLM only fields
+    of its SamplingParams, the blocked tokens through `logit_bias` (tokencredit.vllm_settings)."""
+    if train.use_vllm:
+        return sampling_kwargs(blocked, train.vllm_sampling)
+    return {"suppress_tokens": blocked} if blocked else None
 
 
 def dual_clip(train: TrainParams, algo: Algorithm) -> float | None:
@@ -320,10 +348,13 @@ def build_trainer(
     checkpoint_dir: Path,
     callbacks: list[TrainerCallback] = (),
     method_name: str = "method",
+    generation_chunk: int | None = None,
 ) -> WeightedGRPOTrainer:
     require_engines(train)
     recipe = resolve(method_name, method)
     check_role_labels(recipe, train_frame, data_dir)
+    if train.use_vllm:
+        check_processor_bounds(model.name_or_path, processor.image_processor)
     funcs, weights = reward_functions(train, algo)
     config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
     if config.world_size != train.num_processes:
@@ -335,7 +366,7 @@ def build_trainer(
         model=model,
         processing_class=processor,
         args=config,
-        train_dataset=grpo_dataset(train_frame, data_dir),
+        train_dataset=grpo_dataset(train_frame, data_dir, processor),
         reward_funcs=funcs,
         callbacks=list(callbacks),
         recipe=recipe,
@@ -346,6 +377,7 @@ def build_trainer(
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
         signals_from_loss=train.signals_from_loss,
+        generation_chunk=generation_chunk,
         peft_config=lora_config(train.lora) if train.lora else None,
     )
     # TRL builds the KL reference model itself; the policy got the same hooks from load_policy.
