@@ -333,6 +333,11 @@ class TrainParams(Section):
     distributed: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
         "ddp", description="Multi-process engine: the accelerate config workflow/accelerate/<this>.yaml."
     )
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="Training precision: bf16 computes under bf16 autocast over fp32 master weights (the optimizer "
+        "steps on fp32, so lr 1e-6 updates do not round away); no: fp32 throughout; auto: bf16 where a GPU is visible, no on "
+        "CPU. The policy is saved in the compute dtype. The accelerate config leaves it to this key (a config naming another fails at start).",
+    )
     use_vllm: bool = Field(False, description="Generate rollouts with vLLM (must be installed) instead of transformers' generate.")
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="vLLM in the training processes, or a separate `trl vllm-serve` server (TRL's modes)."
@@ -604,8 +609,10 @@ class JobResources(Section):
     allow_over_plan: bool = Field(False, description="Run the job even when its memory plan exceeds gpu_memory_gb (the plan is an estimate).")
 
     def snakemake(self) -> dict[str, int | str]:
-        """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`)."""
-        named = {"gpu": self.gpus or None, "gpu_model": self.gpu_model, "mem_mb": self.mem_mb, "runtime": self.runtime, "slurm_partition": self.partition}
+        """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`); `gpu`
+        always (0: none, which the SLURM executor requests no GPU for): the rule passes it to its step, which
+        stops when a job asking for GPUs sees none."""
+        named = {"gpu": self.gpus, "gpu_model": self.gpu_model, "mem_mb": self.mem_mb, "runtime": self.runtime, "slurm_partition": self.partition}
         return {key: value for key, value in named.items() if value is not None}
 
 

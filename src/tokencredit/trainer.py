@@ -162,8 +162,10 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
     def _generate(self, prompts: list):
         """TRL's generation, from the recipe's transformed prompts when it has a rollout transform (in
-        training); the batch keeps the clean images, so rewards, signals and the update see them."""
-        with self._timed("generation"):
+        training); the batch keeps the clean images, so rewards, signals and the update see them.
+        Under the accelerator's autocast, as scoring (_whole_policy): generate() runs the vision tower
+        outside the forward accelerate wraps in it, and under FSDP the root's summoned weights are fp32."""
+        with self._timed("generation"), self.accelerator.autocast():
             if self.recipe.transform is None or not self.model.training:
                 return super()._generate(prompts)
             context = TransformContext(self._rollout_noise, self._progress(), self.num_generations)
@@ -328,10 +330,13 @@ class WeightedGRPOTrainer(GRPOTrainer):
         """The policy as TRL generates with it: unwrapped, ZeRO-3 shards gathered, FSDP's root parameters
         summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold.
         With LoRA: the model under peft's wrapper, whose layers run the adapter, so that scoring finds
-        its submodules by the model's own names."""
+        its submodules by the model's own names.
+        Under the accelerator's autocast, as the wrapped model's forward runs: scoring calls submodules
+        directly, and under FSDP the summoned root weights are fp32 while wrapped blocks compute in bf16."""
         with (
             unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as policy,
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            self.accelerator.autocast(),
         ):
             yield without_peft_wrapper(policy)
 
