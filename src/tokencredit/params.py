@@ -119,12 +119,14 @@ class ModelParams(Section):
 
 
 class SFTParams(Section):
-    max_steps: int = Field(800, ge=1, description="Upper bound on optimizer steps.")
+    max_steps: int = Field(450, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
     target_accuracy: float | None = Field(
-        0.7,
+        None,
         gt=0,
         le=1,
-        description="Stop once greedy validation accuracy reaches this, leaving headroom for RL. None: run max_steps.",
+        description="Stop at the first validation check whose greedy accuracy reaches this. None (the default): run "
+        "max_steps, a count that float rounding across machines cannot move (issue 24: a threshold checked every "
+        "eval_every steps stopped at step 450 on one machine and 500 on another).",
     )
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate.")
