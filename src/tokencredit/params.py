@@ -48,6 +48,13 @@ class DataParams(Section):
     max_objects: int = Field(6, ge=1, description="Most shapes in an in-distribution image.")
     ood_min_objects: int = Field(7, ge=1, description="Fewest shapes in an out-of-distribution image.")
     ood_max_objects: int = Field(9, ge=1, description="Most shapes in an out-of-distribution image.")
+    filler_words: int = Field(
+        3,
+        ge=0,
+        le=3,
+        description="Glue words before each object of the listing (format role): a random opener, then 'i see'. "
+        "Makes perception a minority of longer responses, as in the papers' rollouts (docs/experiment.md, issue 24); 0: none.",
+    )
     n_train: int = Field(4000, ge=1, description="Examples in the train split.")
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
     n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
