@@ -126,7 +126,7 @@ class ModelParams(Section):
 
 
 class SFTParams(Section):
-    max_steps: int = Field(450, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
+    max_steps: int = Field(150, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
     target_accuracy: float | None = Field(
         None,
         gt=0,
