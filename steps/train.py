@@ -37,6 +37,7 @@ def main() -> None:
     from tokencredit.dataset import load_split
     from tokencredit.manifest import write_manifest
     from tokencredit.models import load_policy, save_policy
+    from tokencredit.recipe import resolve
     from tokencredit.training import (
         MetricsLogger,
         build_trainer,
@@ -54,9 +55,10 @@ def main() -> None:
     require_engines(args.params)
     set_threads(args.threads)
     run_name = args.out.name
-    # MLflow params: the runs table sorts and filters by algo, method, seed and the method's hyperparameters.
+    # MLflow params: the runs table sorts and filters by algo, method, seed, the method's components and hyperparameters.
     params = {
         "algo": args.algo, "method": args.method, "seed": args.seed, "method_spec": args.method_spec.model_dump(),
+        "components": resolve(args.method, args.method_spec).components(),
         "train": args.params.model_dump(), "scoring": args.scoring.model_dump(),
     }  # fmt: skip
     settings = {**params, "model": args.model_params.model_dump()}
@@ -84,7 +86,7 @@ def main() -> None:
             logger.resume(checkpoint_step(resume) if resume else 0)
         trainer = build_trainer(
             model, processor, train, args.data, args.params, args.method_spec, args.scoring,
-            get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger],
+            get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger], method_name=args.method,
         )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:

@@ -25,10 +25,12 @@ from transformers.training_args import OptimizerNames
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
-from tokencredit.params import ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
+from tokencredit.params import MethodSpec, ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
+from tokencredit.sources import check_sources
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import grpo_config, grpo_dataset
-from tokencredit.weighting import Layout, build_weighting, required_signals
+from tokencredit.recipe import resolve
+from tokencredit.weighting import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 12, "save_steps": 100, "learning_rate": 1e-3}
@@ -80,11 +82,20 @@ def test_bad_schedules_name_the_keys(train, expected):
     assert expected in str(err.value)
 
 
-@pytest.mark.parametrize(("name", "updates"), [("qwen2_5_vl_3b", 3), ("qwen2_5_vl_7b", 1)])
+def local_copies(raw: dict, folder: Path) -> dict:
+    """A GPU params set with every local copy it names (checkpoint, data, benchmarks, suite releases) at `folder`."""
+    local = {"model": {"path": str(folder)}, "data": {"path": str(folder)}, "benchmarks": {b: {"path": str(folder)} for b in raw.get("benchmarks", {})}}
+    if raw["data"].get("validation"):
+        local["data"]["validation"] = {"path": str(folder)}
+    if raw["eval"].get("suite_paths"):
+        local["eval"] = {"suite_paths": {release: str(folder) for release in raw["eval"]["suite_paths"]}}
+    return deep_merge(raw, local)
+
+
+@pytest.mark.parametrize(("name", "updates"), [("qwen2_5_vl_3b", 3), ("qwen2_5_vl_7b", 1), ("qwen3_vl_4b", 3), ("qwen3_vl_8b", 3)])
 def test_gpu_params_train_in_micro_batches(name, updates, tmp_path):
     raw = merged_params(ROOT / "params/default.yaml", ROOT / f"params/{name}.yaml")
-    local = {"model": {"path": str(tmp_path)}, "data": {"path": str(tmp_path)}, "benchmarks": {b: {"path": str(tmp_path)} for b in raw["benchmarks"]}}
-    train = validate(deep_merge(raw, local), name).train
+    train = validate(local_copies(raw, tmp_path), name).train
     config = grpo_config(train, get_algorithm("dapo"), [1.0], seed=0, output_dir=tmp_path)
     assert config.per_device_train_batch_size <= 8 and config.top_p == 0.99
     global_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * train.num_processes
@@ -107,9 +118,7 @@ def make_trainer(tiny_world, out, train: TrainParams, algo: str, method: str, re
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=[reward],
         callbacks=list(callbacks),
-        weighting=build_weighting(method),
-        needs=required_signals(method),
-        counterfactual=None,
+        recipe=resolve(method, MethodSpec(weighting=method)),
         chunk_size=7,
         attention_layers=[-1],
         dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,
@@ -276,5 +285,28 @@ def test_weighting_gets_the_layout_and_a_reproducible_tie_generator(tiny_world, 
         trainer.weighting = weigh
         trainer.train()
     (layout_a, draw_a), (layout_b, draw_b) = draws
-    assert layout_a == layout_b == Layout(micro_batch=2, step=8)  # 8 completions per step, micro-batches of 2
+    assert layout_a == layout_b == Layout(micro_batch=2, step=8, group=train.num_generations)  # 8 completions per step, micro-batches of 2
     assert torch.equal(draw_a, draw_b)  # seeded from (seed, step): a rerun breaks ties the same way
+
+
+@pytest.mark.parametrize("name", ["qwen3_vl_4b", "qwen3_vl_8b"])
+def test_qwen3_vl_params_are_the_forks_controlled_comparison(name, tmp_path):
+    """examples/comparison/qwen3_vl_4b/common.sh (211f609) and its README (119b93f), key by key."""
+    params = validate(local_copies(merged_params(ROOT / "params/default.yaml", ROOT / f"params/{name}.yaml"), tmp_path), name)
+    train = params.train
+    config = grpo_config(train, get_algorithm("grpo"), [0.9, 0.1], seed=0, output_dir=tmp_path)
+    assert params.model.plain_think_tokens and (params.model.min_pixels, params.model.max_pixels) == (200704, 1003520)
+    assert (params.data.source, params.data.validation.source) == ("papo_virl39k", "papo_mmk12")
+    assert params.prompt.answer_format == "boxed" and "<think> </think>" in params.prompt.template
+    assert train.format_reward == 0.1 and config.reward_weights == [0.9, 0.1]
+    assert train.prompts_per_step * train.updates_per_generation == 384 and train.num_generations == 8  # 384 x 8 per step
+    assert (config.temperature, config.top_p, config.epsilon, config.epsilon_high) == (1.0, 0.99, 0.2, 0.2)
+    assert config.loss_type == "dapo"  # token-level
+    assert config.beta == 0.01 and config.entropy_coef == -0.005  # low-var KL 0.01; entropy penalty on the full vocabulary
+    assert (config.learning_rate, config.lr_scheduler_type, config.weight_decay) == (1e-6, "constant", 0.01)
+    assert config.max_completion_length == 2048 and train.lora is None  # vision tower trained
+    assert train.max_steps == 2 * (38870 // 384) * 3  # 2 epochs
+    assert train.num_processes == params.resources.train.gpus == (4 if name == "qwen3_vl_4b" else 8)
+    assert {params.methods[m].counterfactual for m in ("tor", "pgpo", "vppo")} == {"harmonized_patches"}
+    assert params.eval.suite == "comparison" and len(params.eval.benchmarks) == 13
+    check_sources(params)  # every adapter and split it names exists

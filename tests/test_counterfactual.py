@@ -74,6 +74,38 @@ def test_patch_blackening_blackens_whole_rows_with_fresh_masks(processed):
     assert not torch.equal(out, perturb("patch_blackening", many, grids, seed=1))
 
 
+def test_harmonized_patches_blacken_16_px_squares_with_one_mask_per_prompt(processed):
+    """The fork's harmonized counterfactual on Qwen2.5-VL's 14-px rows: the mask follows a 16-px grid
+    of the image (84 px: 6 x 6 squares, the last ones 4 px wide), shared by a prompt's responses."""
+    _, pixel_values, grid = processed
+    other = -pixel_values  # a second prompt's image
+    batch = torch.cat([pixel_values, pixel_values, other, other, pixel_values])  # prompts a, a, b, b, then a again
+    out = perturb("harmonized_patches", batch, grid.repeat(5, 1)).view(5, 36, -1)
+    frames = [to_pixels(unpatchify(rows, grid[0].tolist())) for rows in out]
+    clean = [to_pixels(unpatchify(rows, grid[0].tolist())) for rows in batch.view(5, 36, -1)]
+    black = [(f.abs() < 1e-5).all(1).all(0) for f in frames]  # [84, 84] per image
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[4]) and torch.equal(out[2], out[3])
+    assert not torch.equal(black[0], black[2])  # another prompt, another mask
+    for f, c, b in zip(frames, clean, black):
+        squares = torch.nn.functional.pad(b.float(), (0, 12, 0, 12)).reshape(6, 16, 6, 16).permute(0, 2, 1, 3)
+        whole = [bool(sq[: 16 if i < 5 else 4, : 16 if j < 5 else 4].all() or not sq.any()) for i, row in enumerate(squares) for j, sq in enumerate(row)]
+        assert all(whole)  # every 16-px square black or untouched, across 14-px row boundaries
+        assert torch.allclose(f[..., ~b], c[..., ~b], atol=1e-5)  # the rest unchanged
+        assert 0.3 < b.float().mean() < 0.9  # p = 0.6 over 36 squares
+    assert torch.equal(out, perturb("harmonized_patches", batch, grid.repeat(5, 1)).view(5, 36, -1))
+
+
+def test_harmonized_patches_are_whole_rows_with_qwen3_vl_16_px_patches():
+    """With Qwen3-VL's layout (16-px patches, merge 2) the harmonized squares are exactly its rows."""
+    image = Image.fromarray((np.random.default_rng(1).random((96, 96, 3)) * 255).astype(np.uint8))
+    out = Qwen2VLImageProcessorPil(min_pixels=96 * 96, max_pixels=96 * 96, patch_size=16, merge_size=2)(images=[image], return_tensors="pt")
+    pixel_values, grid = out["pixel_values"], out["image_grid_thw"]
+    perturbed = perturb_pixel_values("harmonized_patches", pixel_values, grid, MEAN, STD, torch.Generator().manual_seed(0), patch_size=16)
+    black = ((0 - torch.tensor(MEAN)) / torch.tensor(STD)).repeat_interleave(2 * 16 * 16)
+    is_black = torch.isclose(perturbed, black, atol=1e-5).all(1)
+    assert (is_black | torch.isclose(perturbed, pixel_values, atol=1e-5).all(1)).all() and 0 < is_black.sum() < len(is_black)
+
+
 def test_gray_noise_and_blur(processed):
     image, pixel_values, grid = processed
     gray = to_pixels(unpatchify(perturb("gray", pixel_values, grid), grid[0].tolist()))
@@ -92,7 +124,7 @@ def test_gray_noise_and_blur(processed):
 
 def test_perturbation_keeps_shape_dtype_and_refuses_unknown_kinds(processed):
     _, pixel_values, grid = processed
-    for kind in ("patch_blackening", "gaussian_noise", "blur", "gray"):
+    for kind in ("patch_blackening", "gaussian_noise", "blur", "gray", "harmonized_patches"):
         out = perturb(kind, pixel_values, grid)
         assert out.shape == pixel_values.shape and out.dtype == pixel_values.dtype
     with pytest.raises(ValueError, match="unknown image perturbation 'drop_image'"):

@@ -39,10 +39,10 @@ def make_trainer(data_dir: Path, base_dir: Path, out: Path, weighting: str, algo
     from tokencredit.algorithms import get_algorithm
     from tokencredit.dataset import load_split
     from tokencredit.models import load_policy
-    from tokencredit.params import ModelParams, TrainParams
+    from tokencredit.params import MethodSpec, ModelParams, TrainParams
     from tokencredit.trainer import WeightedGRPOTrainer
     from tokencredit.training import grpo_config, grpo_dataset
-    from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
+    from tokencredit.recipe import resolve
 
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     train = TrainParams(max_steps=1, prompts_per_step=2, num_generations=4, max_completion_length=12, save_steps=100, num_processes=processes)
@@ -55,9 +55,7 @@ def make_trainer(data_dir: Path, base_dir: Path, out: Path, weighting: str, algo
         args=config,
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=[reward],
-        weighting=build_weighting(weighting, **(hparams or {})),
-        needs=required_signals(weighting),
-        counterfactual=counterfactual or default_counterfactual(weighting),
+        recipe=resolve(weighting, MethodSpec(weighting=weighting, hparams=hparams or {}, counterfactual=counterfactual)),
         chunk_size=7,
         attention_layers=[-1],
         dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,

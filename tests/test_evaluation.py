@@ -36,9 +36,9 @@ def cached(tmp_path_factory):
 
 
 def test_score_reads_the_answer_tag():
-    assert score("<think>red red. red 2</think><answer>2</answer>", "2", "integer") == 1
-    assert [score(c, "2", "integer") for c in ("<think>red. red 1</think><answer>1</answer>", "2", "")] == [0, 0, 0]
-    assert score("<think>blue circle. blue circle 1</think><answer>yes</answer>", "yes", "yes_no") == 1
+    assert score("<think>red red. red 2</think><answer>2</answer>", "2", "integer", (), "tags") == 1
+    assert [score(c, "2", "integer", (), "tags") for c in ("<think>red. red 1</think><answer>1</answer>", "2", "")] == [0, 0, 0]
+    assert score("<think>blue circle. blue circle 1</think><answer>yes</answer>", "yes", "yes_no", (), "tags") == 1
 
 
 def test_grade_rollouts_follows_the_eval_contract(cached):

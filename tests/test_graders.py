@@ -17,9 +17,7 @@ from tokencredit.evaluation import grade_completions
 from tokencredit.graders import (
     accuracy_reward,
     avg_at_k,
-    boxed_format_reward,
     dynamath_metrics,
-    extract,
     hallusion_accuracies,
     is_correct,
     wemath_metrics,
@@ -28,10 +26,18 @@ from tokencredit.graders import (
 MC = ("30°", "60°", "90°", "120°")
 
 
-def test_extract_reads_answer_tags_and_the_last_box():
-    assert extract("<think>so</think> The answer is \\boxed{1} no, \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
-    assert extract("<think>x</think>< answer > 7 </ answer >") == "7"  # PAPO-Eval's tag-space rule
-    assert extract("<think>no answer</think>") is None
+def test_accuracy_follows_the_answer_format():
+    """The defects of issue 23: with the boxed prompt a tag inside the thinking no longer wins, and
+    a correct boxed answer earns the full 0.9 accuracy + 0.1 format of the papers' recipe."""
+    from tokencredit.rewards import format_reward
+
+    response = "<think>maybe <answer>3</answer> no</think> \\boxed{5}"
+    assert accuracy_reward([response] * 2, answer=["5", "3"], answer_type=["integer"] * 2, answer_format=["boxed"] * 2) == [1.0, 0.0]
+    assert accuracy_reward([response], answer=["3"], answer_type=["integer"], answer_format=["tags"]) == [0.0]
+    correct = "<think>2 + 3</think> The answer is \\boxed{5}."
+    total = 0.9 * accuracy_reward([correct], answer=["5"], answer_type=["integer"], answer_format=["boxed"])[0]
+    total += 0.1 * format_reward([correct], answer_format=["boxed"])[0]
+    assert total == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -90,10 +96,12 @@ def test_avg_at_k_and_rewards():
     with pytest.raises(ValueError):
         avg_at_k([])
     completions = [[{"role": "assistant", "content": "<think>t</think> \\boxed{B}"}], "<think>t</think> \\boxed{2.0}", "\\boxed{90°}"]
-    rewards = accuracy_reward(completions, answer=["B", "2", "B"], answer_type=["multiple_choice", "integer", "multiple_choice"], choices=[MC, [], MC])
+    rewards = accuracy_reward(
+        completions, answer=["B", "2", "B"], answer_type=["multiple_choice", "integer", "multiple_choice"], choices=[MC, [], MC], answer_format=["boxed"] * 3
+    )
     assert rewards == [1.0, 1.0, 0.0]
-    assert accuracy_reward(["\\boxed{yes}"], answer=["yes"], answer_type=["yes_no"]) == [1.0]
-    assert boxed_format_reward(["<think>a</think> so \\boxed{3}.", "\\boxed{3}", "<think>a</think> 3"]) == [1.0, 0.0, 0.0]
+    assert accuracy_reward(["\\boxed{yes}"], answer=["yes"], answer_type=["yes_no"], answer_format=["boxed"]) == [1.0]
+    assert accuracy_reward(["\\boxed{yes}"], answer=["yes"], answer_type=["yes_no"]) == [0.0]  # no column: tags
 
 
 def hallusion_rows() -> list[dict]:
@@ -181,7 +189,8 @@ def test_release_number_rules(prediction, answer, rule, expected):
 def benchmark_frame(source: str, rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(
         [{"id": str(i), "split": "b", "source": source, "family": r.get("family", "f"), "question": "q?", "image": "", "images": [],
-          "answer": r["answer"], "answer_type": r["answer_type"], "choices": r.get("choices", []), "metadata": json.dumps(r.get("metadata", {}))}
+          "answer": r["answer"], "answer_type": r["answer_type"], "choices": r.get("choices", []), "metadata": json.dumps(r.get("metadata", {})),
+          "answer_format": "boxed"}
          for i, r in enumerate(rows)]
     )  # fmt: skip
 
@@ -263,7 +272,7 @@ def test_a_converted_benchmark_is_graded_with_a_tiny_model(tmp_path, tiny_world)
     pq.write_table(pa.Table.from_pylist([row("VS", "0", "0", "1")]), release / "data/non_image-00000-of-00001.parquet")
     spec = BenchmarkSpec(source="hallusionbench", path=str(release))
     data = tmp_path / "benchmarks"
-    write_benchmark("hb", spec, PromptParams(template="{question} Answer in \\boxed{}."), data)
+    write_benchmark("hb", spec, PromptParams(template="{question} Answer in \\boxed{}.", answer_format="boxed"), data)
 
     # A local checkpoint, as on real data: no manifest, its files are hashed for the cache key.
     _, base_dir = tiny_world

@@ -14,7 +14,7 @@ from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainPara
 from tokencredit.signals import TokenSignals, score_policy
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import build_trainer, grpo_config, grpo_dataset
-from tokencredit.weighting import build_weighting, required_signals
+from tokencredit.recipe import resolve
 
 # Two micro-batches of 4 completions per optimizer step; the entropy penalty gives every step a gradient.
 TRAIN = TrainParams(
@@ -79,7 +79,7 @@ def one_update(tiny_world, tmp_path, method: str, signals_from_loss: bool) -> to
         args=grpo_config(train, get_algorithm("grpo"), [1.0], seed=0, output_dir=tmp_path / f"{method}-{signals_from_loss}"),
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=[lambda completion_ids, **_: [float(i % 2) for i in range(len(completion_ids))]],
-        weighting=build_weighting(method), needs=required_signals(method), counterfactual=None,
+        recipe=resolve(method, MethodSpec(weighting=method)),
         chunk_size=7, attention_layers=[-1], signals_from_loss=signals_from_loss,
     )  # fmt: skip
     before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])

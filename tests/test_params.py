@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "files",
     [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
-     ("params/default.yaml", "params/controls.yaml")],
+     ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
@@ -61,6 +61,9 @@ def test_load_params_reads_yaml(tmp_path):
         ({"model": {"path": "/nonexistent/qwen"}}, "/nonexistent/qwen"),
         ({"model": {"hidden_size": 130, "num_heads": 4}}, "not divisible"),
         ({"eval": {"splits": ["train"]}}, "eval.splits.0"),
+        ({"prompt": {"template": "{question} Put it in \\boxed{}."}}, "template asks for '\\\\boxed', but answer_format is 'tags'"),
+        ({"prompt": {"template": "{question} <answer></answer>", "answer_format": "boxed"}}, "asks for '<answer>'"),
+        ({"prompt": {"answer_format": "latex"}}, "prompt.answer_format: Input should be 'boxed' or 'tags'"),
     ],
 )
 def test_bad_params_name_the_key_and_reason(raw, expected):
@@ -147,3 +150,10 @@ def test_default_grid_holds_the_methods_and_an_oracle_and_controls_add_the_twins
     controls = load_params(ROOT / "params/default.yaml", ROOT / "params/controls.yaml").train
     assert set(default.methods) < set(controls.methods)
     assert {"random_entropy_topk", "random_tor", "random_vppo", "random_atrl", "oracle_reasoning"} <= set(controls.methods)
+
+
+def test_zoo_grid_trains_every_method_from_the_default_sft_model():
+    default, zoo = load_params(ROOT / "params/default.yaml"), load_params(ROOT / "params/default.yaml", ROOT / "params/zoo.yaml")
+    assert sorted(zoo.train.methods) == sorted(zoo.methods)
+    assert zoo.sft == default.sft and zoo.data == default.data and zoo.model == default.model  # the same SFT model
+    assert section_json(zoo, "train") == section_json(default, "train")  # grid keys only: the default's runs are reused

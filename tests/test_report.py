@@ -132,13 +132,15 @@ def test_metrics_by_hand(report: tuple[dict, Path]) -> None:
     assert topk["greedy_accuracy_mean"] == 0.75 and topk["greedy_accuracy_ci95"] == 0.0
     assert topk["avg_at_k_mean"] == 0.6875  # seeds 0.625 and 0.75: sem 0.0625
     assert topk["avg_at_k_ci95"] == pytest.approx(T95_DF1 * 0.0625, rel=1e-4)
-    # per example over seeds: entropy_topk (1, 1, .5, .5) - uniform (1, .5, 0, 0) = (0, .5, .5, .5)
-    # Seeds and examples resampled: entropy_topk is never below uniform on a shared example draw.
+    # Greedy: entropy_topk's seeds (.75, .75) do not vary, uniform's (.5, .25) do: se^2 = 0.03125 / 2.
+    # The examples add nothing: per example over seeds entropy_topk (1, 1, .5, .5) - uniform (1, .5, 0, 0)
+    # = (0, .5, .5, .5) has variance 1/16, less than the residual noise it carries (1/6 + 1/16): clipped at 0.
+    # So Welch's df is uniform's 1, and the interval .375 +- t(0.975, 1) x .125.
     greedy = topk["vs_uniform"]["greedy_accuracy"]
-    assert greedy["diff"] == 0.375
-    assert 0.0 <= greedy["ci_low"] <= 0.375 <= greedy["ci_high"] <= 1.0
-    assert 0.0 < greedy["p_value"] < 1.0 and greedy["se"] > 0
-    assert greedy["mdd"] == pytest.approx(2.8016 * greedy["se"], rel=1e-3)
+    assert greedy["diff"] == 0.375 and greedy["se"] == pytest.approx(0.125) and greedy["df"] == pytest.approx(1)
+    assert (greedy["ci_low"], greedy["ci_high"]) == pytest.approx((0.375 - T95_DF1 * 0.125, 0.375 + T95_DF1 * 0.125), rel=1e-4)
+    assert greedy["p_value"] == pytest.approx(2 * 0.10242, rel=1e-3)  # t = 3 on 1 df
+    assert greedy["mdd"] == pytest.approx((T95_DF1 + 1.3764) * 0.125, rel=1e-4)  # t(0.975, 1) + t(0.8, 1)
     # avg@k: (1, .75, .5, .5) - (.875, .375, .125, .125) = (.125, .375, .375, .375)
     assert topk["vs_uniform"]["avg_at_k"]["diff"] == pytest.approx(0.3125)
 
@@ -161,10 +163,10 @@ def test_summary_tables(report: tuple[dict, Path]) -> None:
     assert "GRPO 50.90 · DAPO 52.69 · VPPO 54.08 · PGPO 54.70" in md
     assert md.index("| sft |") < md.index("| grpo-uniform |") < md.index("| grpo-entropy_topk |")
     assert "![curves_reward](curves_reward.png)" in md
-    # the methods table: counterfactual input, batch scope and tie rule from the weighting registry
-    assert "| method | weighting | counterfactual input | batch scope | ties |" in md
-    assert "| entropy_topk | entropy_topk | none | global batch: top-ρ over every valid token of the generated batch | random among" in md
-    assert "| uniform | uniform | none | none: every valid token | none: no selection |" in md
+    # the methods table: every component, batch scope and tie rule from the registries
+    assert "| method | weighting | auxiliary loss | rollout transform | counterfactual input | batch scope | ties |" in md
+    assert "| entropy_topk | entropy_topk | none | none | none | global batch: top-ρ over every valid token of the generated batch | random among" in md
+    assert "| uniform | uniform | none | none | none | none: every valid token | none: no selection |" in md
 
 
 def test_curves_are_pngs(report: tuple[dict, Path]) -> None:
@@ -254,32 +256,69 @@ def test_no_papers_section_without_real_benchmarks(tmp_path):
     assert "beside the papers" not in (tmp_path / "report" / "summary.md").read_text()
 
 
-def test_report_opens_with_the_forest_plot_and_a_sentence_per_method(tmp_path: Path) -> None:
-    controls = {
-        "grpo-random_entropy_topk-s0": ([1, 1, 0, 0], [1.0, 0.5, 0.25, 0.25], [0, 0, 0, 0]),
-        "grpo-random_entropy_topk-s1": ([1, 0, 0, 0], [0.75, 0.25, 0.0, 0.0], [0, 0, 0, 0]),
-        "grpo-oracle_perception-s0": ([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0], [0, 0, 0, 0]),
-        "grpo-oracle_perception-s1": ([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0], [0, 0, 0, 0]),
-    }
-    runs = {**TEST, **controls}
+# Three seeds per group on 4 examples (avg@k; greedy the same 0/1 rounding): entropy_topk is uniform
+# + 0.25 on every example of every seed, its random twin equals uniform, the oracle scores 1
+# everywhere, atrl has one seed.
+UNIFORM3 = [[0.5, 0.25, 0.25, 0.0], [0.5, 0.5, 0.25, 0.0], [0.75, 0.25, 0.25, 0.0]]
+GRID3 = {
+    "grpo-uniform": UNIFORM3,
+    "grpo-random_entropy_topk": UNIFORM3,
+    "grpo-entropy_topk": [[x + 0.25 for x in row] for row in UNIFORM3],
+    "grpo-oracle_perception": [[1.0] * 4] * 3,
+    "grpo-atrl": [[1.0, 0.5, 0.25, 0.25]],
+}
+
+
+def test_report_opens_with_the_ranking_then_the_forest_plot_and_a_sentence_per_method(tmp_path: Path) -> None:
+    runs = {f"{group}-s{seed}": ([round(x) for x in row], row, None) for group, rows in GRID3.items() for seed, row in enumerate(rows)}
     evals = [write_eval(tmp_path, fake_eval(p, "test", *scores)) for p, scores in runs.items()]
     out = tmp_path / "report"
     metrics = build_report(evals, run_dirs(tmp_path, runs), out)
     topk = metrics["grpo-entropy_topk"]["test"]
-    # the twin scores as uniform does: the same difference, avg@k +31.25 points
-    assert topk["vs_twin"]["twin"] == "grpo-random_entropy_topk"
-    assert topk["vs_twin"]["avg_at_k"]["diff"] == pytest.approx(0.3125) and topk["vs_twin"]["avg_at_k"]["ci_low"] > 0
-    oracle = topk["vs_oracle"]["grpo-oracle_perception"]["avg_at_k"]
-    assert oracle["diff"] == pytest.approx(0.6875 - 1.0) and oracle["ci_high"] < 0
-    assert "vs_twin" not in metrics["grpo-random_entropy_topk"]["test"]  # controls get no sentence of their own
+    # uniform's seed means .25, .3125, .3125 (variance 1/768), entropy_topk's the same + .25; the
+    # per-example differences are all .25: no example term. Welch: se = sqrt(2 / 768 / 3), df 4.
+    c = topk["vs_uniform"]["avg_at_k"]
+    se = (2 / 768 / 3) ** 0.5
+    assert c["diff"] == pytest.approx(0.25) and c["se"] == pytest.approx(se) and c["df"] == pytest.approx(4)
+    assert c["ci_low"] == pytest.approx(0.25 - 2.7764 * se, rel=1e-4)
+    assert topk["vs_twin"]["twin"] == "grpo-random_entropy_topk" and topk["vs_twin"]["avg_at_k"] == c
+    # oracle gain 1 - .2917 with uniform's seed variance only (df 2); entropy_topk's fraction .25 / .7083
+    fraction = topk["gain_fraction"]["grpo-oracle_perception"]
+    assert fraction["defined"] and fraction["ratio"] == pytest.approx(0.25 / (1 - 0.875 / 3))
+    assert fraction["ci_low"] < fraction["ratio"] < fraction["ci_high"]
+    twin = metrics["grpo-random_entropy_topk"]["test"]
+    assert twin["gain_fraction"]["grpo-oracle_perception"]["ratio"] == 0 and "vs_twin" not in twin  # controls: no sentence
+    # Holm over the 3 claims of entropy_topk (uniform, twin, oracle; atrl's have no p-value)
+    p_values = sorted(x["avg_at_k"]["p_value"] for x in (topk["vs_uniform"], topk["vs_twin"], *topk["vs_oracle"].values()))
+    assert topk["vs_uniform"]["avg_at_k"]["p_holm"] == pytest.approx(max(3 * p_values[0], 2 * p_values[1]))
+    atrl = metrics["grpo-atrl"]["test"]
+    assert atrl["vs_uniform"]["avg_at_k"]["ci_low"] is None and "p_holm" not in atrl["vs_uniform"]["avg_at_k"]
+
     md = (out / "summary.md").read_text()
-    assert md.index("![forest plot: difference from uniform](forest.png)") < md.index("## Accuracy")
+    assert md.index("## Ranking: gain over `uniform` as a fraction of the oracle's") < md.index("![forest plot") < md.index("## Accuracy")
+    ranking = md.split("## Ranking")[1].split("## ")[0]
+    assert "| run | fraction of oracle_perception's gain |" in ranking
+    assert ranking.index("| grpo-oracle_perception | 1.00 [1.00, 1.00] |") < ranking.index("| grpo-entropy_topk | 0.35 [")
+    assert ranking.index("| grpo-entropy_topk |") < ranking.index("| grpo-random_entropy_topk | 0.00 [")
+    assert "| grpo-atrl | 0.29 (no interval: a group has one seed) |" in ranking
+    assert "test: `grpo-oracle_perception` − uniform, avg@k: +70.8 [" in ranking
     assert (out / "forest.png").read_bytes().startswith(b"\x89PNG")
-    assert "test: with 2 seeds per run, the minimal detectable difference in avg@k is" in md
-    assert "Drawing 2 seeds with replacement estimates 1/2 of the variance between seeds" in md
+    assert "test: with 3 seeds per run, the minimal detectable difference in avg@k is" in md  # atrl has none
+    assert "hold after Holm's correction over the 3 claims this report makes (family-wise α = 0.05)" in md
     sentence = next(line for line in md.splitlines() if line.startswith("`grpo-entropy_topk` on test"))
-    assert "vs its random twin `grpo-random_entropy_topk` +31.2 [" in sentence and "beats it" in sentence
-    assert "vs the oracle `grpo-oracle_perception` -31.2 [" in sentence and "below it" in sentence
+    assert "vs uniform +25.0 [" in sentence and "vs its random twin `grpo-random_entropy_topk` +25.0 [" in sentence
+    assert sentence.count("beats it") == 2 and "vs the oracle `grpo-oracle_perception` -45.8 [" in sentence and "below it" in sentence
+    atrl_sentence = next(line for line in md.splitlines() if line.startswith("`grpo-atrl` on test"))
+    assert "vs uniform +20.8 (no interval: a group has one seed), not tested" in atrl_sentence
+    assert "| +20.8 (no interval: a group has one seed) | – | – |" in md.split("| grpo-atrl | test |")[1].splitlines()[0]
+
+
+def test_a_barely_significant_difference_is_no_claim_after_holm(tmp_path: Path) -> None:
+    from tokencredit.comparison import method_sentence
+
+    summary = {"vs_uniform": {"avg_at_k": {"diff": 0.05, "ci_low": 0.001, "ci_high": 0.099, "p_value": 0.04, "p_holm": 0.12}}}
+    sentence = method_sentence("grpo-tor", "test", summary)
+    assert "vs uniform +5.0 [+0.1, +9.9], not told apart after Holm's correction (p 0.040, adjusted 0.120)" in sentence
 
 
 def test_benchmarks_show_official_metrics_rule_based_figures_and_skipped_rows(tmp_path):

@@ -53,9 +53,9 @@ def scores(world, tmp_path_factory) -> pd.DataFrame:
 def test_every_signal_and_every_method_weight(world, scores):
     rollouts = pd.read_parquet(world[2])
     assert len(scores) == sum(len(ids) for ids in rollouts["token_ids"])
-    kinds = ["drop_image", "mask_visual_attention", "patch_blackening"]
-    signals = ["signal.attn_image", "signal.entropy", "signal.logp"]
-    signals += [f"signal.{s}.{k}" for k in kinds for s in ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff")]
+    kinds = ["drop_image", "mask_visual_attention", "patch_blackening", "gray", "pixel_value_noise"]
+    signals = ["signal.attn_image", "signal.entropy", "signal.entropy_top_p", "signal.hidden_sim", "signal.hidden_sim_last", "signal.logp"]
+    signals += [f"signal.{s}.{k}" for k in kinds for s in ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf")]
     assert [c for c in scores if c.startswith("signal.")] == signals
     assert [c for c in scores if c.startswith("weight.")] == [f"weight.{m}" for m in METHODS]
     assert set(scores["policy"]) == {"sft"} and set(scores["split"]) == {"test"}
@@ -68,6 +68,23 @@ def test_every_signal_and_every_method_weight(world, scores):
         diff = (scores["signal.logp"] - scores[f"signal.logp_cf.{k}"]).abs()
         assert np.allclose(diff, scores[f"signal.vis_absdiff.{k}"], atol=1e-5)
     assert not np.allclose(scores["signal.logp_cf.drop_image"], scores["signal.logp_cf.patch_blackening"])
+
+
+def test_zoo_signals_and_weights_join_the_table_and_the_analysis(scores):
+    """Issue 22: the zoo's signals are scored once and shared; the token-role analysis covers them."""
+    from tokencredit.analysis import analyze
+    from tokencredit.params import AnalysisParams
+
+    assert scores.filter(like="signal.vis_jsd").to_numpy().max() <= math.log(2) + 1e-6
+    assert scores[["signal.hidden_sim", "signal.hidden_sim_last"]].abs().max().max() <= 1 + 1e-5
+    assert (scores["signal.entropy_top_p"] <= scores["signal.entropy"] + 1e-5).all()  # a renormalised subset of a few top tokens
+    per_response = scores.groupby(["id", "sample"])
+    assert np.allclose(per_response["weight.pepo"].sum(), per_response.size(), rtol=1e-4)  # progress 1: n softmax
+    assert not np.allclose(scores["weight.pepo"], 1.0)
+    result = analyze(scores, [], AnalysisParams(n_bootstrap=10))
+    ranked = {row["signal"] for row in result["auroc"]}
+    assert {"hidden_sim", "hidden_sim_last", "vis_jsd.pixel_value_noise", "entropy_cf.pixel_value_noise"} <= ranked
+    assert {"vepo", "pepo", "vgpo", "cgpo", "clip_cov"} <= set(result["jaccard"][0]["methods"])
 
 
 def test_weights_see_training_sized_batches(scores):
@@ -121,7 +138,7 @@ def test_stale_rollouts_are_refused(world, tmp_path):
 
 
 def test_counterfactual_kinds_and_group_advantages():
-    assert counterfactual_kinds(METHODS, []) == ["drop_image", "mask_visual_attention", "patch_blackening"]
+    assert counterfactual_kinds(METHODS, []) == ["drop_image", "mask_visual_attention", "patch_blackening", "gray", "pixel_value_noise"]
     methods = {"uniform": METHODS["uniform"], "vppo_blur": MethodSpec(weighting="vppo", counterfactual="blur")}
     assert counterfactual_kinds(methods, ["gray"]) == ["blur", "gray"]
     assert counterfactual_kinds({"atrl": METHODS["atrl"]}, []) == []

@@ -27,7 +27,7 @@ from tokencredit.sources.schema import ANSWER_TYPES, COLUMNS, BadRow, SourceErro
 from tokencredit.sources.training import write_training_splits
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPT = PromptParams(template="{question} Put the final answer in \\boxed{}.")
+PROMPT = PromptParams(template="{question} Put the final answer in \\boxed{}.", answer_format="boxed")
 
 
 # Published files, as each release lays them out.
@@ -213,12 +213,79 @@ def mmmu_pro_vision(root: Path) -> None:
     write_parquet(root / "vision/test-00000-of-00004.parquet", rows)
 
 
+# The instruction PAPO-Eval and VPPO-Eval append to every question (awesome-perception-aware-rlvr
+# tests/test_eval_loaders.py: PAPO_SUFFIX, "\n\n" in PAPO-Eval, "\n" in VPPO-Eval).
+PAPERS_INSTRUCTION = ("You first think through the reasoning process as an internal monologue, enclosed within "
+                      "<think> </think> tags. Then, provide your final answer enclosed within \\boxed{}.")
+
+
+def sharegpt_row(question: str, answer: str, images: list[str], sep: str = "\n\n") -> dict:
+    return {"messages": [{"content": f"<image>{question}{sep}{PAPERS_INSTRUCTION}", "role": "user"},
+                         {"content": answer, "role": "assistant"}], "images": images}
+
+
+def papo_eval(root: Path) -> None:
+    # PAPO-Galaxy/PAPO_eval (the fork's eval/prepare/papo_eval.py): data/<split>-00000-of-00001.parquet with
+    # `messages`, `images` ("./data/images/<folder>/<file>.png") and `id`; <split>_images.zip unzipped into
+    # data/images/. PAPO-Eval's prepare_data.py writes the same rows, `id` deleted, as data/papo/<split>.json.
+    split = "BUAADreamer_clevr_count_70k"
+    rows = []
+    for i, answer in enumerate(("4", "7")):
+        image = f"./data/images/{split}/{split}_{i}_0.png"
+        write_png(root / image)
+        rows.append({**sharegpt_row("How many objects are there?", answer, [image]), "id": f"{split}_{i}"})
+    write_parquet(root / f"data/{split}-00000-of-00001.parquet", rows)
+    (root / f"data/papo/{split}.json").parent.mkdir(parents=True)
+    (root / f"data/papo/{split}.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "id"} for r in rows]))
+    logic = "lscpku_LogicVista"
+    write_png(root / f"data/images/{logic}/{logic}_0_0.png")
+    (root / f"data/papo/{logic}.json").write_text(json.dumps([sharegpt_row(
+        "Which shape comes next?\nA. circle\nB. square\nC. star\nD. cross", "C", [f"./data/images/{logic}/{logic}_0_0.png"])]))
+
+
+def vppo_eval(root: Path) -> None:
+    # chamber111/VPPO-Eval (the fork's eval/prepare/vppo_eval.py): data/vppo/<name>.json, ShareGPT rows with
+    # no id, the instruction after a single newline; loose images under data/images/<name>/.
+    name = "DynaMath_DynaMath_Sample"
+    for i in range(2):
+        write_png(root / f"data/images/{name}/{i}.png")
+    rows = [sharegpt_row("What is the range of f?", "12", [f"./data/images/{name}/0.png"], sep="\n"),
+            sharegpt_row("Is f odd? (A) yes (B) no", "B", [f"./data/images/{name}/1.png"], sep="\n")]
+    (root / "data/vppo").mkdir(parents=True)
+    (root / f"data/vppo/{name}.json").write_text(json.dumps(rows))
+
+
+def pope(root: Path) -> None:
+    # lmms-lab/POPE card (read by lmms-eval's pope tasks and the fork's eval/prepare/lmms_lab.py): config Full,
+    # Full/{random,popular,adversarial}-00000-of-00001.parquet; config default, the same rows in
+    # data/test-0000{0,1,2}-of-00003.parquet (a snapshot holds both: read once). Fields id, question_id,
+    # question, answer ("yes"/"no"), image_source, image (Image), category; question_id restarts per subset.
+    rows = {subset: [{"id": str(3 * k + j), "question_id": str(j + 1), "question": f"Is there a {thing} in the image?", "answer": answer,
+                      "image_source": "COCO_val2014_000000310196", "image": embedded(), "category": subset}
+                     for j, (thing, answer) in enumerate((("snowboard", "yes"), ("dining table", "no")))]
+            for k, subset in enumerate(("adversarial", "popular", "random"))}
+    for subset, subset_rows in rows.items():
+        write_parquet(root / f"Full/{subset}-00000-of-00001.parquet", subset_rows)
+    write_parquet(root / "data/test-00000-of-00003.parquet", [r for subset_rows in rows.values() for r in subset_rows])
+
+
+def papo_train(root: Path, name: str = "virl39k") -> None:
+    # PAPOGalaxy/PAPO_ViRL39K_train and PAPO_MMK12_test (EasyR1's layout, merged unchanged by the fork's
+    # scripts/data/prepare_train_data.py): data/train-*.parquet, `images` a list of Image, `problem`, `answer`;
+    # the MMK12 test set is published as the split "train".
+    rows = [{"images": [embedded()], "problem": f"<image>How many? ({i})", "answer": str(i + 1)} for i in range(3)]
+    rows[2] = {**rows[2], "problem": "<image>Which gas? A. O2 B. N2 C. CO2", "answer": "C"}
+    write_parquet(root / "data/train-00000-of-00001.parquet", rows)
+
+
 # adapter -> (builder, split, rows kept, rows the release publishes broken)
 FIXTURES = {
     "geometry3k": (geometry3k, "test", 3, 0), "virl39k": (virl39k, "train", 5, 0), "mmk12": (mmk12, "test", 2, 0),
     "mathvista": (mathvista, "testmini", 2, 0), "mathverse": (mathverse, "testmini", 8, 0), "mathvision": (mathvision, "test", 2, 0),
     "wemath": (wemath, "testmini", 3, 0), "dynamath": (dynamath, "all", 4, 0), "logicvista": (logicvista, "test", 2, 1),
     "hallusionbench": (hallusionbench, "all", 3, 0), "mmmu_pro_vision": (mmmu_pro_vision, "test", 1, 0),
+    "papo_eval": (papo_eval, "BUAADreamer_clevr_count_70k", 2, 0), "vppo_eval": (vppo_eval, "DynaMath_DynaMath_Sample", 2, 0),
+    "pope": (pope, "test", 6, 0), "papo_virl39k": (papo_train, "train", 3, 0), "papo_mmk12": (papo_train, "test", 3, 0),
 }  # fmt: skip
 
 
@@ -330,6 +397,49 @@ def test_a_folder_of_no_known_layout_names_the_folder_and_the_patterns(tmp_path)
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(SourceError, match=r"elsewhere matches no known layout .*\['data/test-\*\.parquet'\] or \['data/dataset\.json'\]"):
         convert(get_adapter("logicvista"), tmp_path / "elsewhere", "test", tmp_path / "o", "images/x")
+
+
+def test_papo_eval_copies_keep_the_bare_question_and_answer(tmp_path):
+    frame, _ = converted("papo_eval", tmp_path / "r", template="{question} Box it.")
+    rows = by_id(frame)
+    assert list(rows) == ["BUAADreamer_clevr_count_70k_0", "BUAADreamer_clevr_count_70k_1"]
+    first = rows["BUAADreamer_clevr_count_70k_0"]
+    assert first["question"] == "How many objects are there? Box it."  # the papers' instruction and <image> removed
+    assert (first["answer"], first["answer_type"], first["family"]) == ("4", "integer", "BUAADreamer_clevr_count_70k")
+    # PAPO-Eval's own download script writes JSON without ids: read when no parquet is there, ids by position
+    logic, _ = convert(get_adapter("papo_eval"), tmp_path / "r", "lscpku_LogicVista", tmp_path / "lv", "images/lv")
+    row = logic.to_dict("records")[0]
+    assert row["id"] == "lscpku_LogicVista_0" and row["answer_type"] == "multiple_choice"
+    assert list(row["choices"]) == ["circle", "square", "star", "cross"]
+    (tmp_path / "r/data/BUAADreamer_clevr_count_70k-00000-of-00001.parquet").unlink()
+    from_json, _ = convert(get_adapter("papo_eval"), tmp_path / "r", "BUAADreamer_clevr_count_70k", tmp_path / "j", "images/j")
+    assert list(from_json["id"]) == ["BUAADreamer_clevr_count_70k_0", "BUAADreamer_clevr_count_70k_1"]
+    assert list(from_json["question"]) == ["How many objects are there?"] * 2
+
+
+def test_vppo_eval_files_are_read_by_position(tmp_path):
+    frame, _ = converted("vppo_eval", tmp_path / "r")
+    assert list(frame["id"]) == ["DynaMath_DynaMath_Sample_0", "DynaMath_DynaMath_Sample_1"]
+    assert list(frame["question"]) == ["What is the range of f?", "Is f odd? (A) yes (B) no"]  # after a single newline too
+    assert list(frame["answer_type"]) == ["integer", "multiple_choice"] and list(frame["choices"][1]) == ["yes", "no"]
+    bad = json.loads((tmp_path / "r/data/vppo/DynaMath_DynaMath_Sample.json").read_text())
+    bad[1]["messages"] = bad[1]["messages"][:1]
+    (tmp_path / "r/data/vppo/DynaMath_DynaMath_Sample.json").write_text(json.dumps(bad))
+    with pytest.raises(SourceError, match=r"DynaMath_DynaMath_Sample.json row 1 .*'messages' has no assistant turn"):
+        convert(get_adapter("vppo_eval"), tmp_path / "r", "DynaMath_DynaMath_Sample", tmp_path / "o", "images/o")
+
+
+def test_pope_subsets_are_read_once(tmp_path):
+    frame, _ = converted("pope", tmp_path / "r")  # config Full, not again from config default
+    assert sorted(frame["id"]) == sorted(f"{s}-{q}" for s in ("adversarial", "popular", "random") for q in (1, 2))
+    assert set(frame["answer_type"]) == {"yes_no"} and set(frame["family"]) == {"adversarial", "popular", "random"}
+    assert json.loads(frame["metadata"][0]) == {"category": "adversarial", "image_source": "COCO_val2014_000000310196", "label": "yes"}
+    popular, _ = convert(get_adapter("pope"), tmp_path / "r", "popular", tmp_path / "p", "images/p")
+    assert list(popular["id"]) == ["popular-1", "popular-2"]
+    for path in (tmp_path / "r/Full").iterdir():
+        path.unlink()
+    default, _ = convert(get_adapter("pope"), tmp_path / "r", "test", tmp_path / "d", "images/d")
+    assert len(default) == 6  # the default config's files when there is no Full folder
 
 
 def test_hallusionbench_answers_and_figures(tmp_path):
@@ -460,6 +570,7 @@ def test_training_set_with_its_own_validation_split(tmp_path):
     assert validation["image"].str.startswith("images/validation/").all()
     assert all((tmp_path / "data" / rel).is_file() for rel in [*train["image"], *validation["image"]])
     assert train["question"][0] == "Find x. (0) Put the final answer in \\boxed{}."
+    assert set(train["answer_format"]) == set(validation["answer_format"]) == {"boxed"}  # what rewards read
 
 
 def test_training_set_without_validation_holds_rows_out(tmp_path):
@@ -475,12 +586,26 @@ def test_training_set_without_validation_holds_rows_out(tmp_path):
         write_training_splits(too_many, PROMPT, tmp_path / "data2")
 
 
+def test_validation_split_from_another_release(tmp_path):
+    """The fork's recipe: PAPO's ViRL39K, every row trained on, and MMK12 test as the validation split."""
+    papo_train(tmp_path / "virl")
+    papo_train(tmp_path / "mmk12")
+    data = DataParams(source="papo_virl39k", path=str(tmp_path / "virl"),
+                      validation=BenchmarkSpec(source="papo_mmk12", path=str(tmp_path / "mmk12")))  # fmt: skip
+    assert write_training_splits(data, PROMPT, tmp_path / "data") == []
+    train, validation = (pd.read_parquet(tmp_path / f"data/{s}.parquet") for s in ("train", "validation"))
+    assert (len(train), len(validation)) == (3, 3)  # nothing held out
+    assert list(validation["id"]) == ["test-00000", "test-00001", "test-00002"] and validation["image"].str.startswith("images/validation/").all()
+    assert list(train["answer_type"]) == ["integer", "integer", "multiple_choice"]
+
+
 def test_benchmark_round_trip_and_its_checks(tmp_path):
     mathvista(tmp_path / "mv")
     spec = BenchmarkSpec(source="mathvista", path=str(tmp_path / "mv"))
     assert write_benchmark("mathvista", spec, PROMPT, tmp_path / "bench") == []
     frame = load_benchmark(tmp_path / "bench", "mathvista")
     assert set(frame["split"]) == {"mathvista"} and frame["choices"][0] == ["30°", "60°", "90°"]
+    assert set(frame["answer_format"]) == {"boxed"}  # what grading reads
     assert frame.attrs["skipped_rows"] == []
     logicvista(tmp_path / "lv")  # its release has a broken row: the converted copy keeps its reason for the report
     write_benchmark("lv", BenchmarkSpec(source="logicvista", path=str(tmp_path / "lv")), PROMPT, tmp_path / "bench")

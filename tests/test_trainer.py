@@ -11,7 +11,7 @@ from tokencredit.models import load_policy
 from tokencredit.params import MethodSpec, ModelParams, TrainParams
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import check_role_labels, grpo_config, grpo_dataset
-from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
+from tokencredit.recipe import resolve
 
 TRAIN = TrainParams(max_steps=1, prompts_per_step=2, num_generations=4, max_completion_length=12, save_steps=100)
 
@@ -27,9 +27,7 @@ def make_trainer(tiny_world, tmp_path, method: str, algo: str, reward_funcs, hpa
         args=grpo_config(train, get_algorithm(algo), weights, seed=0, output_dir=tmp_path / method),
         train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
         reward_funcs=reward_funcs,
-        weighting=build_weighting(spec.weighting, **spec.hparams),
-        needs=required_signals(method),
-        counterfactual=default_counterfactual(method),
+        recipe=resolve(method, spec),
         chunk_size=7,
         attention_layers=[-1],
         dynamic_sampling_tries=4 if get_algorithm(algo).dynamic_sampling else 0,
@@ -57,7 +55,7 @@ def one_step_update(tiny_world, tmp_path, method):
     return delta, seen[0], trainer
 
 
-@pytest.mark.parametrize("method", ["entropy_topk", "tor", "vppo", "pgpo", "atrl", "random_tokens"])
+@pytest.mark.parametrize("method", ["entropy_topk", "tor", "vppo", "pgpo", "atrl", "random_tokens", "vepo", "vgpo"])
 def test_method_weights_reach_the_update(tiny_world, tmp_path, method):
     uniform_delta, uniform_completions, _ = one_step_update(tiny_world, tmp_path, "uniform")
     delta, completions, trainer = one_step_update(tiny_world, tmp_path, method)
@@ -102,9 +100,7 @@ def test_attention_method_on_sdpa_model_fails_before_training(tiny_world, tmp_pa
             args=grpo_config(TRAIN, get_algorithm("grpo"), [1.0], seed=0, output_dir=tmp_path / "sdpa"),
             train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
             reward_funcs=[length_parity_reward],
-            weighting=build_weighting("atrl"),
-            needs=required_signals("atrl"),
-            counterfactual=None,
+            recipe=resolve("atrl", MethodSpec(weighting="atrl")),
             chunk_size=7,
             attention_layers=[-1],
         )
@@ -222,5 +218,5 @@ def test_oracle_roles_on_data_without_roles_names_the_method_and_the_data(tiny_w
     data_dir, _ = tiny_world
     frame = load_split(data_dir, "train").drop(columns=["role_spans"])
     with pytest.raises(ValueError, match=r"weighting 'oracle_roles' reads ground-truth token roles, but the training data .*train\.parquet has none"):
-        check_role_labels(MethodSpec(weighting="oracle_roles"), frame, data_dir)
-    check_role_labels(MethodSpec(weighting="uniform"), frame, data_dir)  # other methods need no roles
+        check_role_labels(resolve("x", MethodSpec(weighting="oracle_roles")), frame, data_dir)
+    check_role_labels(resolve("x", MethodSpec()), frame, data_dir)  # other methods need no roles

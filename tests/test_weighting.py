@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokencredit.params import MethodSpec, _default_methods
+from tokencredit.recipe import resolve
 from tokencredit.signals import MissingSignalError, TokenSignals
 from tokencredit.weighting import (
     Context,
     Layout,
     build_weighting,
-    check_method,
     default_counterfactual,
     describe,
     registered,
@@ -40,7 +40,12 @@ def weigh(name, s, **hparams):
 
 
 def test_registry_lists_every_method_with_its_needs():
-    assert registered() == ["atrl", "entropy_topk", "oracle_roles", "pgpo", "random_tokens", "tor", "uniform", "vppo"]
+    assert registered() == [
+        "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_roles", "pepo", "pgpo", "random_tokens", "tor", "tor_top_p", "uniform", "vepo",
+        "vgpo", "vppo",
+    ]  # fmt: skip
+    assert required_signals("vepo") == {"vis_jsd", "entropy", "entropy_cf"} and default_counterfactual("vepo") == "pixel_value_noise"
+    assert required_signals("pepo") == {"hidden_sim", "entropy"} and required_signals("vgpo") == {"hidden_sim_last"}
     assert required_signals("tor") == {"entropy", "vis_absdiff"}
     assert required_signals("vppo") == required_signals("pgpo") == {"vis_k3"}
     assert required_signals("atrl") == {"attn_image"}
@@ -68,16 +73,16 @@ def test_unknown_names_and_bad_hparams_are_named():
         build_weighting("atrl", anchor_fraction=0)
 
 
-def test_check_method_names_the_params_entry():
+def test_resolve_names_the_params_entry():
     for name, spec in _default_methods().items():
-        check_method(name, spec)
+        resolve(name, spec)
     with pytest.raises(ValueError, match="methods.x.weighting: unknown weighting 'nope'"):
-        check_method("x", MethodSpec(weighting="nope"))
+        resolve("x", MethodSpec(weighting="nope"))
     with pytest.raises(ValueError, match="methods.x.hparams: .*beta_min=2"):
-        check_method("x", MethodSpec(weighting="vppo", hparams={"beta_min": 2}))
+        resolve("x", MethodSpec(weighting="vppo", hparams={"beta_min": 2}))
     with pytest.raises(ValueError, match="methods.x.counterfactual: weighting 'uniform' uses no counterfactual"):
-        check_method("x", MethodSpec(weighting="uniform", counterfactual="drop_image"))
-    check_method("x", MethodSpec(weighting="tor", counterfactual="mask_visual_attention"))
+        resolve("x", MethodSpec(weighting="uniform", counterfactual="drop_image"))
+    resolve("x", MethodSpec(weighting="tor", counterfactual="mask_visual_attention"))
 
 
 def test_missing_signal_and_bad_advantages_are_clear():
@@ -232,8 +237,10 @@ def batches(draw):
         mask[:] = False
         mask[:, 0] = True
     values = {}
-    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image"):
+    for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image", "vis_jsd", "entropy_cf", "logp", "hidden_sim", "hidden_sim_last", "entropy_top_p"):
         v = torch.full((b, t), 0.7) if mode == "constant" else torch.rand(b, t, generator=g) * 5
+        if name in ("logp", "hidden_sim", "hidden_sim_last"):  # log-probs and cosines go negative
+            v = -v if name == "logp" else v / 2.5 - 1.0
         values[name] = v * mask
     values["role"] = torch.randint(0, 3, (b, t), generator=g).float() * mask
     return TokenSignals(mask=mask, **values), torch.randn(b, generator=g)
@@ -368,13 +375,19 @@ def test_vppo_trajectory_scale_is_bounded_by_its_micro_batch():
     # mean 1 in the outlier's micro-batch; beta_min in the rest of its step (all n = 0 there, as in
     # the authors' code); 1 in the other steps, whose scores are all equal
     assert alpha.view(-1, 8).mean(1).tolist() == pytest.approx([1.0] + [0.9] * 15 + [1.0] * 112)
-    # the method's default scope reads the layout; tas_scope="batch" ignores it
+    # the method's default scope reads the layout's step and pools tas_rows (8) rows, whatever the
+    # trainer's micro-batch; tas_scope="batch" ignores both
     s = TokenSignals(mask=mask, vis_k3=scores)
     context = Context(layout=layout)
-    assert build_weighting("vppo", k=1.0)(s, torch.zeros(1024), context).max() <= 1.7 + 1e-5
+    default = build_weighting("vppo", k=1.0)(s, torch.zeros(1024), context)
+    assert default.max() == pytest.approx(1.7, abs=1e-5)
+    torch.testing.assert_close(default, build_weighting("vppo", k=1.0)(s, torch.zeros(1024), Context(layout=Layout(micro_batch=4, step=128))))
+    assert build_weighting("vppo", k=1.0, tas_rows=4)(s, torch.zeros(1024), context).max() == pytest.approx(1.3, abs=1e-5)
     assert build_weighting("vppo", k=1.0, tas_scope="batch")(s, torch.zeros(1024), context).max() > 100
     with pytest.raises(ValueError, match="tas_scope='device'"):
         build_weighting("vppo", tas_scope="device")
+    with pytest.raises(ValueError, match="tas_rows=0"):
+        build_weighting("vppo", tas_rows=0)
 
 
 @settings(max_examples=40, deadline=None)

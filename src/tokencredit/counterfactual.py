@@ -21,6 +21,7 @@ perturbations work on the resized image, as VPPO's do.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from collections.abc import Sequence
@@ -30,13 +31,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COUNTERFACTUALS = ("drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray")
-PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray")
+COUNTERFACTUALS = (
+    "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches",
+)  # fmt: skip
+PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches")
 
 BLACK_PROB = 0.5  # VPPO: each patch blackened independently with this probability
 NOISE_SIGMA = 189.0  # VPPO ablation: additive Gaussian noise, on the 0-255 scale
 BLUR_RADIUS = 6.0  # VPPO ablation: PIL GaussianBlur radius, i.e. the Gaussian's standard deviation in pixels
 GRAY_LEVEL = 128.0  # VPPO ablation: the whole image solid grey, on the 0-255 scale
+# VEPO (Leonnnnnn929/VEPO verl/trainer/ray_trainer.py, noisy_image_mode "gaussian"): N(0, 2^2) added to the
+# processor-normalized pixel_values, no clamp ("about twice the natural per-pixel std").
+PIXEL_VALUE_NOISE_STD = 2.0
+# The awesome-perception-aware-rlvr fork's controlled comparison harmonizes every paper's perturbation
+# to this (examples/comparison/README.md: corrupt_image=random_patch, patch_size 16, black_prob 0.6,
+# corrupt_image_position=prompt): 16-px squares of the image blackened with probability 0.6, one
+# mask per prompt, whatever the model's own patch size.
+HARMONIZED_PATCH = 16
+HARMONIZED_BLACK_PROB = 0.6
 
 
 def image_token_mask(model: Any, input_ids: Tensor) -> Tensor:
@@ -99,13 +111,14 @@ def _without_images(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def counterfactual_batch(
-    kind: str, batch: dict[str, Any], inputs: list[dict[str, Any]], processing_class: Any, generator: torch.Generator
+    kind: str, batch: dict[str, Any], inputs: list[dict[str, Any]], processing_class: Any, generator: torch.Generator, **options: Any
 ) -> dict[str, Tensor]:
     """The batch keys a counterfactual needs beyond TRL's batch, built from TRL's raw `inputs` rows.
 
     drop_image: text_prompt_ids/text_prompt_mask, each row's conversational prompt without its
     image parts through the chat template, left padded. Pixel perturbations: cf_pixel_values, with
-    the image processor's normalization and patch layout. mask_visual_attention needs nothing.
+    the image processor's normalization and patch layout, `options` passed to `perturb_pixel_values`
+    (e.g. PAPO's black_prob). mask_visual_attention needs nothing.
     """
     if kind == "drop_image":
         tokenized = processing_class.apply_chat_template(
@@ -124,7 +137,7 @@ def counterfactual_batch(
         ip = processing_class.image_processor
         layout = {"patch_size": ip.patch_size, "merge_size": ip.merge_size, "temporal_patch_size": ip.temporal_patch_size}
         pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
-        return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, **layout)}
+        return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, **layout, **options)}
     if kind == "mask_visual_attention":
         return {}
     raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
@@ -160,6 +173,26 @@ def _gaussian_blur(frames: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
+def _harmonized_patches(x: Tensor, image_grid_thw: Tensor, random: Any, shape: dict[str, int]) -> Tensor:
+    """Each image with HARMONIZED_PATCH-px squares of its resized frames blackened with probability
+    HARMONIZED_BLACK_PROB (the last row and column of squares cut at the edge). One mask per prompt:
+    identical images (a prompt's image, repeated for each of its G responses) share the mask drawn
+    for the first of them in the call, which in training is the process's whole generated batch."""
+    n_rows, channels = x.shape[:2]
+    masks: dict[bytes, Tensor] = {}
+    out = []
+    for rows, grid in zip(x.reshape(n_rows, -1).split(image_grid_thw.prod(-1).tolist()), image_grid_thw.tolist()):
+        frames = unpatchify(rows, grid, **shape)
+        key = hashlib.sha256(rows.detach().cpu().numpy().tobytes()).digest()
+        if key not in masks:
+            height, width = frames.shape[-2:]
+            cells = (-(-height // HARMONIZED_PATCH), -(-width // HARMONIZED_PATCH))
+            kept = (random(*cells) >= HARMONIZED_BLACK_PROB).to(frames.dtype)
+            masks[key] = kept.repeat_interleave(HARMONIZED_PATCH, 0).repeat_interleave(HARMONIZED_PATCH, 1)[:height, :width]
+        out.append(patchify(frames * masks[key], grid, **shape))
+    return torch.cat(out).reshape(n_rows, channels, -1)
+
+
 def perturb_pixel_values(
     kind: str,
     pixel_values: Tensor,
@@ -170,14 +203,19 @@ def perturb_pixel_values(
     patch_size: int = 14,
     merge_size: int = 2,
     temporal_patch_size: int = 2,
+    black_prob: float = BLACK_PROB,
 ) -> Tensor:
     """The counterfactual image I' of every image in a batch, as normalized pixel_values rows.
 
-    `image_mean`/`image_std` are the image processor's. Randomness (a fresh blackening mask or
+    `image_mean`/`image_std` are the image processor's; `black_prob`: patch_blackening's probability
+    per patch (VPPO's 0.5; PAPO's 0.6). Randomness (a fresh blackening mask or
     noise per image, i.e. per response in a GRPO batch) comes only from `generator`.
     """
     if kind not in PIXEL_PERTURBATIONS:
         raise ValueError(f"unknown image perturbation {kind!r}; perturbations are {list(PIXEL_PERTURBATIONS)}")
+    if kind == "pixel_value_noise":  # in the normalized space itself
+        noise = torch.randn(pixel_values.shape, generator=generator, device=generator.device).to(pixel_values.device)
+        return (pixel_values.float() + noise * PIXEL_VALUE_NOISE_STD).to(pixel_values.dtype)
     channels = len(image_mean)
     mean = torch.tensor(image_mean, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
     std = torch.tensor(image_std, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
@@ -189,11 +227,13 @@ def perturb_pixel_values(
         return draw(*shape, generator=generator, device=generator.device).to(x.device)
 
     if kind == "patch_blackening":
-        x = x * (random(n_rows) >= BLACK_PROB).view(n_rows, 1, 1)
+        x = x * (random(n_rows) >= black_prob).view(n_rows, 1, 1)
     elif kind == "gaussian_noise":
         x = (x + random(*x.shape, normal=True) * (NOISE_SIGMA / 255.0)).clamp(0.0, 1.0)
     elif kind == "gray":
         x = torch.full_like(x, GRAY_LEVEL / 255.0)
+    elif kind == "harmonized_patches":
+        x = _harmonized_patches(x, image_grid_thw, random, dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=temporal_patch_size))
     else:  # blur, image by image
         sizes = image_grid_thw.prod(-1).tolist()
         shape = dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=temporal_patch_size)
@@ -203,3 +243,13 @@ def perturb_pixel_values(
         ]
         x = torch.cat(blurred).reshape(n_rows, channels, -1).clamp(0.0, 1.0)
     return ((x - mean) / std).reshape(pixel_values.shape).to(pixel_values.dtype)
+
+
+def vp_diffusion_noise(image: Tensor, beta: float, noise: Tensor, rounding: str = "floor") -> Tensor:
+    """A forward-diffusion step of an 8-bit image [..., H, W] (values 0-255): sqrt(1 − β)·x + sqrt(β)·ε on
+    [0, 1] pixels, clipped, back to 0-255 by `rounding` ("floor": truncation, as NoisyRollout's
+    ToPILImage; "round"). `noise` ε ~ N(0, 1) has the image's shape (the caller draws it)."""
+    if rounding not in ("floor", "round"):
+        raise ValueError(f"rounding must be 'floor' or 'round', got {rounding!r}")
+    noisy = (math.sqrt(max(1.0 - beta, 0.0)) * (image.float() / 255.0) + math.sqrt(beta) * noise.float()).clamp(0.0, 1.0) * 255.0
+    return torch.floor(noisy) if rounding == "floor" else torch.round(noisy)

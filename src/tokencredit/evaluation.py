@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from tokencredit.graders import LLM_JUDGED, RELEASE_METRICS, avg_at_k, extract, score
+from tokencredit.graders import LLM_JUDGED, RELEASE_METRICS, avg_at_k, score
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, final_answer
 
 GRADING_RULES = ("precision", "tolerance")  # a row's own number rule, kept in its metadata by its adapter
 
@@ -77,7 +78,8 @@ def grade_completions(
     if any(len(s) != k for s in samples):
         raise ValueError(f"{split}: rows have different numbers of samples")
     choices = frame["choices"] if "choices" in frame else [()] * len(frame)
-    keys = list(zip(frame["answer"], frame["answer_type"], choices))
+    formats = list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame)
+    keys = list(zip(frame["answer"], frame["answer_type"], choices, formats))
     metadata = [json.loads(m) for m in frame["metadata"]] if "metadata" in frame else [{}] * len(frame)
     rules = [{name: m[name] for name in GRADING_RULES if m.get(name) is not None} for m in metadata]
     greedy_correct = [score(c, *key, **rule) for c, key, rule in zip(greedy, keys, rules)]
@@ -90,7 +92,7 @@ def grade_completions(
             "greedy_correct": greedy_correct[i],
             "avg_at_k": avg_at_k(sample_correct[i]),
             "greedy_correct_no_image": no_image_correct[i] if no_image_correct is not None else None,
-            "prediction": extract(greedy[i]),
+            "prediction": final_answer(greedy[i], formats[i]),
         }
         for i, (row_id, family) in enumerate(zip(frame["id"], frame["family"]))
     ]
@@ -116,9 +118,9 @@ def grade_completions(
     }
     metrics = RELEASE_METRICS.get(source)
     if metrics is not None:
-        per_sample = [metrics(metadata, [row[j] for row in sample_correct], [extract(row[j]) for row in samples]) for j in range(k)]
+        per_sample = [metrics(metadata, [row[j] for row in sample_correct], [final_answer(row[j], f) for row, f in zip(samples, formats)]) for j in range(k)]
         record["release_metrics"] = {
-            "greedy": metrics(metadata, greedy_correct, [extract(c) for c in greedy]),
+            "greedy": metrics(metadata, greedy_correct, [final_answer(c, f) for c, f in zip(greedy, formats)]),
             "avg_at_k": {name: sum(m[name] for m in per_sample) / k for name in per_sample[0]},
         }
     return record

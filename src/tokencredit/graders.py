@@ -1,11 +1,11 @@
 """Grading answers to real benchmarks, rule-based, the way the papers' exact-match protocol does.
 
-An answer is read from the completion's last <answer>...</answer> or \\boxed{} (after PAPO-Eval's
-removal of spaces around "<", ">" and "/"), then compared by answer type: numbers and expressions
-by math-verify, multiple choice by option letters (or by an option's text), yes/no by its first
-word. A row may carry its release's own number rule: MathVista's `precision` (the prediction is
-rounded to that many decimals, then compared with the answer's text) and DynaMath's `tolerance`
-(an absolute difference). tokencredit.evaluation builds a split's record from these graders, with
+An answer is read from the completion's last marker of the row's answer format (\\boxed{} or
+<answer>...</answer>, after the last </think>: tokencredit.rewards.final_answer), then compared by
+answer type: numbers and expressions by math-verify, multiple choice by option letters (or by an
+option's text), yes/no by its first word. A row may carry its release's own number rule:
+MathVista's `precision` (the prediction is rounded to that many decimals, then compared with the
+answer's text) and DynaMath's `tolerance` (an absolute difference). tokencredit.evaluation builds a split's record from these graders, with
 the metrics a benchmark's official scorer reports besides question accuracy (RELEASE_METRICS).
 
 Where the official scorer is an LLM (MathVerse, LogicVista, and the answer extraction of MathVista,
@@ -15,23 +15,13 @@ DynaMath and HallusionBench), these rules stand in for it: figures are "rule-bas
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tokencredit.rewards import completion_text, extract_answer, math_equal
+from tokencredit.rewards import AnswerFormat, answer_formats, completion_text, final_answer, math_equal
 from tokencredit.sources.answers import option_letters, yes_no
 from tokencredit.sources.schema import ANSWER_TYPES
-
-TAG_SPACES = re.compile(r"\s*(<|>|/)\s*")
-# VPPO's format check: a think block, then a boxed answer.
-BOXED_FORMAT = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
-
-
-def extract(completion: str) -> str | None:
-    """The answer a completion gives: the last <answer> tag or \\boxed{}, or None."""
-    return extract_answer(TAG_SPACES.sub(r"\1", completion))
 
 
 def chosen_letters(prediction: str, choices: Sequence[str]) -> tuple[str, ...] | None:
@@ -86,9 +76,11 @@ def is_correct(
     return math_equal(prediction, answer)
 
 
-def score(completion: str, answer: str, answer_type: str, choices: Sequence[str] = (), **rule: float | None) -> int:
-    """1 when the answer the completion gives is correct, else 0 (`rule`: precision, tolerance)."""
-    return int(is_correct(extract(completion), answer, answer_type, choices, **rule))
+def score(
+    completion: str, answer: str, answer_type: str, choices: Sequence[str], answer_format: AnswerFormat, **rule: float | None
+) -> int:
+    """1 when the answer the completion gives in `answer_format` is correct, else 0 (`rule`: precision, tolerance)."""
+    return int(is_correct(final_answer(completion, answer_format), answer, answer_type, choices, **rule))
 
 
 def avg_at_k(scores: Sequence[int]) -> float:
@@ -98,18 +90,17 @@ def avg_at_k(scores: Sequence[int]) -> float:
     return sum(scores) / len(scores)
 
 
-def accuracy_reward(completions: list, answer: list[str], answer_type: list[str], choices: list | None = None, **_: Any) -> list[float]:
-    """TRL reward function for real datasets (a `choices` column feeds option-text matching)."""
+def accuracy_reward(
+    completions: list, answer: list[str], answer_type: list[str], choices: list | None = None, answer_format: list[str] | None = None, **_: Any
+) -> list[float]:
+    """TRL reward function (dataset columns arrive as keyword arguments): a `choices` column feeds
+    option-text matching, an `answer_format` column names each row's marker (none: the synthetic task's tags)."""
     choices = choices if choices is not None else [()] * len(completions)
+    formats = answer_formats(answer_format, len(completions))
     return [
-        float(score(completion_text(c), a, t, ch))
-        for c, a, t, ch in zip(completions, answer, answer_type, choices, strict=True)
+        float(score(completion_text(c), a, t, ch, f))
+        for c, a, t, ch, f in zip(completions, answer, answer_type, choices, formats, strict=True)
     ]
-
-
-def boxed_format_reward(completions: list, **_: Any) -> list[float]:
-    """TRL reward function: 1 for "<think>...</think> ... \\boxed{...}" (VPPO's / PGPO's format score)."""
-    return [float(bool(BOXED_FORMAT.fullmatch(completion_text(c).strip()))) for c in completions]
 
 
 def _all_correct_share(keys: Sequence[tuple], correct: Sequence[int]) -> float:
@@ -209,6 +200,34 @@ def dynamath_metrics(metadata: Sequence[dict], correct: Sequence[int], predictio
     }
 
 
+def pope_metrics(metadata: Sequence[dict], correct: Sequence[int], predictions: Sequence[str | None]) -> dict[str, float]:
+    """POPE's metrics as its evaluation computes them, per subset (`category`: random, popular,
+    adversarial): accuracy, and precision, recall and F1 of answering "yes"; the yes ratio, the
+    share of answers that are "yes" (POPE's evaluate.py; lmms-eval's pope_aggregate_yes_ratio counts
+    the labels instead, always 0.5). An answer that is neither yes nor no is wrong and counts as
+    neither (POPE's script reads every answer without "no"/"not" as yes). `macro_f1` is the mean F1
+    over the subsets present: the awesome-perception-aware-rlvr fork's POPE figure (its scorers.py).
+    """
+    subsets: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    for m, p in zip(metadata, predictions, strict=True):
+        subsets[str(m["category"])].append((yes_no(p) if p is not None else None, str(m["label"])))
+    out: dict[str, float] = {}
+    for name, pairs in sorted(subsets.items()):
+        tp = sum(p == g == "yes" for p, g in pairs)
+        said_yes, is_yes = sum(p == "yes" for p, _ in pairs), sum(g == "yes" for _, g in pairs)
+        precision = tp / said_yes if said_yes else 0.0
+        recall = tp / is_yes if is_yes else 0.0
+        out |= {
+            f"{name}/accuracy": sum(p == g for p, g in pairs) / len(pairs),
+            f"{name}/precision": precision,
+            f"{name}/recall": recall,
+            f"{name}/f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            f"{name}/yes_ratio": said_yes / len(pairs),
+        }
+    out["macro_f1"] = sum(out[f"{name}/f1"] for name in subsets) / len(subsets)
+    return out
+
+
 # Metrics a benchmark's official scorer reports besides question accuracy, by adapter name; each
 # takes the rows' metadata, their correctness and the extracted predictions.
 ReleaseMetrics = Callable[[Sequence[dict], Sequence[int], Sequence[str | None]], dict[str, float]]
@@ -216,6 +235,7 @@ RELEASE_METRICS: dict[str, ReleaseMetrics] = {
     "hallusionbench": hallusion_accuracies,
     "wemath": wemath_metrics,
     "dynamath": dynamath_metrics,
+    "pope": pope_metrics,
 }
 # Benchmarks whose official scorer is an LLM judge: our rule-based accuracy only approximates it.
 LLM_JUDGED = ("mathverse", "logicvista")

@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor,
 from tokencredit.atomic import atomic_path
 from tokencredit.manifest import manifest_path, policy_hash
 from tokencredit.params import ModelParams
+from tokencredit.plain_think import plain_think_tokenizer
 from tokencredit.repeated_images import encode_repeated_images_once
 from tokencredit.tiny_vlm import ImageOnlyQwen2_5_VLProcessor  # importing also registers it with AutoProcessor
 
@@ -100,6 +101,8 @@ def load_policy(
     if given:  # same images, same number of visual tokens, whatever the checkpoint's defaults
         processor.image_processor.size = {"shortest_edge": model_params.min_pixels, "longest_edge": model_params.max_pixels}
     processor.tokenizer.padding_side = "left"
+    if model_params.plain_think_tokens:
+        processor.tokenizer = plain_think_tokenizer(processor.tokenizer)
     encode_repeated_images_once(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), processor

@@ -67,6 +67,10 @@ class DataParams(Section):
     )
     path: str | None = Field(None, description="Local copy of the published training set (its release directory); required unless source is synthetic.")
     limit: int | None = Field(None, ge=1, description="Real training set: keep only its first N train rows (None: all).")
+    validation: BenchmarkSpec | None = Field(
+        None, description="Real training set: a published split read as the validation split (e.g. the fork's MMK12 "
+        "test), instead of the release's own validation split or n_validation held-out train rows.",
+    )
     on_bad_row: Literal["error", "skip"] = Field(
         "error", description="Real training set: a malformed row (missing field, broken image, unknown answer type) "
         "stops with an error naming its file, row and field, or is skipped, counted and logged.",
@@ -110,6 +114,10 @@ class ModelParams(Section):
         "eager", description="Attention kernel. `attn_image` needs attention weights, which only eager returns."
     )
     trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
+    plain_think_tokens: bool = Field(
+        False, description="Tokenize <think> and </think> as plain text instead of as the checkpoint's added tokens, which "
+        "Qwen3-VL Instruct checkpoints never trained (the fork's controlled comparison; tokencredit.plain_think).",
+    )
     seed: int = Field(0, description="Seed of the tiny model's initialisation.")
 
     @model_validator(mode="after")
@@ -149,18 +157,31 @@ class SFTParams(Section):
     seed: int = Field(0, description="Seed of data order and initial state.")
 
 
-class MethodSpec(Section):
-    """One entry of the method grid: a registered weighting plus its hyperparameters.
+class ComponentSpec(Section):
+    """A registered component of a method (an auxiliary loss, a rollout transform) and its hyperparameters."""
 
-    Named variants (e.g. `tor_reasoning_only`) are specs with the same `weighting` and other
+    name: str = Field(description="Name in the component's registry (tokencredit.losses, tokencredit.transforms).")
+    hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the component's defaults.")
+
+
+class MethodSpec(Section):
+    """One entry of the method grid: a recipe of registered components (tokencredit.recipe), each with
+    its hyperparameters: token weights, an auxiliary loss, a rollout transform, a counterfactual input.
+
+    Named variants (e.g. `tor_reasoning_only`) are specs with the same components and other
     hyperparameters: ablations are parameter settings, not copies of code.
     """
 
-    weighting: str = Field(description="Name in the weighting registry (tokencredit.weighting).")
+    weighting: str = Field("uniform", description="Name in the weighting registry (tokencredit.weighting); uniform: no token weights.")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise",
+        "harmonized_patches",
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
+    loss: ComponentSpec | None = Field(None, description="Auxiliary loss added to TRL's policy loss (tokencredit.losses), e.g. {name: papo}.")
+    transform: ComponentSpec | None = Field(
+        None, description="Rollout transform of the generation inputs (tokencredit.transforms), e.g. {name: noisy_rollout}; the update sees the clean inputs."
+    )
 
 
 # ToR's selection at its defaults, measured in training from the default SFT model (docs/experiment.md;
@@ -177,6 +198,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "tor": ("tor", {}),
         "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
         "tor_perception_only": ("tor", {"rho_r": 0.0}),  # gamma_p on ALL of T_p; gamma_r = 0 would drop T_p ∩ T_r
+        "tor_top_p": ("tor_top_p", {}),  # Eq. 5 as the fork reads it: T_r by the entropy of the top-p 0.95 set (issue 22)
         "vppo": ("vppo", {}),
         "pgpo": ("pgpo", {}),
         "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),
@@ -185,16 +207,35 @@ def _default_methods() -> dict[str, MethodSpec]:
         "pgpo_authorcode": ("pgpo", {"tau_quantile": True, "floor": 0.1, "normalize": False}),  # authors' dev code, pgpo.py
         "atrl": ("atrl", {}),
         "atrl_low_only": ("atrl", {"low_connectivity_only": True}),
+        # The zoo (issue 22): weightings at their authors' defaults (weighting/<name>.py cites each).
+        "vepo": ("vepo", {}),
+        "vepo_no_entropy_gate": ("vepo", {"entropy_gate": False}),  # their score type "E" ablation
+        "pepo": ("pepo", {}),
+        "vgpo": ("vgpo", {}),
+        "cgpo": ("cgpo", {}),
+        "clip_cov": ("clip_cov", {}),  # a sparse control with no visual signal
         # Controls (no paper): each sparse method's random twin at its selection ratio and weight mass,
         # and the ground-truth roles' ceiling (weighting/random_tokens.py, weighting/oracle_roles.py).
         "random_entropy_topk": ("random_tokens", {"ratio": 0.2, "normalize": True}),
         "random_tor": ("random_tokens", {"ratio": TOR_SELECTED, "selected_weight": TOR_SELECTED_WEIGHT}),
         "random_vppo": ("random_tokens", {"ratio": 0.4, "per_response": True}),
         "random_atrl": ("random_tokens", {"ratio": 0.15, "selected_weight": 1.5, "other_weight": 0.5, "per_response": True, "normalize": True}),
+        "random_vepo": ("random_tokens", {"ratio": 0.2, "per_response": True, "normalize": True}),
+        "random_clip_cov": ("random_tokens", {"ratio": 1 - 0.0002}),  # drops floor(2e-4 N); Clip-Cov at least 1
+        "random_cgpo": ("random_tokens", {"ratio": TOR_SELECTED}),  # T_r ∪ T_p as ToR's (same ρs); weights ≈ 1 (α averages 1)
         "oracle_perception": ("oracle_roles", {}),
         "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
     }
-    return {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
+    # Methods of other kinds (issue 22): an auxiliary loss or a rollout transform, on uniform weights.
+    recipes = {
+        "papo": {"loss": {"name": "papo"}},  # the 3B GRPO scripts: gamma 0.02, no double entropy (losses/papo.py)
+        "papo_double_entropy": {"loss": {"name": "papo", "hparams": {"ori_entropy_coef": 0.05, "aug_entropy_coef": 0.05}}},  # 7B GRPO
+        "papo_dapo": {"loss": {"name": "papo", "hparams": {"gamma": 0.01, "ori_entropy_coef": 0.03, "aug_entropy_coef": 0.03}}},  # DAPO's
+        "kl_cov": {"loss": {"name": "kl_cov"}},
+        "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
+    }
+    built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
+    return {**built, **{name: MethodSpec.model_validate(recipe) for name, recipe in recipes.items()}}
 
 
 class LoraParams(Section):
@@ -225,7 +266,7 @@ class LoraParams(Section):
 
 
 class TrainParams(Section):
-    algos: list[Literal["grpo", "dapo", "dr_grpo"]] = Field(
+    algos: list[Literal["grpo", "dapo", "dr_grpo", "cispo", "sapo", "gspo"]] = Field(
         default_factory=lambda: ["grpo"], min_length=1, description="Base algorithms of the grid.", json_schema_extra=GRID
     )
     methods: list[str] = Field(
@@ -234,6 +275,7 @@ class TrainParams(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="Seeds of the grid.", json_schema_extra=GRID)
     max_steps: int = Field(30, ge=1, description="GRPO optimizer steps per run.")
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (1e-6 in the papers' 3B/7B runs).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TRL's default 0; EasyR1's, which the papers train with: 0.01).")
     prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per optimizer step (the papers' update or global batch).")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (G).")
     micro_batch_size: int | None = Field(
@@ -250,7 +292,15 @@ class TrainParams(Section):
     max_completion_length: int = Field(48, ge=4, description="Token budget of one completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus (top-p) sampling of rollouts (the papers: 0.99); 1 samples the whole distribution.")
-    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference policy (0 disables it).")
+    beta: float = Field(
+        0.0, ge=0, description="Coefficient of the KL loss to the reference policy (0 disables it): TRL's k3 estimate "
+        "exp(r) - r - 1 of each token's log-ratio r, verl's and EasyR1's low_var_kl (which also clamps it to [-10, 10]).",
+    )
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] | None = Field(
+        None, description="TRL's loss aggregation, in place of the algorithm's: dapo is the token-level mean over the "
+        "accumulated batch (EasyR1's loss_avg_mode: token, the fork's controlled comparison); grpo the per-response mean; "
+        "None: the algorithm's own (grpo: grpo, dapo: dapo, dr_grpo: dr_grpo).",
+    )
     entropy_penalty: float = Field(
         0.0, ge=0, description="Entropy penalty coefficient (VPPO: 0.06), added to the loss times the entropy estimate "
         "that entropy_penalty_form names; 0 disables it.",
@@ -374,6 +424,14 @@ class RolloutParams(Section):
 class ScoringParams(Section):
     chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
+    entropy_top_p: float = Field(
+        0.95, gt=0, le=1, description="The entropy_top_p signal (ToR's Eq. 5, method tor_top_p): entropy of the fewest most probable "
+        "tokens whose probability reaches this (ToR: 0.95).",
+    )
+    renormalize_top_p: bool = Field(
+        True, description="entropy_top_p over the top-p set renormalised (the fork's reading; ToR's paper does not say), "
+        "or the set's terms -sum p log p as they are.",
+    )
 
 
 class ScoreParams(Section):
@@ -385,7 +443,8 @@ class ScoreParams(Section):
         "(top-rho thresholds, VPPO's min/max), as one generated batch (train.prompts_per_step x train.updates_per_generation) does in training.",
     )
     counterfactuals: list[Literal[
-        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray"
+        "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise",
+        "harmonized_patches",
     ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
     seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
 
@@ -419,6 +478,17 @@ class EvalParams(Section):
         None, ge=1, description="avg@k and pass@k grade the first k cached samples of each question; None: all rollouts.num_samples."
     )
     without_image: bool = Field(True, description="Also grade the greedy completions with the image removed (visual dependence).")
+    suite: str | None = Field(
+        None, description="A paper's benchmark table with its protocol (tokencredit.suites: papo, vppo, pgpo, tor, pepo, vepo, "
+        "dvrp, comparison): defines one `benchmarks` entry per column on the local copies in suite_paths and grades them; "
+        "the protocol keys (answer format boxed, 8 samples at T 1.0, 2,048 new tokens, eval.k 8) must be set as it needs.",
+        json_schema_extra=GRID,
+    )
+    suite_paths: dict[str, str] = Field(
+        default_factory=dict, description="Local copies a suite reads, by release: papo_eval (PAPO-Galaxy/PAPO_eval), "
+        "vppo_eval (chamber111/VPPO-Eval), pope (lmms-lab/POPE), hallusionbench (lmms-lab/HallusionBench).",
+        json_schema_extra=GRID,
+    )
 
     @property
     def decodings(self) -> list[Decoding]:
@@ -436,12 +506,26 @@ class PromptParams(Section):
         "The system turn is the chat template's default (Qwen2.5-VL: 'You are a helpful assistant.').",
     )
 
+    answer_format: Literal["boxed", "tags"] = Field(
+        "tags", description="The marker the template asks the final answer in: boxed (the papers' '<think> </think> then "
+        "\\boxed{}'), or tags ('<think>...</think><answer>...</answer>', the synthetic task's). The format reward checks "
+        "it and grading reads the last such marker after </think> (the whole response when there is no </think>).",
+    )
+
     @field_validator("template")
     @classmethod
     def _one_question(cls, template: str) -> str:
         if template.count("{question}") != 1:
             raise ValueError(f"template must hold {{question}} exactly once, got {template!r}")
         return template
+
+    @model_validator(mode="after")
+    def _asks_for_its_format(self) -> PromptParams:
+        # A template naming the other marker would be graded on an answer it never asks for.
+        other = {"boxed": "<answer>", "tags": "\\boxed"}[self.answer_format]
+        if other in self.template:
+            raise ValueError(f"template asks for {other!r}, but answer_format is {self.answer_format!r}: set answer_format to match it")
+        return self
 
 
 class BenchmarkSpec(Section):
@@ -466,6 +550,9 @@ class BenchmarkSpec(Section):
         return self
 
 
+DataParams.model_rebuild()  # its `validation` is a BenchmarkSpec, defined after it
+
+
 class TrackingParams(Section):
     experiment: str = Field("tokencredit", min_length=1, description="MLflow experiment name.")
     tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow backend; relative sqlite paths are resolved against the repo root.")
@@ -479,6 +566,11 @@ class JobResources(Section):
     mem_mb: int | None = Field(None, ge=1, description="Host memory per job in MB (`mem_mb`); None: the profile's default.")
     runtime: int | None = Field(None, ge=1, description="Wall-clock limit per job in minutes (`runtime`); None: the profile's default.")
     partition: str | None = Field(None, description="SLURM partition (`slurm_partition`); None: the profile's default.")
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, description="Memory of each GPU the job gets, in GB. With it, the workflow plans the job's peak per GPU "
+        "(tokencredit.memory_plan) before any job and stops if it exceeds this less a 10 % margin; None: no check."
+    )
+    allow_over_plan: bool = Field(False, description="Run the job even when its memory plan exceeds gpu_memory_gb (the plan is an estimate).")
 
     def snakemake(self) -> dict[str, int | str]:
         """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`)."""
@@ -517,6 +609,25 @@ class Params(Section):
         default_factory=dict, description="Named local benchmarks; eval.benchmarks picks the ones graded."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _suite_benchmarks(cls, raw: Any) -> Any:
+        from tokencredit.suites import expand_suite
+
+        return expand_suite(raw) if isinstance(raw, dict) else raw
+
+    @model_validator(mode="after")
+    def _suite_protocol(self) -> Params:
+        from tokencredit.suites import PROTOCOL, protocol_errors
+
+        if self.eval.suite is not None:
+            values = {key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]) for key in PROTOCOL}
+            values["eval.k"] = self.eval.k or self.rollouts.num_samples
+            errors = protocol_errors(values)
+            if errors:
+                raise ValueError(f"eval.suite {self.eval.suite!r}: " + "; ".join(errors))
+        return self
+
     @model_validator(mode="after")
     def _eval_targets(self) -> Params:
         bad = [name for name in self.benchmarks if not BENCHMARK_NAME.fullmatch(name) or name in ("train", "validation", "test", "test_ood")]
@@ -550,15 +661,15 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _methods_exist(self) -> Params:
+        from tokencredit.recipe import resolve  # torch-backed; imported only when validating
         from tokencredit.signals import LABEL_SIGNALS
-        from tokencredit.weighting import check_method, required_signals  # torch-backed; imported only when validating
 
         unknown = [m for m in self.train.methods if m not in self.methods]
         if unknown:
             raise ValueError(f"train.methods names {unknown}, which are not defined under methods (defined: {sorted(self.methods)})")
         for name in self.train.methods:
-            check_method(name, self.methods[name])
-            if self.data.source != "synthetic" and required_signals(self.methods[name].weighting) & LABEL_SIGNALS:
+            recipe = resolve(name, self.methods[name])
+            if self.data.source != "synthetic" and recipe.needs & LABEL_SIGNALS:
                 raise ValueError(
                     f"methods.{name} (weighting {self.methods[name].weighting!r}) reads ground-truth token roles, which only "
                     f"the synthetic task labels, but data.source is {self.data.source!r}: drop {name!r} from train.methods"

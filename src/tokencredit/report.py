@@ -22,7 +22,10 @@ import pandas as pd
 
 from tokencredit.algorithms import ALGORITHMS
 from tokencredit.atomic import atomic_path, write_json, write_text
-from tokencredit.comparison import BASELINE_METHOD, PAIRED_SCORES, comparisons, is_control, method_sentence, minimal_detectable
+from tokencredit.comparison import (
+    BASELINE_METHOD, FAMILY_ALPHA, ORACLE_PREFIX, PAIRED_SCORES, claims, comparisons, correct_claims, is_control, method_sentence,
+    minimal_detectable, points,
+)  # fmt: skip
 from tokencredit.document import Image, Section, Table, render_html, render_markdown
 from tokencredit.papers import PAPER_RESULTS, reported_for
 from tokencredit.params import AnalysisParams
@@ -138,7 +141,8 @@ def summarize(evals: list[dict]) -> dict:
 
 
 def build_metrics(evals: dict[str, dict[str, list[dict]]], policies: Policies) -> dict:
-    """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform, vs_twin, vs_oracle)}}."""
+    """{group: {split: summary (+ greedy_accuracy_delta_vs_sft, vs_uniform, gain_fraction, vs_twin,
+    vs_oracle)}}, the sentences' claims with Holm-adjusted p-values (p_holm)."""
     metrics: dict[str, dict] = defaultdict(dict)
     for split, groups in evals.items():
         sft = summarize(groups[SFT]) if SFT in groups else None
@@ -151,6 +155,7 @@ def build_metrics(evals: dict[str, dict[str, list[dict]]], policies: Policies) -
             if policy.algo is not None:
                 summary |= comparisons(policy.algo, policy.method, groups)
             metrics[group][split] = summary
+    correct_claims(metrics)
     return dict(metrics)
 
 
@@ -231,6 +236,25 @@ def release_metric_sections(evals: dict) -> list[Section]:
     return sections
 
 
+def suite_sections(evals: dict) -> list[Section]:
+    """Each complete evaluation suite's table (tokencredit.suites): every run's figure per column, as
+    the suite's protocol reads it (%, mean over seeds), and their unweighted mean."""
+    from tokencredit.suites import COLUMNS, SUITES, complete_suites, figure
+
+    graded = {split: next(iter(groups.values()))[0].get("source", "") for split, groups in evals.items()}
+    sections = []
+    for name in complete_suites(graded):
+        columns = SUITES[name].columns
+        rows = []
+        for group in evals[columns[0]]:
+            values = [[figure(ev, COLUMNS[c].metric) for ev in evals[c].get(group, [])] for c in columns]
+            means = [statistics.fmean(v) if v and None not in v else None for v in values]
+            rows.append([group, *map(_pct, means), _pct(statistics.fmean(means) if None not in means else None)])
+        table = Table(["run", *(COLUMNS[c].label for c in columns), "Avg"], rows)
+        sections.append(Section(f"Suite `{name}`: {SUITES[name].description}", [SUITES[name].note, table], level=3))
+    return sections
+
+
 def uniform_block(metrics: dict, evals: dict) -> Table | str:
     rows = []
     for split, groups in evals.items():
@@ -241,8 +265,8 @@ def uniform_block(metrics: dict, evals: dict) -> Table | str:
             row = [group, split]
             for metric in PAIRED_SCORES:
                 c = comparison[metric]
-                interval = f"[{_signed(c['ci_low'])}, {_signed(c['ci_high'])}]"
-                row += [f"{_signed(c['diff'])} {interval}", _p_value(c["p_value"]), f"{100 * c['mdd']:.1f}"]
+                no_interval = c["p_value"] is None
+                row += [points(c), "–" if no_interval else _p_value(c["p_value"]), "–" if no_interval else f"{100 * c['mdd']:.1f}"]
             rows.append(row)
     if not rows:
         return "No method has a `uniform` run of the same algorithm to compare with."
@@ -266,6 +290,9 @@ def plot_forest(metrics: dict, evals: dict, out_dir: Path) -> Path | None:
         for y, group in enumerate(reversed(groups)):
             c = metrics[group][split]["vs_uniform"]["avg_at_k"]
             color = "tab:gray" if is_control(group) else "tab:blue"
+            if c["ci_low"] is None:  # a group with one seed: no interval
+                ax.plot(100 * c["diff"], y, "o", color=color, fillstyle="none")
+                continue
             low, high = 100 * (c["diff"] - c["ci_low"]), 100 * (c["ci_high"] - c["diff"])
             ax.errorbar(100 * c["diff"], y, xerr=[[low], [high]], fmt="o", color=color, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
@@ -277,35 +304,75 @@ def plot_forest(metrics: dict, evals: dict, out_dir: Path) -> Path | None:
     return path
 
 
+def _fraction(r: dict | None) -> str:
+    if r is None:
+        return "–"
+    if r["ratio"] is None or not (r["defined"] or r["one_seed"]):
+        return "undefined"
+    if r["one_seed"]:
+        return f"{r['ratio']:.2f} (no interval: a group has one seed)"
+    return f"{r['ratio']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+
+def ranking_section(metrics: dict, evals: dict) -> Section:
+    """The report's opening: every run's avg@k gain over uniform as a fraction of each oracle's gain."""
+    blocks: list = [
+        "Each run's avg@k gain over `uniform` as a fraction of the oracle's gain (same algorithm, same split): "
+        "0 is uniform, 1 the oracle (the ceiling of any token selection on this task); a random twin should sit "
+        "near 0. Brackets: 95 % Fieller interval (seeds and the shared examples as in the difference below). "
+        "Undefined where the oracle's own gain is not told apart from 0 at that level: the scale has no unit."
+    ]
+    for split, groups in evals.items():
+        rows = {g: metrics[g][split]["gain_fraction"] for g in groups if metrics[g][split].get("gain_fraction")}
+        if not rows:
+            continue
+        oracles = sorted({o.split("-", 1)[1] for fractions in rows.values() for o in fractions})
+        for group in groups:
+            if group.split("-", 1)[-1].startswith(ORACLE_PREFIX) and "vs_uniform" in metrics[group][split]:
+                blocks.append(f"{split}: `{group}` − uniform, avg@k: {points(metrics[group][split]['vs_uniform']['avg_at_k'])} points.")
+
+        def cell(group: str, oracle: str) -> dict | None:
+            return rows[group].get(f"{group.split('-', 1)[0]}-{oracle}")
+
+        def rank(group: str) -> tuple:  # by the first oracle's scale, undefined last
+            first = cell(group, oracles[0]) or {}
+            return (not first.get("defined"), -(first.get("ratio") or 0.0))
+
+        body = [[group, *(_fraction(cell(group, o)) for o in oracles)] for group in sorted(rows, key=rank)]
+        header = ["run", *(f"fraction of {o}'s gain" for o in oracles)]
+        blocks.append(Table(header, body, f"{split}: avg@k gain over uniform on the oracle's scale, ranked"))
+    if len(blocks) == 1:
+        blocks = ["No oracle run beside a `uniform` run of the same algorithm: no common scale."]
+    return Section("Ranking: gain over `uniform` as a fraction of the oracle's", blocks)
+
+
 def forest_section(metrics: dict, evals: dict, forest: Path | None) -> Section:
-    """The report's opening: the forest plot, the minimal detectable difference, one sentence per method."""
+    """The forest plot, the minimal detectable difference, one sentence per method."""
     if forest is None:
         return Section("Difference from `uniform`", ["No method has a `uniform` run of the same algorithm to compare with."])
+    n_claims = sum(c.get("p_holm") is not None for c in claims(metrics))
     blocks: list = [
         Image("forest plot: difference from uniform", forest.read_bytes(), forest.name),
-        "Each run's avg@k minus uniform's, mean over seeds, with a 95 % hierarchical-bootstrap interval "
-        "(seeds resampled, then examples within each seed). Grey: controls (random twins at the same "
-        "sparsity, oracles from the ground-truth token roles).",
+        "Each run's avg@k minus uniform's, mean over seeds, with a 95 % interval: Student's t with the training "
+        "seed as the unit (Welch over the two groups' per-seed means) plus the draw of the test examples, which "
+        "every seed shares (tokencredit.stats). Open circles: a group with one seed, no interval. Grey: controls "
+        "(random twins at the same sparsity, oracles from the ground-truth token roles).",
+        f"The verdicts below (beats, falls below, above, below) hold after Holm's correction over the {n_claims} "
+        f"claims this report makes (family-wise α = {FAMILY_ALPHA:.2f}); the intervals are per comparison.",
     ]
     for split in evals:
-        mdd = minimal_detectable(metrics, split)
-        if mdd is not None:
-            n_seeds = min(m[split]["n_seeds"] for m in metrics.values() if split in m and "vs_uniform" in m[split])
+        found = minimal_detectable(metrics, split)
+        if found is not None:
+            mdd, n_seeds = found
             blocks.append(
                 f"{split}: with {n_seeds} seed{'s' if n_seeds != 1 else ''} per run, the minimal detectable difference in avg@k is "
-                f"{100 * mdd:.1f} points (80 % power, two-sided α = 0.05: 2.8 bootstrap standard errors, median over runs)."
-                + (
-                    f" Drawing {n_seeds} seeds with replacement estimates {n_seeds - 1}/{n_seeds} of the variance "
-                    "between seeds, so with this few seeds the intervals are somewhat too narrow: read one that barely "
-                    "excludes 0 as a lead, not a finding."
-                    if 1 < n_seeds < 10
-                    else ""
-                )
+                f"{100 * mdd:.1f} points (80 % power, two-sided per-comparison α = 0.05: (t_0.975 + t_0.8) standard errors at "
+                "the comparison's degrees of freedom, median over runs); a claim corrected for the whole family needs more."
             )
     for split, groups in evals.items():
         for group in groups:
             summary = metrics[group][split]
-            if "vs_uniform" in summary and not is_control(group):
+            if not is_control(group) and any(key in summary for key in ("vs_uniform", "vs_twin", "vs_oracle")):
                 blocks.append(method_sentence(group, split, summary))
     return Section("Difference from `uniform`, with controls", blocks)
 
@@ -363,22 +430,27 @@ def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
 
 
 def methods_table(policies: Policies) -> Table | None:
-    """Each trained method's weighting and, from the weighting registry, its counterfactual input,
-    batch scope and tie rule (None without training runs)."""
-    from tokencredit.params import _default_methods
-    from tokencredit.weighting import describe  # torch-backed: only with training runs
+    """Each trained method's components (weighting, auxiliary loss, rollout transform, counterfactual
+    input, with their hyperparameters) and, from the weighting registry, its batch scope and tie rule
+    (None without training runs)."""
+    from tokencredit.params import MethodSpec, _default_methods
+    from tokencredit.recipe import resolve  # torch-backed: only with training runs
+    from tokencredit.weighting import describe
 
     rows = {}
     for policy in policies.values():
-        recorded = read_run_record(policy.run_dir).params.get("methods", {}).get(policy.method)
-        spec = recorded or _default_methods()[policy.method].model_dump()  # run.json of an older run: built-in spec
-        facts = describe(spec["weighting"])
-        hparams = ", ".join(f"{key}={value}" for key, value in sorted(spec.get("hparams", {}).items()))
-        weighting = f"{spec['weighting']} ({hparams})" if hparams else spec["weighting"]
-        rows[policy.method] = [policy.method, weighting, spec.get("counterfactual") or facts["counterfactual"], facts["scope"], facts["ties"]]
+        record = read_run_record(policy.run_dir)
+        recorded = record.params.get("method_spec") if record is not None else None
+        spec = MethodSpec.model_validate(recorded) if recorded else _default_methods()[policy.method]  # an older run: built-in spec
+        parts, facts = resolve(policy.method, spec).components(), describe(spec.weighting)
+        rows[policy.method] = [
+            policy.method, parts["weighting"], parts.get("loss", "none"), parts.get("transform", "none"),
+            parts["counterfactual"], facts["scope"], facts["ties"],
+        ]  # fmt: skip
     if not rows:
         return None
-    return Table(["method", "weighting", "counterfactual input", "batch scope", "ties"], [rows[m] for m in sorted(rows)])
+    header = ["method", "weighting", "auxiliary loss", "rollout transform", "counterfactual input", "batch scope", "ties"]
+    return Table(header, [rows[m] for m in sorted(rows)])
 
 
 def summary_sections(
@@ -392,18 +464,23 @@ def summary_sections(
              "(no interval with one seed). Accuracies in %."],
             level=1,
         ),
+        ranking_section(metrics, evals),
         forest_section(metrics, evals, forest),
         Section("Accuracy"),
         *accuracy_sections(metrics, evals),
         Section(
             "Difference from `uniform` (same algorithm)",
-            ["Hierarchical bootstrap: training seeds resampled, then examples within each seed; p is "
-             "two-sided for no difference; MDD: the minimal detectable difference at this grid size (points, "
-             "80 % power, α = 0.05).", uniform_block(metrics, evals)],
+            ["95 % Student-t interval over training seeds plus the shared examples' draw (as above); p is "
+             "two-sided for no difference, per comparison (not corrected); MDD: the minimal detectable difference at "
+             "this grid size (points, 80 % power, per-comparison α = 0.05). A group with one seed has no interval.",
+             uniform_block(metrics, evals)],
         ),
         Section("Greedy accuracy per question family (%, mean over seeds)"),
         *family_sections(evals),
     ]  # fmt: skip
+    suites = suite_sections(evals)
+    if suites:
+        sections += [Section("Evaluation suites (README: protocol, local copies)"), *suites]
     official = release_metric_sections(evals)
     if official:
         sections += [Section("Official metrics of the benchmarks' scorers (greedy, %, mean over seeds)"), *official]

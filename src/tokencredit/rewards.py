@@ -1,19 +1,38 @@
 """Verifiable-reward building blocks: answer extraction, math equivalence, format and length rewards.
 
-Correctness per answer type lives in tokencredit.graders, which builds on these."""
+The answer format (`prompt.answer_format`) is what the prompt asks for: `boxed` (the papers'
+"<think> ... </think> then \\boxed{}") or `tags` ("<think>...</think><answer>...</answer>", the
+synthetic task's). Extraction and the format reward follow it; one format never reads the other's
+marker. Correctness per answer type lives in tokencredit.graders, which builds on these.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
+from typing import Literal
 
 from math_verify import parse, verify
 
+AnswerFormat = Literal["boxed", "tags"]
+ANSWER_FORMATS: tuple[AnswerFormat, ...] = ("boxed", "tags")
+# A split without an `answer_format` column is the synthetic task, which answers in tags.
+DEFAULT_ANSWER_FORMAT: AnswerFormat = "tags"
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-FORMAT = re.compile(r"^<think>.*</think><answer>.*</answer>$", re.DOTALL)
+THINK_END = "</think>"
+# PAPO-Eval's and VPPO's reward code remove spaces around "<", ">" and "/" before reading a response
+# (Qwen2.5-VL-32B writes "< /think >").
+TAG_SPACES = re.compile(r"\s*(<|>|/)\s*")
+# Full-response format checks: tags as R1-style templates (the synthetic task's target format), boxed
+# as VPPO's and PGPO's format_reward (VPPO-RL examples/reward_function/math.py, after TAG_SPACES).
+FORMATS: dict[str, re.Pattern[str]] = {
+    "tags": re.compile(r"<think>.*</think><answer>.*</answer>", re.DOTALL),
+    "boxed": re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL),
+}
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...}, with balanced braces; None if absent or unclosed."""
     start = text.rfind("\\boxed{")
     if start < 0:
@@ -30,13 +49,27 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_answer(text: str) -> str | None:
-    """Content of the last <answer>...</answer>, else of the last \\boxed{...}, else None."""
-    tags = ANSWER_TAG.findall(text)
-    if tags:
-        return tags[-1].strip()
-    boxed = _last_boxed(text)
-    return boxed.strip() if boxed is not None else None
+def final_answer(text: str, answer_format: AnswerFormat) -> str | None:
+    """The answer a response gives: the content of the last marker of `answer_format` (the last
+    \\boxed{...}, or the last <answer>...</answer>) after the last </think>; None when there is none.
+
+    A marker inside the thinking never counts once the thinking is closed ("<think>maybe
+    <answer>3</answer></think> \\boxed{5}" answers 5 when boxed, nothing when tags). A response
+    without </think> is read whole, as PAPO-Eval reads every response (the last \\boxed{} anywhere;
+    it ignores </think>, so with </think> it would also take a box from inside the thinking, which
+    we do not). Spaces around "<", ">" and "/" are removed first, as PAPO-Eval does.
+    """
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"unknown answer format {answer_format!r} (known: {', '.join(ANSWER_FORMATS)})")
+    text = TAG_SPACES.sub(r"\1", text)
+    _, closed, after = text.rpartition(THINK_END)
+    region = after if closed else text
+    if answer_format == "boxed":
+        inner = last_boxed(region)
+    else:
+        tags = ANSWER_TAG.findall(region)
+        inner = tags[-1] if tags else None
+    return inner.strip() if inner is not None else None
 
 
 def _normalize(text: str) -> str:
@@ -67,8 +100,26 @@ def completion_text(completion: str | list[dict]) -> str:
     return content
 
 
-def format_reward(completions: list, **kwargs) -> list[float]:
-    return [float(bool(FORMAT.match(completion_text(c).strip()))) for c in completions]
+def answer_formats(answer_format: Sequence[str] | None, n: int) -> list[str]:
+    """A reward function's `answer_format` column (TRL passes dataset columns as keyword
+    arguments), or the synthetic task's format for each of `n` completions when there is none."""
+    return list(answer_format) if answer_format is not None else [DEFAULT_ANSWER_FORMAT] * n
+
+
+def is_formatted(text: str, answer_format: AnswerFormat) -> bool:
+    """Whether the whole response has the format the prompt asks for: "<think>...</think>" then
+    "<answer>...</answer>" (tags, nothing around), or then a \\boxed{} (boxed, VPPO's check after its
+    TAG_SPACES rule)."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"unknown answer format {answer_format!r} (known: {', '.join(ANSWER_FORMATS)})")
+    text = text.strip()
+    return bool(FORMATS[answer_format].fullmatch(TAG_SPACES.sub(r"\1", text) if answer_format == "boxed" else text))
+
+
+def format_reward(completions: list, answer_format: Sequence[str] | None = None, **_) -> list[float]:
+    """TRL reward function: 1 for a response in its row's answer format (`answer_format` column)."""
+    formats = answer_formats(answer_format, len(completions))
+    return [float(is_formatted(completion_text(c), f)) for c, f in zip(completions, formats, strict=True)]
 
 
 def overlong_penalty(lengths: list[int], max_len: int, cache: int) -> list[float]:

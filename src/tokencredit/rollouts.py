@@ -6,7 +6,7 @@ rollouts.temperature), `greedy` (one per prompt) and `no_image` (greedy with the
 
 One parquet per (policy, split, decoding), one row per completion, ordered by prompt then sample:
   id, sample, family, question, image (path relative to the data dir; "" for a text-only row),
-  answer, answer_type, [choices, for benchmarks], token_ids (list[int]: the completion up to and
+  answer, answer_type, [choices, answer_format, for benchmarks], token_ids (list[int]: the completion up to and
   including its first eos), sampling_logp (list[float]: log-prob of each token under the
   distribution it was drawn from; for greedy, the policy's own), text (decoded without special
   tokens), finished (ended with eos), accuracy_reward, format_reward.
@@ -137,13 +137,14 @@ def _shard_rows(model, processor, prompts: pd.DataFrame, data_dir: Path, params:
     n, temperature = (params.num_samples, params.temperature) if decoding == "sampled" else (1, 0.0)
     images = None if decoding == "no_image" else row_images(prompts, data_dir)
     samples = sample(model, processor, list(prompts["question"]), images, n, temperature, params.max_new_tokens)
-    columns = [c for c in (*DATA_COLUMNS, "choices") if c in prompts]
+    columns = [c for c in (*DATA_COLUMNS, "choices", "answer_format") if c in prompts]
     rows = pd.DataFrame({c: np.repeat(prompts[c].to_numpy(), n) for c in columns})
     rows.insert(1, "sample", np.tile(np.arange(n), len(prompts)))
     rows = pd.concat([rows, pd.DataFrame(samples)], axis=1)
     choices = list(rows["choices"]) if "choices" in rows else None
-    rows["accuracy_reward"] = accuracy_reward(list(rows["text"]), list(rows["answer"]), list(rows["answer_type"]), choices)
-    rows["format_reward"] = format_reward(list(rows["text"]))
+    formats = list(rows["answer_format"]) if "answer_format" in rows else None
+    rows["accuracy_reward"] = accuracy_reward(list(rows["text"]), list(rows["answer"]), list(rows["answer_type"]), choices, formats)
+    rows["format_reward"] = format_reward(list(rows["text"]), formats)
     return rows
 
 

@@ -5,17 +5,18 @@ rollout order:
   policy, split, id, sample, family, question, answer, accuracy_reward, format_reward (of its
   response); response (its row in the rollouts file), position (in the completion), token_id,
   token (its text; a special token by name), role (ground truth, below);
-  signal.{s} for s in entropy, logp, attn_image;
-  signal.{s}.{counterfactual} for s in logp_cf, vis_k3, vis_kl, vis_absdiff, per counterfactual
-  input scored: those the methods use plus `score.counterfactuals`;
+  signal.{s} for s in entropy, logp, attn_image, hidden_sim, hidden_sim_last, entropy_top_p;
+  signal.{s}.{counterfactual} for s in logp_cf, vis_k3, vis_kl, vis_absdiff, vis_jsd, entropy_cf,
+  per counterfactual input scored: those the methods use plus `score.counterfactuals`;
   weight.{method} for every entry of the params' `methods`.
 Values are float32. attn_image needs eager attention: without it, it and the weights of the
 methods that read it are left out (with a warning).
 
 Signals come from `signals.score_policy` at the rollouts' sampling temperature: one call per
 counterfactual input, i.e. one counterfactual forward per kind. Weights see the batches training
-sees: `score.weighting_prompts` prompts with all their samples, and GRPO group advantages of the
-accuracy reward (no method reads their values today, only their shape).
+sees: `score.weighting_prompts` prompts with all their samples (each prompt's samples one group),
+and GRPO group advantages of the accuracy reward (Clip-Cov reads them). Methods that follow the
+training progress show their weights at the end of training (progress 1: PEPO's full weights).
 
 Roles: the sampled text is labelled by the rule that labels the synthetic targets
 (`synthetic.completion_role_spans`); each token takes the role of its characters
@@ -46,12 +47,12 @@ from tokencredit.sampling import decode, token_offsets
 from tokencredit.score_columns import signal_column, weight_column
 from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
 from tokencredit.synthetic import ROLES, completion_role_spans, token_roles
-from tokencredit.weighting import WeightFn, build_weighting, default_counterfactual, required_signals
+from tokencredit.weighting import Context, Layout, WeightFn, build_weighting, default_counterfactual, required_signals
 
 log = logging.getLogger(__name__)
 
-POLICY_SIGNALS = ("entropy", "logp", "attn_image")  # from the forward with the real image
-CF_SIGNALS = ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff")  # one set per counterfactual input
+POLICY_SIGNALS = ("entropy", "logp", "attn_image", "hidden_sim", "hidden_sim_last", "entropy_top_p")  # from the forward with the real image
+CF_SIGNALS = ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf")  # one set per counterfactual input
 
 
 def method_counterfactual(spec: MethodSpec) -> str | None:
@@ -127,6 +128,7 @@ class RolloutScorer:
         return score_policy(
             self.model, {**batch, **extra}, needs=needs, counterfactual=kind, chunk_size=self.scoring.chunk_size,
             temperature=self.temperature, attention_layers=self.scoring.attention_layers, batch_size=self.batch_size,
+            entropy_top_p=self.scoring.entropy_top_p, renormalize_top_p=self.scoring.renormalize_top_p,
         )  # fmt: skip
 
     def score(self, rows: pd.DataFrame, data_dir: Path) -> dict[str, np.ndarray]:
@@ -146,10 +148,12 @@ class RolloutScorer:
             columns |= {signal_column(s, kind): by_kind[kind].require(s) for s in CF_SIGNALS}
         advantages = group_advantages(rows).to(policy.mask.device)
         labels = {"role": role_codes(self.processor, batch["completion_ids"], policy.mask)} if self.labels else {}
+        samples = rows.groupby("id", sort=False).size()
+        context = Context(layout=Layout(group=int(samples.iloc[0]) if samples.nunique() == 1 else None), progress=1.0)
         for name, (weigh, kind) in self.methods.items():
             counterfactual = {s: by_kind[kind].require(s) for s in CF_SIGNALS} if kind else {}
             own = {s: policy.require(s) for s in self.policy_signals} | labels
-            columns[weight_column(name)] = weigh(TokenSignals(mask=policy.mask, **own, **counterfactual), advantages)
+            columns[weight_column(name)] = weigh(TokenSignals(mask=policy.mask, **own, **counterfactual), advantages, context)
         mask = policy.mask
         return {name: values[mask].float().cpu().numpy() for name, values in columns.items()}
 

@@ -14,6 +14,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from tokencredit.batching import Images, encode_for_loss
 from tokencredit.dataset import load_images
 from tokencredit.graders import score
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT
 from tokencredit.params import SFTParams
 from tokencredit.sampling import sample
 
@@ -39,7 +40,7 @@ def greedy_correct(model: PreTrainedModel, processor: ProcessorMixin, frame: pd.
         chunk_images = images[start : start + batch_size] if images is not None else None
         questions = list(frame["question"].iloc[start : start + batch_size])
         texts += [s["text"] for s in sample(model, processor, questions, chunk_images, 1, 0.0, max_new_tokens)]
-    return [score(t, a, kind) for t, a, kind in zip(texts, frame["answer"], frame["answer_type"])]
+    return [score(t, a, kind, (), DEFAULT_ANSWER_FORMAT) for t, a, kind in zip(texts, frame["answer"], frame["answer_type"])]
 
 
 def validation_accuracy(

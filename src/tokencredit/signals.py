@@ -5,11 +5,25 @@ Three layers, from the bottom:
 - chunked vocabulary math (`token_logp_and_entropy`, `exact_kl`): log-probs, entropy and exact KL
   from final hidden states and the lm_head weight, `chunk_size` token positions at a time, so no
   float32 [B, T, V] tensor ever exists.
-- `score_policy`: one forward with the image (logp, entropy, attention to the image) and at most
-  one counterfactual forward (logp_cf, and vis_kl when asked), under no_grad.
+- `score_policy`: one forward with the image (logp, entropy, attention to the image, hidden-state
+  similarity to the image) and at most one counterfactual forward (logp_cf, and vis_kl, vis_jsd,
+  entropy_cf when asked), under no_grad.
 
 Position convention: every signal of token t comes from the position that predicts o_t (the
-hidden state of the token before it), as in the policy loss.
+hidden state of the token before it), as in the policy loss; except hidden_sim and
+hidden_sim_last, which read token t's own hidden state, as PEPO's and VGPO's code do.
+
+Signals of the zoo methods (issue 22):
+- `vis_jsd`: JSD(p || p_cf) over the vocabulary, VEPO's (log of the midpoint with +1e-8, as its code).
+- `entropy_cf`: full-vocabulary entropy under the counterfactual input (VEPO's H_noisy).
+- `hidden_sim` (PEPO): cosine of token t's hidden state with each image token's, averaged over the
+  image tokens and over every hidden state the model outputs (the embeddings, each decoder layer,
+  the final norm: HF's output_hidden_states), read by hooks one layer at a time.
+- `hidden_sim_last` (VGPO): cosine of token t's final (normed) hidden state with the mean of the
+  image tokens' final hidden states. Both are 0 in a row without image tokens.
+- `entropy_top_p` (ToR's Eq. 5 as the fork reads it): the entropy of the top-p set, the fewest most
+  probable tokens whose probability reaches `top_p` (what top-p sampling draws from), renormalised
+  over the set (`renormalize_top_p`, the fork's choice) or the set's terms -Σ p log p as they are.
 """
 
 from __future__ import annotations
@@ -20,12 +34,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, real_inputs
 
-SIGNALS = ("entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role")
-COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff"})
+SIGNALS = (
+    "entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role",
+    "vis_jsd", "entropy_cf", "hidden_sim", "hidden_sim_last", "entropy_top_p",
+)  # fmt: skip
+COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf"})
+HIDDEN_SIGNALS = frozenset({"hidden_sim", "hidden_sim_last"})
 # Read from the data's ground truth, not scored by a policy: `role` is the index in synthetic.ROLES
 # of each sampled token's role (the oracle_roles control; only the synthetic task labels roles).
 LABEL_SIGNALS = frozenset({"role"})
@@ -51,6 +70,11 @@ class TokenSignals:
     vis_absdiff: Tensor | None = None
     attn_image: Tensor | None = None
     role: Tensor | None = None
+    vis_jsd: Tensor | None = None
+    entropy_cf: Tensor | None = None
+    hidden_sim: Tensor | None = None
+    hidden_sim_last: Tensor | None = None
+    entropy_top_p: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.mask.dtype != torch.bool or self.mask.dim() != 2:
@@ -120,6 +144,80 @@ def exact_kl(
         lq = _log_probs(hidden_q[start : start + chunk_size], lm_head_weight, temperature)
         kls.append((lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0))  # clamp: rounding can dip below 0
     return torch.cat(kls)
+
+
+def jsd_and_entropy_cf(
+    hidden_p: Tensor, hidden_q: Tensor, lm_head_weight: Tensor, temperature: float = 1.0, chunk_size: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """JSD(p || q) and the entropy of q per row, p and q given by hidden states [N, H] (VEPO's
+    `compute_jsd_and_entropy_from_logits`, Leonnnnnn929/VEPO verl/utils/jsd_masking.py), chunked."""
+    jsds, entropies = [hidden_p.new_zeros(0, dtype=torch.float32)], [hidden_p.new_zeros(0, dtype=torch.float32)]
+    for start in range(0, hidden_p.shape[0], chunk_size):
+        lp = _log_probs(hidden_p[start : start + chunk_size], lm_head_weight, temperature)
+        lq = _log_probs(hidden_q[start : start + chunk_size], lm_head_weight, temperature)
+        p, q = lp.exp(), lq.exp()
+        log_m = torch.log(0.5 * (p + q) + 1e-8)
+        jsds.append((0.5 * (p * (lp - log_m)).sum(-1) + 0.5 * (q * (lq - log_m)).sum(-1)).clamp(min=0.0))
+        entropies.append(-(q * lq).sum(-1))
+    return torch.cat(jsds), torch.cat(entropies)
+
+
+def top_p_entropy(
+    hidden: Tensor, lm_head_weight: Tensor, top_p: float, renormalize: bool = True, temperature: float = 1.0, chunk_size: int = 1024
+) -> Tensor:
+    """Entropy of each row's top-p set (module docstring), chunk_size rows at a time."""
+    entropies = [hidden.new_zeros(0, dtype=torch.float32)]
+    for start in range(0, hidden.shape[0], chunk_size):
+        lp = _log_probs(hidden[start : start + chunk_size], lm_head_weight, temperature).sort(dim=-1, descending=True).values
+        p = lp.exp()
+        kept = (p.cumsum(-1) - p) < top_p  # the mass of the more probable tokens is still short of top_p
+        if renormalize:
+            lp = lp - torch.logsumexp(lp.masked_fill(~kept, -torch.inf), dim=-1, keepdim=True)
+        entropies.append(-(lp.exp() * lp * kept).sum(-1))
+    return torch.cat(entropies)
+
+
+def image_similarity(hidden: Tensor, image_tokens: Tensor, n_completion: int) -> tuple[Tensor, Tensor]:
+    """For hidden states [B, L, H] and the image-token mask [B, L]: per completion token [B, T], its
+    mean cosine with the image tokens (PEPO's score of one layer) and its cosine with the image
+    tokens' mean state (VGPO's). 0 in rows without image tokens."""
+    h = hidden.float()
+    gen = h[:, -n_completion:]
+    weights = image_tokens.float() / image_tokens.sum(1, keepdim=True).clamp(min=1)
+    mean_unit = torch.einsum("blh,bl->bh", F.normalize(h, dim=-1), weights)
+    mean_state = torch.einsum("blh,bl->bh", h, weights)
+    mean_cosine = (F.normalize(gen, dim=-1) * mean_unit[:, None]).sum(-1)
+    cosine_of_mean = F.cosine_similarity(gen, mean_state[:, None].expand_as(gen), dim=-1)
+    return mean_cosine, cosine_of_mean
+
+
+@contextmanager
+def _hidden_similarity(model: Any, image_tokens: Tensor, n_completion: int) -> Iterator[dict[str, Tensor]]:
+    """Hooks that reduce every hidden state of the forward run inside (the input of each decoder
+    layer, then the final norm's output: HF's output_hidden_states) to image_similarity right away,
+    so no layer's states are kept; `found` holds hidden_sim and hidden_sim_last once it has run."""
+    backbone = getattr(model.model, "language_model", model.model)
+    per_state: list[tuple[Tensor, Tensor]] = []
+
+    def reduce(hidden: Tensor) -> None:
+        per_state.append(image_similarity(hidden.detach(), image_tokens, n_completion))
+
+    def before_layer(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        reduce(args[0] if args else kwargs["hidden_states"])
+
+    def after_norm(module: torch.nn.Module, args: tuple, output: Tensor) -> None:
+        reduce(output)
+
+    handles = [layer.register_forward_pre_hook(before_layer, with_kwargs=True) for layer in backbone.layers]
+    handles.append(backbone.norm.register_forward_hook(after_norm))
+    found: dict[str, Tensor] = {}
+    try:
+        yield found
+        found["hidden_sim"] = sum(mean for mean, _ in per_state) / len(per_state)
+        found["hidden_sim_last"] = per_state[-1][1]
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
@@ -245,6 +343,7 @@ def _score_rows(
     chunk_size: int,
     temperature: float,
     layers: list[int] | None,
+    top_p: tuple[float, bool],
 ) -> dict[str, Tensor]:
     completion_ids = batch["completion_ids"]
     mask = batch["completion_mask"].bool()
@@ -262,18 +361,26 @@ def _score_rows(
         recorder = _image_attention(model, layers, image_keys, n_completion)
     else:
         recorder = nullcontext([])
-    with recorder as found:
+    image_tokens = inputs["input_ids"] == model.config.image_token_id
+    similarity = _hidden_similarity(model, image_tokens, n_completion) if needs & HIDDEN_SIGNALS else nullcontext({})
+    with recorder as found, similarity as similar:
         hidden = _completion_hidden(model, inputs, n_completion)[mask]
     targets = completion_ids[mask].to(hidden.device)
     logp, entropy = token_logp_and_entropy(hidden, weight, targets, temperature, chunk_size)
     out = {"logp": scatter(logp), "entropy": scatter(entropy)}
+    if "entropy_top_p" in needs:
+        out["entropy_top_p"] = scatter(top_p_entropy(hidden, weight, top_p[0], top_p[1], temperature, chunk_size))
     if layers is not None:
         out["attn_image"] = (sum(found) / len(found)).masked_fill(~mask, 0.0)
+    out |= {name: value.masked_fill(~mask, 0.0) for name, value in similar.items()}
     if counterfactual is not None:
         hidden_cf = _completion_hidden(model, counterfactual_inputs(model, batch, counterfactual), n_completion)[mask]
         out["logp_cf"] = scatter(token_logp_and_entropy(hidden_cf, weight, targets, temperature, chunk_size)[0])
         if "vis_kl" in needs:
             out["vis_kl"] = scatter(exact_kl(hidden, hidden_cf, weight, temperature, chunk_size))
+        if needs & {"vis_jsd", "entropy_cf"}:
+            jsd, entropy_cf = jsd_and_entropy_cf(hidden, hidden_cf, weight, temperature, chunk_size)
+            out["vis_jsd"], out["entropy_cf"] = scatter(jsd), scatter(entropy_cf)
     return out
 
 
@@ -287,15 +394,19 @@ def score_policy(
     temperature: float = 1.0,
     attention_layers: Iterable[int] = (-1,),
     batch_size: int | None = None,
+    entropy_top_p: float = 0.95,
+    renormalize_top_p: bool = True,
 ) -> TokenSignals:
     """Score every completion token of a TRL GRPO batch with `model` (a Qwen2-VL-style VLM).
 
     `batch` holds prompt_ids/prompt_mask [B, P] (left padded), completion_ids/completion_mask
     [B, T], pixel_values and image_grid_thw, plus text_prompt_ids/text_prompt_mask for
     `drop_image` and cf_pixel_values for image perturbations (see tokencredit.counterfactual).
-    Always returns logp and entropy; attn_image when needed; logp_cf, vis_k3 and vis_absdiff when
-    any counterfactual signal is needed (one extra forward), vis_kl only when needed.
-    `batch_size` rows go through the model at a time (None: all at once).
+    Always returns logp and entropy; attn_image, hidden_sim and hidden_sim_last when needed;
+    logp_cf, vis_k3 and vis_absdiff when any counterfactual signal is needed (one extra forward),
+    vis_kl and vis_jsd with entropy_cf only when needed.
+    `batch_size` rows go through the model at a time (None: all at once). `entropy_top_p` and
+    `renormalize_top_p` define the entropy_top_p signal.
     """
     needs = set(needs)
     unknown = needs - set(SIGNALS)
@@ -315,7 +426,7 @@ def score_policy(
         check_attention_implementation(model)
         layers = _resolve_layers(model, attention_layers)
     parts = [
-        _score_rows(model, part, needs, counterfactual, chunk_size, temperature, layers)
+        _score_rows(model, part, needs, counterfactual, chunk_size, temperature, layers, (entropy_top_p, renormalize_top_p))
         for part in _row_batches(model, batch, batch_size)
     ]
     merged = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}

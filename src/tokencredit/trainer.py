@@ -1,11 +1,15 @@
-"""Weighted GRPO/DAPO: TRL's GRPOTrainer with per-token weights on the advantages.
+"""Weighted GRPO/DAPO: TRL's GRPOTrainer running a method's recipe (tokencredit.recipe): a rollout
+transform, per-token weights on the advantages and an auxiliary loss, each optional.
 
 One training step, top to bottom:
-  TRL generates G completions per prompt and computes rewards and group advantages A_i
+  (transform) the generation prompts are transformed (e.g. NoisyRollout's noised images); the batch keeps the clean ones
+  → TRL generates G completions per prompt and computes rewards and group advantages A_i
   → (DAPO) groups with equal rewards are dropped and more prompts generated until the batch is full
   → the rollout policy scores every completion token (no grad): the signals the method needs
   → w = weighting(signals, A) over the GLOBAL batch → per-token advantages A_i · w_{i,t}
-  → TRL's clipped loss (GRPO/DAPO/Dr. GRPO normaliser) and the optimizer step.
+  → TRL's clipped loss (GRPO/DAPO/Dr. GRPO normaliser) + the auxiliary loss, and the optimizer step.
+The signals an auxiliary loss reads (e.g. PAPO's logp_cf) are scored with the weighting's, once per
+generation batch, and travel with their rows into TRL's micro-batches.
 The generated batch may feed several optimizer steps (train.updates_per_generation), each
 accumulating gradients over micro-batches: TRL shuffles and splits the batch after this class has
 weighted it, so the weights always come from the whole generated batch.
@@ -52,6 +56,8 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from tokencredit.counterfactual import counterfactual_batch
+from tokencredit.losses import LossInputs
+from tokencredit.recipe import Recipe
 from tokencredit.rollout_batch import merge_rows, mixed_groups
 from tokencredit.scoring import role_codes
 from tokencredit.signals import (
@@ -62,21 +68,22 @@ from tokencredit.signals import (
     image_attention_of,
     score_policy,
 )
+from tokencredit.transforms import TransformContext, image_parts
 from tokencredit.weighting import Context, Layout, weight_stats
 
 log = logging.getLogger(__name__)
 # What the loss forward gives besides log-probs: TRL computes the entropy there; the attention is recorded.
 LOSS_FORWARD_SIGNALS = frozenset({"entropy", "attn_image"})
+LOSS_SIGNAL = "loss_signal_"  # batch keys of the signals an auxiliary loss reads, e.g. loss_signal_logp_cf
 
 
 class WeightedGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose advantages are multiplied per token by a weighting method's w[B,T].
+    """GRPOTrainer running a method's recipe: advantages multiplied per token by its weights w[B,T],
+    its auxiliary loss added to TRL's, its rollout transform applied to the generation prompts.
 
     Args beyond GRPOTrainer's:
-        weighting: callable (TokenSignals, advantages[B]) -> w[B,T], from `build_weighting`.
-        needs: signals the weighting reads (from `required_signals`).
-        counterfactual: counterfactual input for `logp_cf`, or None.
-        chunk_size, attention_layers: scoring settings (params.ScoringParams).
+        recipe: the method's components, from `tokencredit.recipe.resolve`.
+        chunk_size, attention_layers, entropy_top_p (top_p, renormalize): scoring settings (params.ScoringParams).
         dynamic_sampling_tries: DAPO; 0 disables dynamic sampling, n > 0 allows n generation rounds per batch.
         dynamic_sampling_tolerance: DAPO; a group is mixed when its rewards span more than this.
         entropy_penalty: VPPO's coefficient of mean(−log π_θ(o_t)) over the sampled tokens, added to
@@ -88,11 +95,10 @@ class WeightedGRPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *args: Any,
-        weighting,
-        needs: set[str],
-        counterfactual: str | None,
+        recipe: Recipe,
         chunk_size: int,
         attention_layers: list[int],
+        entropy_top_p: tuple[float, bool] = (0.95, True),
         dynamic_sampling_tries: int = 0,
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
@@ -100,15 +106,17 @@ class WeightedGRPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.weighting = weighting
-        self.needs = set(needs)
-        self.counterfactual = counterfactual if self.needs & COUNTERFACTUAL_SIGNALS else None
+        self.recipe = recipe
+        self.weighting = recipe.weighting
+        self.needs = set(recipe.needs)  # scored once per generation batch: the weighting's and the loss's
+        self.counterfactual = recipe.counterfactual if self.needs & COUNTERFACTUAL_SIGNALS else None
         self.chunk_size = chunk_size
         self.attention_layers = attention_layers
+        self.entropy_top_p = entropy_top_p
         self.dynamic_sampling_tries = dynamic_sampling_tries
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
-        self.signals_from_loss = signals_from_loss and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
+        self.signals_from_loss = signals_from_loss and not recipe.loss_needs and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
         self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
         if "attn_image" in self.needs:
             check_attention_implementation(without_peft_wrapper(self.model))
@@ -118,6 +126,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._extra_prompts = torch.Generator()
         self._counterfactual_noise = torch.Generator()
         self._tie_breaks = torch.Generator()
+        self._rollout_noise = torch.Generator()
         self._seconds: dict[str, float] = defaultdict(float)  # per generation batch: generation, reward, signals
         self._nonfinite: dict[str, int] = defaultdict(int)  # per generation batch: guarded rewards, signal tokens
         self._rewards: Tensor | None = None  # the last round's total reward per row of the global batch
@@ -150,9 +159,16 @@ class WeightedGRPOTrainer(GRPOTrainer):
             metrics[f"guard/nonfinite_{what}"].append(float(self._nonfinite[what]))
         return batch
 
-    def _generate(self, *args: Any, **kwargs: Any):
+    def _generate(self, prompts: list):
+        """TRL's generation, from the recipe's transformed prompts when it has a rollout transform (in
+        training); the batch keeps the clean images, so rewards, signals and the update see them."""
         with self._timed("generation"):
-            return super()._generate(*args, **kwargs)
+            if self.recipe.transform is None or not self.model.training:
+                return super()._generate(prompts)
+            context = TransformContext(self._rollout_noise, self._progress(), self.num_generations)
+            out = super()._generate(self.recipe.transform(prompts, context))
+            clean = [[part["image"] for part in image_parts(prompt)] or None for prompt in prompts]
+            return (*out[:6], clean if any(clean) else None, *out[7:])  # TRL returns the images 7th
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Tensor:
         """Rewards [rows of the global batch, reward functions]; a non-finite one becomes NaN.
@@ -182,6 +198,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._extra_prompts.manual_seed(_derived_seed(self.args.seed, step, 0))
         self._counterfactual_noise.manual_seed(_derived_seed(self.args.seed, step, 1, rank))
         self._tie_breaks.manual_seed(_derived_seed(self.args.seed, step, 2))
+        self._rollout_noise.manual_seed(_derived_seed(self.args.seed, step, 3, rank))
 
     def _draw_inputs(self, num_prompts: int) -> list[dict[str, Any]]:
         """This process's share of fresh prompts for the global batch, each repeated G times like TRL's sampler."""
@@ -235,23 +252,30 @@ class WeightedGRPOTrainer(GRPOTrainer):
         if self.signals_from_loss:  # weighted micro-batch by micro-batch, in the loss forward
             return batch
         with self._timed("signals"):
-            w, guarded = self._weights(self._signals(batch, inputs), batch["advantages"])
+            signals = self._signals(batch, inputs)
+            w, guarded = self._weights(signals, batch["advantages"])
         self._count_nonfinite("signals", guarded)
         batch["advantages"] = batch["advantages"].unsqueeze(1) * w
+        for name in self.recipe.loss_needs:  # rows travel with TRL's shuffling into the micro-batches
+            batch[LOSS_SIGNAL + name] = getattr(signals, name)
         return batch
 
     def _weights(self, local: TokenSignals, advantages: Tensor) -> tuple[Tensor, int]:
         """This process's rows of w, weighted over every process's rows; and how many tokens were guarded."""
         signals, all_advantages = self._global_batch(local, advantages)
         signals, guarded = finite_signals(signals)
-        w = self.weighting(signals, all_advantages, Context(self._tie_breaks, self._layout()))
+        w = self.weighting(signals, all_advantages, Context(self._tie_breaks, self._layout(), self._progress()))
         self._log_weights(w, signals)
         return self._local_rows(w, local.mask.shape[1]), guarded
 
+    def _progress(self) -> float:
+        """Share of training done when this batch was generated: global_step / max_steps."""
+        return self.state.global_step / max(self.state.max_steps, 1)
+
     def _layout(self) -> Layout:
-        """Rows of one micro-batch and of one process's optimizer step (VPPO's TAS pools on them)."""
+        """Rows of one micro-batch, of one process's optimizer step (VPPO's TAS pools on them) and of one prompt's group."""
         micro = self.args.per_device_train_batch_size
-        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps)
+        return Layout(micro_batch=micro, step=micro * self.args.gradient_accumulation_steps, group=self.num_generations)
 
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`.
@@ -265,7 +289,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
             return TokenSignals(mask=mask, **labels)
         extra = {}
         if self.counterfactual is not None:
-            extra = counterfactual_batch(self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise)
+            extra = counterfactual_batch(
+                self.counterfactual, batch, inputs, self.processing_class, self._counterfactual_noise, **self.recipe.counterfactual_options
+            )
         with self._whole_policy() as policy:
             signals = score_policy(
                 policy,
@@ -275,6 +301,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 chunk_size=self.chunk_size,
                 temperature=self.temperature,
                 attention_layers=self.attention_layers,
+                entropy_top_p=self.entropy_top_p[0],
+                renormalize_top_p=self.entropy_top_p[1],
                 batch_size=self.args.per_device_train_batch_size,  # forwards no larger than the training micro-batch
             )
         return replace(signals, **labels)
@@ -324,29 +352,44 @@ class WeightedGRPOTrainer(GRPOTrainer):
         metrics = self._mode_metrics()
         for name, value in weight_stats(w, signals.mask).items():
             metrics[f"weights/{name}"].append(value)
-        for name in sorted(self.needs):
+        for name in sorted(self.recipe.weight_needs):
             values = getattr(signals, name)[signals.mask]
             metrics[f"signals/{name}_mean"].append(values.mean().item() if values.numel() else 0.0)
 
-    # -- loss: VPPO's sampled-token entropy penalty ----------------------------------------------------
+    # -- loss: the recipe's auxiliary loss and VPPO's sampled-token entropy penalty ---------------------
     def _compute_loss(self, model, inputs):
-        """TRL's loss, plus entropy_penalty × mean(−log π_θ(o_t)) over the sampled tokens (VPPO's term).
+        """TRL's loss, plus the recipe's auxiliary loss and entropy_penalty × mean(−log π_θ(o_t)) over the
+        sampled tokens (VPPO's term).
 
-        As VPPO's code (dp_actor.py, EasyR1's token-weighted micro-batches), the mean is over every
-        loss token of the optimizer step on all processes, whatever the micro-batches: each
+        Means over tokens are over every loss token of the optimizer step on all processes, whatever the
+        micro-batches, as VPPO's code (dp_actor.py, EasyR1's token-weighted micro-batches): each
         micro-batch's sum is divided by the step's token count per process, as TRL's "dapo" loss is.
         """
         loss = super()._compute_loss(model, inputs)
         logps, self._last_logps = self._last_logps, None
-        if not self.entropy_penalty:
+        if not self.entropy_penalty and self.recipe.loss is None:
             return loss
         mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
         tokens = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes  # of the generated batch
         if self.model.training:
             tokens = tokens * self.current_gradient_accumulation_steps / self.args.steps_per_generation
-        penalty = (-logps * mask).sum() / tokens
-        self._mode_metrics()["entropy_penalty/sampled"].append(self.accelerator.gather(penalty.detach()).mean().item())
-        return loss + self.entropy_penalty * penalty
+        metrics = self._mode_metrics()
+        if self.recipe.loss is not None:
+            old = inputs.get("old_per_token_logps")
+            aux = self.recipe.loss(
+                LossInputs(
+                    logps=logps, old_logps=logps.detach() if old is None else old, advantages=inputs["advantages"], mask=mask,
+                    tokens=tokens, signals={name: inputs[LOSS_SIGNAL + name] for name in self.recipe.loss_needs},
+                    model=model, inputs=inputs,
+                )
+            )  # fmt: skip
+            metrics[f"aux_loss/{self.recipe.spec.loss.name}"].append(self.accelerator.gather(aux.detach()).mean().item())
+            loss = loss + aux
+        if self.entropy_penalty:
+            penalty = (-logps * mask).sum() / tokens
+            metrics["entropy_penalty/sampled"].append(self.accelerator.gather(penalty.detach()).mean().item())
+            loss = loss + self.entropy_penalty * penalty
+        return loss
 
     # -- signals from the loss forward (train.signals_from_loss) --------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -34,10 +34,10 @@ from tokencredit.models import vision_token_ids
 from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
 from tokencredit.graders import accuracy_reward
 from tokencredit.repeated_images import encode_repeated_images_once
-from tokencredit.rewards import format_reward, overlong_penalty
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_penalty
 from tokencredit.signals import LABEL_SIGNALS
+from tokencredit.recipe import Recipe, resolve
 from tokencredit.trainer import WeightedGRPOTrainer
-from tokencredit.weighting import build_weighting, default_counterfactual, required_signals
 
 log = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -53,6 +53,8 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
             "answer_type": frame["answer_type"].tolist(),
             # Option texts let the grader accept an answer given as an option's text (real benchmarks).
             "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
+            # The marker the prompt asks for, which the accuracy and format rewards read (synthetic task: tags).
+            "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
         }
     )
 
@@ -112,6 +114,7 @@ def grpo_config(
         data_seed=seed,
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
         lr_scheduler_type="constant",
         per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=accumulation,
@@ -120,10 +123,11 @@ def grpo_config(
         max_completion_length=train.max_completion_length,
         temperature=train.temperature,
         top_p=train.top_p,
-        loss_type=algo.loss_type,
+        loss_type=train.loss_type or algo.loss_type,
         scale_rewards=algo.scale_rewards,
         epsilon=algo.epsilon_low,
         epsilon_high=algo.epsilon_high,
+        importance_sampling_level=algo.importance_sampling_level,
         beta=train.beta,
         # The full-vocabulary entropy penalty is TRL's: it subtracts coef·H, so a negative coef adds penalty·H.
         # The sampled form (VPPO's) is WeightedGRPOTrainer's.
@@ -297,11 +301,11 @@ def check_checkpoint(checkpoint: Path, required: tuple[str, ...] = ()) -> None:
             raise ValueError(f"checkpoint {checkpoint} is damaged: {path.name}: {type(err).__name__}: {err}; {advice}") from err
 
 
-def check_role_labels(method: MethodSpec, train_frame: pd.DataFrame, data_dir: Path) -> None:
+def check_role_labels(recipe: Recipe, train_frame: pd.DataFrame, data_dir: Path) -> None:
     """A method that reads ground-truth token roles (oracle_roles) trains only on data that has them."""
-    if required_signals(method.weighting) & LABEL_SIGNALS and "role_spans" not in train_frame.columns:
+    if recipe.needs & LABEL_SIGNALS and "role_spans" not in train_frame.columns:
         raise ValueError(
-            f"weighting {method.weighting!r} reads ground-truth token roles, but the training data {data_dir / 'train.parquet'} "
+            f"weighting {recipe.spec.weighting!r} reads ground-truth token roles, but the training data {data_dir / 'train.parquet'} "
             "has none (no role_spans column): only the synthetic task (data.source: synthetic) labels token roles"
         )
 
@@ -318,9 +322,11 @@ def build_trainer(
     seed: int,
     checkpoint_dir: Path,
     callbacks: list[TrainerCallback] = (),
+    method_name: str = "method",
 ) -> WeightedGRPOTrainer:
     require_engines(train)
-    check_role_labels(method, train_frame, data_dir)
+    recipe = resolve(method_name, method)
+    check_role_labels(recipe, train_frame, data_dir)
     funcs, weights = reward_functions(train, algo)
     config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
     if config.world_size != train.num_processes:
@@ -335,11 +341,10 @@ def build_trainer(
         train_dataset=grpo_dataset(train_frame, data_dir),
         reward_funcs=funcs,
         callbacks=list(callbacks),
-        weighting=build_weighting(method.weighting, **method.hparams),
-        needs=required_signals(method.weighting),
-        counterfactual=method.counterfactual or default_counterfactual(method.weighting),
+        recipe=recipe,
         chunk_size=scoring.chunk_size,
         attention_layers=list(scoring.attention_layers),
+        entropy_top_p=(scoring.entropy_top_p, scoring.renormalize_top_p),
         dynamic_sampling_tries=train.max_dynamic_sampling_tries if algo.dynamic_sampling else 0,
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,

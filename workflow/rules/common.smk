@@ -5,6 +5,7 @@ import uuid
 from snakemake.exceptions import WorkflowError
 
 from tokencredit.manifest import manifest_path
+from tokencredit.memory_plan import check_memory
 from tokencredit.params import DECODINGS, section_json, validate
 from tokencredit.sources import check_sources
 from tokencredit.synthetic import SPLITS
@@ -12,6 +13,7 @@ from tokencredit.synthetic import SPLITS
 try:
     P = validate(config, "params (params/default.yaml + --configfile/--config overrides)")
     check_sources(P)
+    check_memory(P)  # plans only rules that name resources.<rule>.gpu_memory_gb
 except ValueError as err:  # ParamsError included
     raise WorkflowError(str(err)) from None
 

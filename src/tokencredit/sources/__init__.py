@@ -73,6 +73,8 @@ def check_sources(params: Params) -> None:
     params checks the rest (each local copy exists); this check needs the adapters, which sit above it.
     """
     named = [("data.source", params.data.source, "train")] if params.data.source != "synthetic" else []
+    if params.data.validation is not None:
+        named.append(("data.validation.source", params.data.validation.source, params.data.validation.split))
     named += [(f"benchmarks.{key}.source", spec.source, spec.split) for key, spec in params.benchmarks.items()]
     for key, name, split in named:
         try:
@@ -94,6 +96,10 @@ from tokencredit.sources import (  # noqa: E402, F401
     mathvista,
     mmk12,
     mmmu_pro,
+    papo_eval,
+    papo_train,
+    pope,
     virl39k,
+    vppo_eval,
     wemath,
 )

@@ -6,7 +6,7 @@ import re
 
 from typing import Any
 
-from tokencredit.rewards import extract_answer
+from tokencredit.rewards import last_boxed
 from tokencredit.sources.images import image_list
 from tokencredit.sources.questions import choices_in_text
 from tokencredit.sources.schema import Item
@@ -22,7 +22,7 @@ NUMBER = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+)")
 
 def unbox(answer: str) -> str:
     """A published answer without its \\boxed{} (ViRL39K stores "\\boxed{60}")."""
-    inner = extract_answer(answer)
+    inner = last_boxed(answer)
     return (inner if inner is not None else answer).strip()
 
 

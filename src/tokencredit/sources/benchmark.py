@@ -23,7 +23,7 @@ def write_benchmark(name: str, spec: BenchmarkSpec, prompt: PromptParams, out_di
     with atomic_path(Path(out_dir) / "images" / name, directory=True) as tmp:
         frame, skipped = convert(
             adapter, Path(spec.path), spec.split or adapter.default_split, tmp, f"images/{name}",
-            prompt.template, spec.where, spec.limit, spec.on_bad_row,
+            prompt.template, spec.where, spec.limit, spec.on_bad_row, prompt.answer_format,
         )  # fmt: skip
     frame = frame.assign(split=name)
     frame.attrs[SKIPPED] = skipped

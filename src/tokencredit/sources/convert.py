@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from tokencredit.rewards import DEFAULT_ANSWER_FORMAT
 from tokencredit.sources import Adapter
 from tokencredit.sources.answers import option_letters
 from tokencredit.sources.images import image_bytes, save_image
@@ -29,13 +30,14 @@ def convert(
     where: Mapping[str, Sequence[str]] | None = None,
     limit: int | None = None,
     on_bad_row: str = "error",
+    answer_format: str = DEFAULT_ANSWER_FORMAT,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The rows of published `split` under `root` as a frame of COLUMNS, and the rows skipped
     ("<file> row <n>: <reason>").
 
     Rows keep their published order; `where` keeps rows whose field has a listed value, `limit`
     the first N kept. Images are written to `image_dir` and named `image_prefix/<file>` in the
-    frame; `template` turns each question into the user text. A row the release publishes broken
+    frame; `template` turns each question into the user text, which asks for `answer_format`. A row the release publishes broken
     (BrokenInRelease: an empty question or answer) is always skipped and logged. Any other
     malformed row raises SourceError naming its file, row and fault, or with on_bad_row="skip" is
     logged and skipped too.
@@ -63,7 +65,7 @@ def convert(
             skipped.append(f"{ref}: {err}")
             continue
         first_seen[item.id] = ref
-        rows.append(_record(adapter.name, split, item, [f"{image_prefix}/{name}" for name in names], template))
+        rows.append(_record(adapter.name, split, item, [f"{image_prefix}/{name}" for name in names], template, answer_format))
         if limit is not None and len(rows) == limit:
             break
     if not rows:
@@ -111,7 +113,7 @@ def _check(item: Item) -> None:
             raise BadRow(f"answer {item.answer!r} is not among its {len(item.choices)} choices")
 
 
-def _record(source: str, split: str, item: Item, images: list[str], template: str) -> dict[str, Any]:
+def _record(source: str, split: str, item: Item, images: list[str], template: str, answer_format: str) -> dict[str, Any]:
     return {
         "id": item.id,
         "split": split,
@@ -124,4 +126,5 @@ def _record(source: str, split: str, item: Item, images: list[str], template: st
         "answer_type": item.answer_type,
         "choices": list(item.choices),
         "metadata": json.dumps(item.metadata, sort_keys=True, default=str),
+        "answer_format": answer_format,
     }

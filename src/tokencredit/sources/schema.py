@@ -4,7 +4,8 @@ A converted split is a parquet file with COLUMNS: `question` is the user text (p
 applied), `images` the relative paths of its images (`image` the first, "" when none), `choices`
 the option texts of a multiple-choice item (letters A, B, ... in order), `metadata` a JSON object
 of the published fields worth keeping, `source` the adapter and `family` its per-item group
-(subject, problem version, category...) for per-family accuracies.
+(subject, problem version, category...) for per-family accuracies, `answer_format` the marker the
+prompt asks the answer in (prompt.answer_format: boxed or tags), which rewards and grading read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ANSWER_TYPES = ("integer", "number", "expression", "multiple_choice", "yes_no", "free_form")
-COLUMNS = ("id", "split", "source", "family", "question", "image", "images", "answer", "answer_type", "choices", "metadata")
+COLUMNS = ("id", "split", "source", "family", "question", "image", "images", "answer", "answer_type", "choices", "metadata", "answer_format")
 
 
 @dataclass(frozen=True)

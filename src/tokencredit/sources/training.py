@@ -20,17 +20,22 @@ def write_training_splits(data: DataParams, prompt: PromptParams, data_dir: Path
     """Write data_dir/{train,validation}.parquet (+ images/<published split>/) from data.source at
     data.path; returns the rows skipped, each with its reason.
 
-    The release's own validation split is used when it has one; otherwise n_validation train rows,
-    chosen with data.seed, are held out (their images stay under images/train/).
+    The validation split is data.validation's published split when it names one, else the
+    release's own validation split when it has one; otherwise n_validation train rows, chosen with
+    data.seed, are held out (their images stay under images/train/).
     """
     adapter = get_adapter(data.source)
+    own = [s for s in REAL_SPLITS if s in adapter.splits and not (s == "validation" and data.validation)]
+    reads = [(split, adapter, data.path, split, None, data.limit if split == "train" else None, data.on_bad_row) for split in own]
+    if data.validation is not None:
+        v, v_adapter = data.validation, get_adapter(data.validation.source)
+        reads.append(("validation", v_adapter, v.path, v.split or v_adapter.default_split, v.where, v.limit, v.on_bad_row))
     frames: dict[str, pd.DataFrame] = {}
     skipped: list[str] = []
-    for split in (s for s in REAL_SPLITS if s in adapter.splits):
+    for split, source, path, published, where, limit, on_bad_row in reads:
         with atomic_path(Path(data_dir) / "images" / split, directory=True) as tmp:
             frames[split], n = convert(
-                adapter, Path(data.path), split, tmp, f"images/{split}", prompt.template,
-                limit=data.limit if split == "train" else None, on_bad_row=data.on_bad_row,
+                source, Path(path), published, tmp, f"images/{split}", prompt.template, where, limit, on_bad_row, prompt.answer_format,
             )  # fmt: skip
         skipped += n
     if "validation" not in frames:

@@ -43,14 +43,17 @@ class Layout:
 
     micro_batch: int | None = None
     step: int | None = None
+    group: int | None = None  # rows of one prompt's group of completions (VGPO's group-level pools)
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a weighting may need beyond signals: the step's random generator (tie-breaking) and the batch layout."""
+    """What a weighting may need beyond signals: the step's random generator (tie-breaking), the batch
+    layout and the training progress (global_step / max_steps in [0, 1]: PEPO's schedule)."""
 
     generator: torch.Generator | None = None
     layout: Layout = Layout()
+    progress: float = 0.0
 
     def tie_generator(self) -> torch.Generator:
         return self.generator if self.generator is not None else torch.Generator().manual_seed(0)
@@ -147,18 +150,6 @@ def build_weighting(name: str, **hparams: Any) -> WeightFn:
     return weights
 
 
-def check_method(name: str, spec: Any) -> None:
-    """Validate one `methods.<name>` params entry (a tokencredit.params.MethodSpec)."""
-    if spec.weighting not in METHODS:
-        raise ValueError(f"methods.{name}.weighting: unknown weighting {spec.weighting!r}; registered: {registered()}")
-    try:
-        build_weighting(spec.weighting, **spec.hparams)
-    except ValueError as err:
-        raise ValueError(f"methods.{name}.hparams: {err}") from None
-    if spec.counterfactual is not None and default_counterfactual(spec.weighting) is None:
-        raise ValueError(f"methods.{name}.counterfactual: weighting {spec.weighting!r} uses no counterfactual input")
-
-
 def weight_stats(w: Tensor, mask: Tensor) -> dict[str, float]:
     """Per-batch statistics for logging: share of valid tokens with w > 0 and with w > 1, mean and max."""
     valid = w[mask]
@@ -229,3 +220,4 @@ def conserve_mass(w: Tensor, mask: Tensor) -> Tensor:
 
 # Each import registers one method.
 from tokencredit.weighting import atrl, entropy_topk, oracle_roles, pgpo, random_tokens, tor, uniform, vppo  # noqa: E402, F401
+from tokencredit.weighting import cgpo, clip_cov, pepo, tor_top_p, vepo, vgpo  # noqa: E402, F401

@@ -10,13 +10,17 @@ tokens, 0 elsewhere. Responses without valid tokens take no part in the statisti
 TAS's pools (`tas_scope`):
 - "micro_batch" (default, the authors' code, dp_actor.py `update_policy`): min and max over one
   process's rows of an optimizer step (EasyR1's per-device mini-batch; the cross-device
-  all_reduce is commented out there), mean(n) and alpha over each micro-batch. Since n <= 1 and
-  mean alpha = 1 over m rows, alpha <= beta_min + m (1 - beta_min): 1.7 for micro-batches of 8.
+  all_reduce is commented out there), mean(n) and alpha over pools of `tas_rows` rows, the
+  authors' micro-batch (8 rows in their scripts). Since n <= 1 and mean alpha = 1 over m rows,
+  alpha <= beta_min + m (1 - beta_min): 1.7 for pools of 8. The pool is its own hyperparameter,
+  not the trainer's micro_batch_size: a memory setting must not move alpha's cap (7B params run
+  micro-batches of 4, which would cap alpha at 1.3).
 - "batch": everything over the rows given, i.e. the trainer's global generated batch. Unbounded
   in practice: one image-dependent outlier among 1,024 responses makes alpha about 100.
-The trainer passes its schedule as `Context.layout`; TRL shuffles rows into micro-batches after
-weighting, but the update sums over micro-batches, so only which rows share a pool matters. Pools
-are consecutive rows of the generated batch (whole prompt groups in order, within one process).
+The trainer passes its optimizer-step rows as `Context.layout.step`. TRL shuffles rows into
+micro-batches after weighting, but the update sums over micro-batches, so only which rows share a
+pool matters. Pools are consecutive rows of the generated batch (whole prompt groups in order,
+within one process).
 
 Counterfactual: `patch_blackening`. Scope: TGF per response, TAS per pool as above.
 Ties: TGF takes a random subset among equal S_t, from the step's seeded generator.
@@ -60,11 +64,13 @@ def trajectory_scale(scores: Tensor, mask: Tensor, beta_min: float, layout: Layo
 
 @register(
     "vppo", needs=("vis_k3",), counterfactual="patch_blackening",
-    scope="TGF per response; TAS min/max per process step, mean per micro-batch (tas_scope)",
+    scope="TGF per response; TAS min/max per process step, mean per micro-batch of tas_rows rows (tas_scope)",
 )  # fmt: skip
-def vppo(k: float = 0.4, beta_min: float = 0.9, tas_scope: str = "micro_batch") -> WeightFn:
+def vppo(k: float = 0.4, beta_min: float = 0.9, tas_scope: str = "micro_batch", tas_rows: int = 8) -> WeightFn:
     check_range("k", k, 0.0, 1.0, low_open=True)
     check_range("beta_min", beta_min, 0.0, 1.0)
+    if tas_rows < 1 or tas_rows != int(tas_rows):
+        raise ValueError(f"tas_rows={tas_rows} must be a whole number of rows >= 1")
     if tas_scope not in TAS_SCOPES:
         raise ValueError(f"tas_scope={tas_scope!r} must be one of {list(TAS_SCOPES)}")
 
@@ -72,7 +78,7 @@ def vppo(k: float = 0.4, beta_min: float = 0.9, tas_scope: str = "micro_batch") 
         mask = signals.mask
         scores = signals.require("vis_k3").float()
         kept = row_top_fraction(scores, mask, k, context.tie_generator()).float()
-        layout = context.layout if tas_scope == "micro_batch" else Layout()
+        layout = Layout(micro_batch=int(tas_rows), step=context.layout.step) if tas_scope == "micro_batch" else Layout()
         return trajectory_scale(scores, mask, beta_min, layout)[:, None] * kept
 
     return weights

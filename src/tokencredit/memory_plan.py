@@ -1,0 +1,464 @@
+"""Peak GPU memory of every GPU job, planned on CPU before a GPU is paid for.
+
+The activations of each job's forwards are TRACED, not guessed: the real model class is built
+from the real config (no download, no weights) under torch's FakeTensorMode, and the job's work
+runs on fake tensors, so every intermediate tensor exists with its shape and dtype but no
+storage; torch's MemTracker (torch.distributed._tools) replays their lifetimes and reports the
+peak. What a trace cannot see is counted from the model's exact parameter count: weights,
+gradients and optimizer states as the chosen engine shards them.
+
+Per job and device:
+  generation   weights or training states + prefill of one `generation_chunk` of rows (traced)
+               + their KV cache at prompt + completion length (from the traced prefill's cache,
+               scaled to the full length)
+  scoring      the same resident bytes + one no-grad forward of a scoring micro-batch and the
+               log-probs/entropy of its completion (traced); a counterfactual forward runs after
+               the real one, so it adds time, not peak
+  update       training states + one micro-batch forward and backward with gradient
+               checkpointing, TRL's log-softmax and entropy on the completion (traced)
+
+Assumptions, each a choice documented here:
+- The attention kernel is flash or memory-efficient (sdpa on a GPU without an explicit full mask):
+  the trace stands in an attention that allocates its output only, never the [L, L] scores.
+  No job reads attention weights through the kernel (AT-RL computes its signal from q and k).
+- Gradients are freed as soon as they are accumulated under FSDP and ZeRO (reduce-scattered to
+  their shard); DDP and one process keep every gradient (counted in the states).
+- Training keeps fp32 master weights and fp32 AdamW moments; forwards compute in bf16.
+- The vision tower's index arithmetic (windows, rope positions) runs on real integer tensors
+  before the trace: it is data-dependent, and tiny.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import math
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+GiB = 2**30
+PLANNED_ATTENTION = "flash_memory_plan"  # "flash" in the name: the models take their flash path (no full mask)
+
+# The public config.json of each reference checkpoint (Hugging Face Qwen/Qwen2.5-VL-3B-Instruct and
+# Qwen/Qwen2.5-VL-7B-Instruct, as transformers 5 reads them): the planner builds the real architecture
+# from them when model.path is not on this machine.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "qwen2_5_vl_3b": {
+        "model_type": "qwen2_5_vl",
+        "tie_word_embeddings": True,
+        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "text_config": {
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+            "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+            "tie_word_embeddings": True,
+        },
+        "vision_config": {
+            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+        },
+    },
+    "qwen2_5_vl_7b": {
+        "model_type": "qwen2_5_vl",
+        "tie_word_embeddings": False,
+        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "text_config": {
+            "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+            "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+            "tie_word_embeddings": False,
+        },
+        "vision_config": {
+            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+        },
+    },
+}
+
+
+def architecture(name_or_dir: str | Path):
+    """A Qwen2.5-VL config: a name in ARCHITECTURES, or a checkpoint directory holding config.json."""
+    from transformers import Qwen2_5_VLConfig
+
+    path = Path(name_or_dir) / "config.json"
+    if path.is_file():
+        raw = json.loads(path.read_text())
+    elif str(name_or_dir) in ARCHITECTURES:
+        raw = ARCHITECTURES[str(name_or_dir)]
+    else:
+        raise FileNotFoundError(f"no config.json in {name_or_dir}, and it names none of {sorted(ARCHITECTURES)}")
+    return Qwen2_5_VLConfig(**{k: v for k, v in raw.items() if k not in ("model_type", "architectures")})
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The rows of one forward and their lengths; every row holds `images` images of `pixels` pixels."""
+
+    rows: int
+    prompt_text: int  # prompt tokens besides the image tokens
+    completion: int
+    pixels: int
+    images: int = 1
+
+
+# -- the fake model -------------------------------------------------------------------------------------
+def _planned_attention(module, query, key, value, attention_mask=None, **kwargs):
+    """What a flash / memory-efficient kernel allocates: its output [B, L, H, D] (and per-row statistics)."""
+    batch, heads, length, _ = query.shape
+    out = query.new_empty(batch, length, heads, value.shape[-1])
+    query.new_empty(batch, heads, length, dtype=torch.float32)  # the kernel's log-sum-exp, freed at once
+    return out, None
+
+
+def _register_planned_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(PLANNED_ATTENTION, _planned_attention)
+    AttentionMaskInterface.register(PLANNED_ATTENTION, lambda *args, **kwargs: None)
+
+
+class PlanModel:
+    """A model of the config's class in `dtype`: fake (parameters without memory) to plan, real to measure."""
+
+    def __init__(self, config, dtype: torch.dtype = torch.bfloat16, fake: bool = True, seed: int = 0) -> None:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        config = copy.deepcopy(config)  # the planned attention is set on the model's config, not the caller's
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else nullcontext()
+        default = torch.get_default_dtype()
+        torch.manual_seed(seed)
+        with self.mode:
+            torch.set_default_dtype(dtype)
+            try:
+                self.model = Qwen2_5_VLForConditionalGeneration(config)
+            finally:
+                torch.set_default_dtype(default)
+        if fake:  # a real model on CPU runs its own sdpa kernel
+            _register_planned_attention()
+            for module in self.model.modules():
+                if getattr(module, "config", None) is not None:
+                    module.config._attn_implementation = PLANNED_ATTENTION
+        self.config = self.model.config
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def _units(self) -> list[torch.nn.Module]:
+        return [*self.model.model.language_model.layers, *self.model.model.visual.blocks]
+
+    def largest_unit(self) -> int:
+        """Parameters of the largest FSDP / ZeRO-3 unit gathered whole: a decoder layer, a vision block, or
+        the root (embeddings, lm_head, vision patch embedding and merger)."""
+        layers = [sum(p.numel() for p in unit.parameters()) for unit in self._units()]
+        return max(*layers, self.num_parameters() - sum(layers))
+
+
+def trace(pm: PlanModel, work: Callable[[], Any]) -> tuple[int, Any]:
+    """Peak bytes of the tensors `work` creates (the model's parameters and buffers excluded), and its result."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    tracker = MemTracker()
+    tracker.track_external(pm.model)
+    # Python's cycle collector frees at moments of its own choosing: collect before, and not during.
+    gc.collect()
+    gc.disable()
+    try:
+        with pm.mode, tracker, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracker warns on every None it meets in autograd's outputs
+            result = work()
+    finally:
+        gc.enable()
+    snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
+    resident = sum(v for k, v in snapshot.items() if getattr(k, "name", None) in ("PARAM", "BUFFER"))
+    return snapshot["Total"] - resident, result
+
+
+# -- inputs ---------------------------------------------------------------------------------------------
+def image_grid(config, pixels: int) -> list[int]:
+    """[t, h, w] patch grid of a square image of about `pixels` pixels after Qwen's resize (multiples of 28)."""
+    vision = config.vision_config
+    factor = vision.patch_size * vision.spatial_merge_size
+    side = max(factor, round(math.sqrt(pixels) / factor) * factor)
+    return [1, side // vision.patch_size, side // vision.patch_size]
+
+
+def prompt_length(config, shape: Shape) -> int:
+    """Tokens of one prompt: per image its merged patches between vision start and end, then the text."""
+    t, h, w = image_grid(config, shape.pixels)
+    return shape.images * (t * h * w // config.vision_config.spatial_merge_size**2 + 2) + shape.prompt_text
+
+
+def inputs_of(pm: PlanModel, shape: Shape) -> dict[str, Any]:
+    """Token ids, attention mask, 3-D rope positions and the vision tower's index tensors, computed for real."""
+    from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
+
+    config, vision = pm.config, pm.config.vision_config
+    grid = torch.tensor([image_grid(config, shape.pixels)] * (shape.rows * shape.images))
+    merged = int(grid[0].prod()) // vision.spatial_merge_size**2
+    image = [config.vision_start_token_id, *[config.image_token_id] * merged, config.vision_end_token_id]
+    ids = torch.tensor([image * shape.images + [0] * shape.prompt_text + [1] * shape.completion] * shape.rows)
+    mask = torch.ones_like(ids)
+    mm_token_type_ids = (ids == config.image_token_id).long()
+    positions, _ = pm.model.model.get_rope_index(ids, image_grid_thw=grid, attention_mask=mask, mm_token_type_ids=mm_token_type_ids)
+    cu = get_vision_cu_seqlens(grid)
+    window_index, cu_window = get_vision_window_index(
+        grid, spatial_merge_size=vision.spatial_merge_size, window_size=vision.window_size, patch_size=vision.patch_size
+    )
+    tower = {
+        "cu_seqlens": cu, "position_ids": get_vision_position_ids(grid, vision.spatial_merge_size),
+        "window_index": window_index, "cu_window_seqlens": cu_window,
+        "max_seqlen": int((cu[1:] - cu[:-1]).max()), "max_window_seqlen": int((cu_window[1:] - cu_window[:-1]).max()),
+    }  # fmt: skip
+    patches = (int(grid.prod(-1).sum()), 3 * vision.temporal_patch_size * vision.patch_size**2)
+    return {"ids": ids, "mask": mask, "positions": positions, "grid": grid, "tower": tower, "patches": patches}
+
+
+def embeddings(pm: PlanModel, inputs: dict[str, Any]) -> torch.Tensor:
+    """Token embeddings with the image embeddings in the placeholders' places, as Qwen2.5-VL's forward does."""
+    model = pm.model.model
+    pixels = torch.zeros(inputs["patches"], dtype=pm.model.dtype)
+    images = model.visual(pixels, grid_thw=inputs["grid"], **dict(inputs["tower"])).pooler_output
+    embeds = model.language_model.embed_tokens(inputs["ids"])
+    image_mask = (inputs["ids"] == pm.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(image_mask, images.to(embeds.dtype))
+
+
+def completion_scores(pm: PlanModel, hidden: torch.Tensor, ids: torch.Tensor, completion: int, chunk: int | None) -> torch.Tensor:
+    """Per-token log-probs and entropies of the completion. Without `chunk`, as TRL's loss computes them:
+    the logits of the whole micro-batch (trl.trainer.utils). With it, as the scoring code does:
+    `chunk` token positions at a time through lm_head's weight (tokencredit.signals)."""
+    from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+    from tokencredit.signals import token_logp_and_entropy
+
+    hidden, targets = hidden[:, -completion - 1 : -1], ids[:, -completion:]
+    if chunk is None:
+        logits = pm.model.lm_head(hidden)
+        return selective_log_softmax(logits, targets) + entropy_from_logits(logits)
+    logp, entropy = token_logp_and_entropy(hidden.flatten(0, 1), pm.model.lm_head.weight, targets.flatten(), 1.0, chunk)
+    return logp + entropy
+
+
+# -- the operations ---------------------------------------------------------------------------------------
+def forward_work(pm: PlanModel, shape: Shape, grad: bool, checkpointing: bool = True, chunk: int | None = None) -> Callable[[], Any]:
+    """A policy forward over prompt + completion with the completion's log-probs and entropies, and with
+    `grad` its backward: what TRL's loss (grad) or a scoring forward (no grad) computes."""
+    inputs, model = inputs_of(pm, shape), pm.model
+
+    def work() -> None:
+        model.train(grad)
+        if grad and checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # FSDP and ZeRO reduce-scatter each gradient to its shard once it is complete: the full one goes.
+        hooks = [p.register_post_accumulate_grad_hook(_drop_grad) for p in model.parameters()] if grad else []
+        try:
+            with torch.set_grad_enabled(grad):
+                hidden = model.model.language_model(
+                    inputs_embeds=embeddings(pm, inputs), attention_mask=inputs["mask"], position_ids=inputs["positions"], use_cache=False
+                ).last_hidden_state
+                logps = completion_scores(pm, hidden, inputs["ids"], shape.completion, chunk)
+                if grad:
+                    logps.float().sum().backward()
+        finally:
+            for hook in hooks:
+                hook.remove()
+            if grad and checkpointing:
+                model.gradient_checkpointing_disable()
+
+    return work
+
+
+def _drop_grad(param: torch.Tensor) -> None:
+    param.grad = None
+
+
+def prefill_work(pm: PlanModel, shape: Shape) -> Callable[[], Any]:
+    """generate()'s prefill: the prompt forward with a KV cache, logits of the last position only; returns the cache."""
+    inputs, model = inputs_of(pm, replace(shape, completion=0)), pm.model
+
+    def work():
+        model.eval()
+        with torch.no_grad():
+            out = model.model.language_model(
+                inputs_embeds=embeddings(pm, inputs), attention_mask=inputs["mask"], position_ids=inputs["positions"], use_cache=True
+            )
+            model.lm_head(out.last_hidden_state[:, -1:]).float().softmax(-1)
+            return out.past_key_values
+
+    return work
+
+
+def cache_bytes(cache: Any) -> int:
+    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+
+
+# -- planning at full depth from reduced depths ---------------------------------------------------------
+def depth_reduced(config, text_layers: int, vision_blocks: int):
+    """The config at reduced depth, every width kept."""
+    config = copy.deepcopy(config)
+    config.text_config.num_hidden_layers = text_layers
+    config.text_config.layer_types = config.text_config.layer_types[:text_layers] if getattr(config.text_config, "layer_types", None) else None
+    config.vision_config.depth = vision_blocks
+    config.vision_config.fullatt_block_indexes = [i for i in config.vision_config.fullatt_block_indexes if i < vision_blocks]
+    return config
+
+
+def extrapolated(config, measure: Callable[[PlanModel], float]) -> float:
+    """`measure` at the config's full depth, from traces at 1 and 2 decoder layers and 1 and 2 vision blocks.
+
+    Every layer of a kind has the same widths, so what a trace adds per layer is the same at any
+    depth: memory = base + a * text layers + b * vision blocks (checked against a full-depth trace
+    by benchmarks/memory_plan.py --check-depth).
+    """
+    at = {(t, v): measure(PlanModel(depth_reduced(config, t, v))) for t, v in ((1, 1), (2, 1), (1, 2))}
+    per_text, per_vision = at[2, 1] - at[1, 1], at[1, 2] - at[1, 1]
+    base = at[1, 1] - per_text - per_vision
+    return base + per_text * config.text_config.num_hidden_layers + per_vision * config.vision_config.depth
+
+
+def traced_bytes(config, shape: Shape, operation: str, chunk: int | None = None) -> dict[str, int]:
+    """Peak bytes of `operation` ("update", "scoring", "generation") at `shape`, planned at full depth.
+
+    "generation" also gives the KV cache at prompt + completion tokens: decoding holds it and one
+    step's fp32 logits per row; its peak is the larger of that and the prefill's.
+    """
+    if operation == "generation":
+        prefill = extrapolated(config, lambda pm: trace(pm, prefill_work(pm, shape))[0])
+        prompt = prompt_length(config, shape)
+        cache = extrapolated(config, lambda pm: cache_bytes(trace(pm, prefill_work(pm, shape))[1]))
+        cache *= (prompt + shape.completion) / prompt
+        decode = cache + shape.rows * config.text_config.vocab_size * 4
+        return {"peak": int(max(prefill, decode)), "KV cache": int(cache)}
+    grad = operation == "update"
+    work = lambda pm: trace(pm, forward_work(pm, shape, grad=grad, chunk=None if grad else chunk))[0]  # noqa: E731
+    return {"peak": int(extrapolated(config, work))}
+
+
+# -- resident bytes -------------------------------------------------------------------------------------
+def training_states(pm: PlanModel, engine: str, processes: int) -> dict[str, int]:
+    """Per-device bytes of weights, gradients and AdamW states under `engine`: fp32 masters, bf16 compute."""
+    n = pm.num_parameters()
+    unit = 2 * pm.largest_unit()  # one unit gathered in bf16 for compute, and the next one prefetched
+    if engine == "ddp":  # every process holds everything; autocast keeps bf16 copies of the weights per forward
+        return {"weights": 4 * n, "gradients": 4 * n, "optimizer": 8 * n, "bf16 copies": 2 * n}
+    if engine == "deepspeed_zero2":  # bf16 weights whole; fp32 masters, moments and gradients sharded
+        return {"weights": 2 * n, "gradients": 4 * n // processes, "optimizer": 12 * n // processes}
+    if engine == "deepspeed_zero3":
+        return {"weights": 2 * n // processes, "gradients": 4 * n // processes, "optimizer": 12 * n // processes, "gathered units": 2 * unit}
+    # FSDP as accelerate runs it: sharded fp32 parameters (the masters), gradients and moments.
+    return {"weights": 4 * n // processes, "gradients": 4 * n // processes, "optimizer": 8 * n // processes, "gathered units": 2 * unit}
+
+
+# -- the plan of a params set ---------------------------------------------------------------------------
+@dataclass
+class JobPlan:
+    """One job's peak per device: what stays resident, plus its largest traced operation."""
+
+    job: str  # "train · update", "rollouts · generation", ...
+    resident: dict[str, int]  # weights, gradients, optimizer states, ... by kind
+    operation: str  # "update, 8 rows"
+    traced: int  # the operation's peak above the resident bytes
+    kv_cache: int = 0  # generation: the part of `traced` that is the KV cache at full length
+
+    @property
+    def peak(self) -> int:
+        return sum(self.resident.values()) + self.traced
+
+
+def plan_params(sections: dict[str, Any], config, prompt_text: int = 150) -> list[JobPlan]:
+    """Every GPU job of a params set, per device, at its real shapes.
+
+    `sections`: the validated params sections "train", "rollouts", "scoring", "score" and "model"
+    (tokencredit.params models). `config`: the architecture. `prompt_text`: question tokens
+    besides the image (the papers' prompts hold about 100-200).
+    """
+    train, rollouts, pixels = sections["train"], sections["rollouts"], sections["model"].max_pixels
+    pm = PlanModel(config)
+    per_process = train.prompts_per_step * train.num_generations * train.updates_per_generation // train.num_processes
+    micro = Shape(train.micro_batch_size or per_process, prompt_text, train.max_completion_length, pixels)
+    states = training_states(pm, train.distributed, train.num_processes)
+    weights = {"weights": 2 * pm.num_parameters()}
+    chunk = sections["scoring"].chunk_size
+    jobs = {
+        "train · generation": (states, Shape(_generation_rows(train, per_process), prompt_text, train.max_completion_length, pixels), "generation"),
+        "train · scoring": (states, micro, "scoring"),
+        "train · update": (states, micro, "update"),
+        "rollouts · generation": (weights, Shape(_generation_rows(rollouts, rollouts.batch_size * rollouts.num_samples), prompt_text, rollouts.max_new_tokens, pixels), "generation"),
+        "score · scoring": (weights, Shape(sections["score"].batch_size, prompt_text, rollouts.max_new_tokens, pixels), "scoring"),
+    }  # fmt: skip
+    plans = []
+    for job, (resident, shape, operation) in jobs.items():
+        traced = traced_bytes(config, shape, operation, chunk)
+        plans.append(JobPlan(job, resident, f"{operation}, {shape.rows} rows", traced["peak"], traced.get("KV cache", 0)))
+    return plans
+
+
+def _generation_rows(section, default: int) -> int:
+    """Rows per generate() call: the section's generation_chunk where it has one."""
+    return min(getattr(section, "generation_chunk", None) or default, default)
+
+
+# -- the check before any job ---------------------------------------------------------------------------
+MARGIN = 0.10  # a plan is an estimate: a job must fit its GPU with this share to spare
+GPU_RULES = ("train", "rollouts", "score")
+
+
+def check_memory(params, config=None) -> None:
+    """Stop before any job when a GPU job's planned peak exceeds resources.<rule>.gpu_memory_gb less MARGIN.
+
+    Only rules that name their GPU memory are planned, and resources.<rule>.allow_over_plan runs
+    them anyway. The plan of a params set is cached (~/.cache/tokencredit) by its inputs' digest.
+    """
+    checked = {rule: getattr(params.resources, rule) for rule in GPU_RULES}
+    checked = {rule: r for rule, r in checked.items() if r.gpu_memory_gb and not r.allow_over_plan}
+    if not checked:
+        return
+    config = config if config is not None else architecture(params.model.path)
+    sections = {"train": params.train, "rollouts": params.rollouts, "scoring": params.scoring, "score": params.score, "model": params.model}
+    over = []
+    for job in cached_plan(sections, config):
+        rule = job.job.split(" · ")[0]
+        if rule in checked and job.peak > (1 - MARGIN) * checked[rule].gpu_memory_gb * 1e9:
+            gb = checked[rule].gpu_memory_gb
+            over.append(
+                f"resources.{rule}.gpu_memory_gb: {job.job} plans {job.peak / 1e9:.1f} GB per GPU ({job.operation}), over "
+                f"{gb:g} GB less a {MARGIN:.0%} margin; {_REMEDY[job.job]}, or set resources.{rule}.allow_over_plan: true"
+            )
+    if over:
+        raise ValueError("the memory plan (benchmarks/memory_plan.py) says these jobs do not fit:\n  " + "\n  ".join(over))
+
+
+_REMEDY = {
+    "train · generation": "lower train.generation_chunk",
+    "train · scoring": "lower train.micro_batch_size (scoring forwards are that size)",
+    "train · update": "lower train.micro_batch_size",
+    "rollouts · generation": "lower rollouts.generation_chunk",
+    "score · scoring": "lower score.batch_size",
+}
+
+
+def cached_plan(sections: dict[str, Any], config) -> list[JobPlan]:
+    """plan_params, read from the cache when the same config and sections were planned before."""
+    import hashlib
+
+    from tokencredit.atomic import write_text
+
+    inputs = json.dumps([config.to_dict(), {k: v.model_dump() for k, v in sorted(sections.items())}], sort_keys=True, default=str)
+    path = Path.home() / ".cache/tokencredit/memory_plan" / f"{hashlib.sha256(inputs.encode()).hexdigest()[:24]}.json"
+    if path.is_file():
+        return [JobPlan(**job) for job in json.loads(path.read_text())]
+    plans = plan_params(sections, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps([asdict(job) for job in plans]))
+    return plans
