@@ -111,7 +111,7 @@ def qwen2_5_vl_3b_config(tokenizer) -> Qwen2_5_VLConfig:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
-        attn_implementation="eager",  # AT-RL's attention signal needs eager attention
+        attn_implementation="sdpa",  # as the params: attn_image needs no eager attention
     )
 
 

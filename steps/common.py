@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -44,6 +45,21 @@ def set_threads(threads: int) -> None:
     torch.set_num_interop_threads(1)
 
 
+def require_gpus(gpus: int, rule: str) -> None:
+    """Stop before any work when the job's resources ask for GPUs and none is visible: it would
+    otherwise run on the CPU, silently and for days."""
+    if not gpus:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise RuntimeError(
+            f"resources.{rule}.gpus is {gpus} but no GPU is visible to this job (torch.cuda.is_available() is False, "
+            f"CUDA_VISIBLE_DEVICES={visible!r}, torch {torch.__version__}): run it where GPUs are, or set resources.{rule}.gpus: 0"
+        )
+
+
 def policy_parser(description: str, params: type[BaseModel], nargs: str | None = None) -> argparse.ArgumentParser:
     """The arguments of a step that works on one policy (rollouts, score); nargs="+": several data and output files."""
     p = parser(description)
@@ -54,6 +70,7 @@ def policy_parser(description: str, params: type[BaseModel], nargs: str | None =
     p.add_argument("--data", type=Path, nargs=nargs, required=True)
     p.add_argument("--out", type=Path, nargs=nargs, required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=0, help="GPUs the job's resources ask for (resources.<rule>.gpus)")
     return p
 
 

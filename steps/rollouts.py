@@ -6,7 +6,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-from steps.common import policy_parser, policy_run, set_threads
+from steps.common import policy_parser, policy_run, require_gpus, set_threads
 from tokencredit.params import DECODINGS, RolloutParams
 
 
@@ -14,6 +14,7 @@ def main() -> None:
     p = policy_parser(__doc__, RolloutParams, nargs="+")
     p.add_argument("--work", type=Path, required=True, help="shard directory: an interrupted run resumes from {work}/{split}-{decoding}")
     args = p.parse_args()
+    require_gpus(args.gpus, "rollouts")
     data = {path.stem: path for path in args.data}  # the split parquets (synthetic splits or converted benchmarks)
     targets = [(out, out.parent.name, out.stem) for out in args.out]
     for out, split, decoding in targets:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from steps.common import policy_parser, policy_run, section, set_threads
+from steps.common import policy_parser, policy_run, require_gpus, section, set_threads
 from tokencredit.params import MethodSpec, ScoreParams, ScoringParams
 
 METHODS = TypeAdapter(dict[str, MethodSpec])
@@ -18,6 +18,7 @@ def main() -> None:
     p.add_argument("--rollouts", type=Path, required=True)
     p.add_argument("--split", required=True)
     args = p.parse_args()
+    require_gpus(args.gpus, "score")
     from tokencredit.scoring import score_file
 
     set_threads(args.threads)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from steps.common import parser, section, set_threads
+from steps.common import parser, require_gpus, section, set_threads
 from tokencredit.params import ModelParams, SFTParams
 from tokencredit.run_record import write_run_record
 from tokencredit.tracking import job_run
@@ -16,7 +16,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=0, help="GPUs the job's resources ask for (resources.sft.gpus)")
     args = p.parse_args()
+    require_gpus(args.gpus, "sft")
     from tokencredit.dataset import REQUIRED, load_split
     from tokencredit.manifest import write_manifest
     from tokencredit.models import load_policy, save_policy
@@ -24,6 +26,7 @@ def main() -> None:
 
     set_threads(args.threads)
     model, processor = load_policy(args.base, args.model_params)
+    model = model.float()  # AdamW steps on fp32 weights: a bf16 checkpoint's would round small updates away
     with_target = (*REQUIRED, "target")  # SFT imitates the target chain of thought
     train, val = load_split(args.data, "train", with_target), load_split(args.data, "validation", with_target)
     params = {"sft": args.params.model_dump()}

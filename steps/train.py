@@ -4,6 +4,8 @@ A run killed at any moment resumes when rerun, from its newest complete checkpoi
 train.save_steps steps) with optimizer, scheduler, RNG and data position, and ends with the weights
 an uninterrupted run would have (tests/test_faults.py). With train.lora, checkpoints and the
 output hold the adapter; the output also names the policy it started from (tokencredit.models).
+One trainer holds a run at a time (tokencredit.run_lock): a second one stops before touching its
+checkpoints, naming the holder.
 """
 
 import logging
@@ -11,7 +13,7 @@ import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
-from steps.common import parser, section, set_threads
+from steps.common import parser, require_gpus, section, set_threads
 from tokencredit.algorithms import ALGORITHMS, get_algorithm
 from tokencredit.params import MethodSpec, ModelParams, ScoringParams, TrainParams
 from tokencredit.run_record import write_run_record
@@ -33,7 +35,25 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=0, help="GPUs the job's resources ask for (resources.train.gpus)")
     args = p.parse_args()
+    from tokencredit.run_lock import hold_run
+    from tokencredit.training import check_launch, is_main_process
+
+    # Every process of an `accelerate launch` runs this; only the main one tracks and writes outputs.
+    main_process = is_main_process()
+    check_launch(args.params)
+    require_gpus(args.gpus, "train")
+    run_name = args.out.name
+    # Checkpoints live outside the rule's output, which Snakemake deletes before a rerun.
+    run_dir = Path("results/checkpoints") / run_name
+    with hold_run(run_dir) if main_process else nullcontext():
+        train(args, run_dir, main_process)
+
+
+def train(args, run_dir: Path, main_process: bool) -> None:
+    from accelerate import PartialState
+
     from tokencredit.dataset import load_split
     from tokencredit.manifest import write_manifest
     from tokencredit.models import load_policy, save_policy
@@ -42,19 +62,15 @@ def main() -> None:
         MetricsLogger,
         build_trainer,
         check_checkpoint,
+        check_replicas_agree,
         checkpoint_step,
+        compute_dtype,
         discard_stale_checkpoints,
-        is_main_process,
         last_checkpoint,
-        require_engines,
         run_fingerprint,
     )
 
-    # Every process of an `accelerate launch` runs this; only the main one tracks and writes outputs.
-    main_process = is_main_process()
-    require_engines(args.params)
     set_threads(args.threads)
-    run_name = args.out.name
     # MLflow params: the runs table sorts and filters by algo, method, seed, the method's components and hyperparameters.
     params = {
         "algo": args.algo, "method": args.method, "seed": args.seed, "method_spec": args.method_spec.model_dump(),
@@ -62,9 +78,7 @@ def main() -> None:
         "train": args.params.model_dump(), "scoring": args.scoring.model_dump(),
     }  # fmt: skip
     settings = {**params, "model": args.model_params.model_dump()}
-    # Checkpoints live outside the rule's output, which Snakemake deletes before a rerun, under the
-    # fingerprint of what they depend on: an interrupted run resumes, a changed one starts afresh.
-    run_dir = Path("results/checkpoints") / run_name
+    # Under the fingerprint of what they depend on: an interrupted run resumes, a changed one starts afresh.
     checkpoints = run_dir / run_fingerprint(settings, args.init, args.data / "train.parquet")
     if main_process:
         discard_stale_checkpoints(run_dir, checkpoints)
@@ -76,8 +90,11 @@ def main() -> None:
         check_checkpoint(resume, ("optimizer.pt", "scheduler.pt") if args.params.distributed == "ddp" else ())
         log.info("resuming from %s", resume)
 
-    model, processor = load_policy(args.init, args.model_params)
-    train = load_split(args.data, "train")
+    # torch.distributed and each process's device first: the policy loads after, left for accelerate to place.
+    PartialState()
+    model, processor = load_policy(args.init, args.model_params, for_training=True)
+    frame = load_split(args.data, "train")
+    run_name = args.out.name
     tags = {"policy": run_name, "algo": args.algo, "method": args.method, "seed": str(args.seed)}
     tracking = job_run("train", params=params, tags=tags, run_name=run_name) if main_process else nullcontext()
     with tracking as run:
@@ -85,13 +102,18 @@ def main() -> None:
         if main_process:  # the file is written on the main process only
             logger.resume(checkpoint_step(resume) if resume else 0)
         trainer = build_trainer(
-            model, processor, train, args.data, args.params, args.method_spec, args.scoring,
+            model, processor, frame, args.data, args.params, args.method_spec, args.scoring,
             get_algorithm(args.algo), args.seed, checkpoints, callbacks=[logger], method_name=args.method,
-        )
+            generation_chunk=args.model_params.generation_chunk,
+        )  # fmt: skip
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         with trainer.gathered_policy() as policy:
+            check_replicas_agree(policy, trainer.accelerator)
             if main_process:
-                save_policy(policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()}, base=args.init)
+                save_policy(
+                    policy, processor, args.out, extra_files={"metrics.jsonl": logger.path.read_text()},
+                    base=args.init, dtype=compute_dtype(args.params),
+                )  # fmt: skip
         if main_process:
             write_manifest(args.out)
             write_run_record(args.out, run_name, settings, run.run_id, args.algo, args.method, args.seed)

@@ -15,20 +15,27 @@ updates_per_generation, the average of the updates' own counts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from accelerate.utils import DeepSpeedPlugin
+from accelerate.utils.deepspeed import HfDeepSpeedConfig
+from accelerate.utils.launch import prepare_deepspeed_cmd_env
 from transformers import TrainerCallback
+from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 from transformers.training_args import OptimizerNames
 
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
-from tokencredit.params import MethodSpec, ModelParams, ParamsError, TrainParams, deep_merge, merged_params, validate
+from tokencredit.params import MethodSpec, ModelParams, ParamsError, ScoringParams, TrainParams, deep_merge, merged_params, validate
 from tokencredit.sources import check_sources
 from tokencredit.trainer import WeightedGRPOTrainer
-from tokencredit.training import grpo_config, grpo_dataset
+from tokencredit.training import build_trainer, grpo_config, grpo_dataset
 from tokencredit.recipe import resolve
 from tokencredit.weighting import Layout
 
@@ -82,6 +89,11 @@ def test_bad_schedules_name_the_keys(train, expected):
     assert expected in str(err.value)
 
 
+def gpu_train_params(name: str, folder: Path) -> TrainParams:
+    """The train section of a GPU params set, its local copies at `folder`."""
+    return validate(local_copies(merged_params(ROOT / "params/default.yaml", ROOT / f"params/{name}.yaml"), folder), name).train
+
+
 def local_copies(raw: dict, folder: Path) -> dict:
     """A GPU params set with every local copy it names (checkpoint, data, benchmarks, suite releases) at `folder`."""
     local = {"model": {"path": str(folder)}, "data": {"path": str(folder)}, "benchmarks": {b: {"path": str(folder)} for b in raw.get("benchmarks", {})}}
@@ -105,6 +117,37 @@ def test_gpu_params_train_in_micro_batches(name, updates, tmp_path):
     # Weighting statistics over the whole generated batch, as the papers take them, although the
     # embedded default under them reads entropy and attention from each micro-batch's loss forward.
     assert merged_params(ROOT / "params/default.yaml")["train"]["signals_from_loss"] and not train.signals_from_loss
+
+
+def deepspeed_plugin_as_launched(config_file: Path, processes: int) -> DeepSpeedPlugin:
+    """accelerate's DeepSpeedPlugin in a process that `accelerate launch --config_file ...` started: built
+    from the variables the launcher exports (launch_command's DeepSpeed branch, without starting anything)."""
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), "--num_processes", str(processes), "-m", "steps.train"])
+    args, defaults, _ = _validate_launch_command(args)
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+    _, env = prepare_deepspeed_cmd_env(args)
+    with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("ACCELERATE_")}):
+        return DeepSpeedPlugin()
+
+
+@pytest.mark.parametrize("engine", ["deepspeed_zero2", "deepspeed_zero3"])
+@pytest.mark.parametrize(("name", "accumulation"), [("qwen2_5_vl_3b", 10), ("qwen2_5_vl_7b", 32)])
+def test_deepspeed_configs_leave_gradient_accumulation_to_the_trainer(engine, name, accumulation, tmp_path):
+    """transformers checks the DeepSpeed config against the Trainer's arguments at trainer start
+    (HfTrainerDeepSpeedConfig.trainer_config_process) and refuses a fixed accumulation that differs:
+    the shipped configs leave it "auto", which takes the schedule's. (deepspeed is not installed here:
+    the check's methods run on accelerate's config class, which transformers' derives from.)"""
+    train = gpu_train_params(name, tmp_path).model_copy(update={"mixed_precision": "bf16"})
+    config = grpo_config(train, get_algorithm("dapo"), [1.0], seed=0, output_dir=tmp_path)
+    assert config.gradient_accumulation_steps == accumulation
+    plugin = deepspeed_plugin_as_launched(ROOT / f"workflow/accelerate/{engine}.yaml", train.num_processes)
+    plugin.set_mixed_precision(config.mixed_precision)  # as TrainingArguments does under accelerate launch
+    checks = {name: vars(HfTrainerDeepSpeedConfig)[name] for name in ("fill_match", "fill_only", "is_auto", "trainer_config_process")}
+    ds_config = type("TrainerDeepSpeedConfig", (HfDeepSpeedConfig,), checks)(plugin.deepspeed_config)
+    ds_config.mismatches, ds_config._dtype = [], None
+    ds_config.trainer_config_process(config)
+    assert ds_config.mismatches == []
+    assert ds_config.config["gradient_accumulation_steps"] == accumulation and ds_config.config["bf16"]["enabled"]
 
 
 # -- training the tiny model ----------------------------------------------------------------------------
@@ -287,6 +330,30 @@ def test_weighting_gets_the_layout_and_a_reproducible_tie_generator(tiny_world, 
     (layout_a, draw_a), (layout_b, draw_b) = draws
     assert layout_a == layout_b == Layout(micro_batch=2, step=8, group=train.num_generations)  # 8 completions per step, micro-batches of 2
     assert torch.equal(draw_a, draw_b)  # seeded from (seed, step): a rerun breaks ties the same way
+
+
+def test_a_bf16_checkpoint_trains_fp32_master_weights(tiny_world, tmp_path):
+    """Qwen2.5-VL checkpoints are saved, so loaded, in bf16, where lr 1e-6 updates round away (a weight
+    of 0.02 moves in steps of 1.2e-4). Through build_trainer, bf16 mixed precision steps AdamW on fp32
+    weights, with fp32 state, and one step moves nearly every weight; bf16 is the compute dtype only."""
+    data_dir, base_dir = tiny_world
+    model, processor = load_policy(base_dir, ModelParams())
+    model = model.to(torch.bfloat16)
+    # The entropy penalty gives a gradient although the tiny policy earns no reward.
+    train = TrainParams(**{**SMALL, "learning_rate": 1e-6}, entropy_penalty=0.5, mixed_precision="bf16")
+    trainer = build_trainer(
+        model, processor, load_split(data_dir, "train"), data_dir, train, MethodSpec(weighting="uniform"),
+        ScoringParams(), get_algorithm("grpo"), 0, tmp_path,
+    )  # fmt: skip
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.accelerator.mixed_precision == "bf16"
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert {state["exp_avg"].dtype for state in optimizer.state.values()} == {torch.float32}
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    matrices = [name for name in before if name.startswith("model.language_model.layers.") and before[name].dim() == 2]
+    moved = torch.cat([(trainer.model.get_parameter(name) != before[name]).flatten() for name in matrices]).float().mean()
+    assert moved > 0.9, f"one step at lr 1e-6 moved only {moved:.1%} of the decoder's weights"
 
 
 @pytest.mark.parametrize("name", ["qwen3_vl_4b", "qwen3_vl_8b"])

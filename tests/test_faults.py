@@ -15,17 +15,20 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 from safetensors.torch import save_file
 
 from tokencredit.manifest import write_manifest
 from tokencredit.params import MethodSpec, ModelParams, RolloutParams, ScoringParams, TrainParams
+from tokencredit.run_lock import STALE_AFTER_S, RunHeld, hold_run
 from tokencredit.training import MetricsLogger, check_checkpoint, discard_stale_checkpoints, last_checkpoint, run_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,3 +215,52 @@ def test_the_fingerprint_follows_settings_policy_and_data(tiny_world, tmp_path):
     with_manifest = run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")
     os.utime(policy / "extra.txt", ns=(0, 0))
     assert with_manifest == run_fingerprint({"train": {"max_steps": 2}}, policy, data_dir / "train.parquet")
+
+
+def test_a_second_trainer_stops_before_touching_a_run_another_holds(tiny_world, tmp_path):
+    """The orphan of a killed job's shell, still training, and the rerun's trainer on the same run: the
+    rerun stops at once, naming the holder, and the holder's checkpoints stay; the holder finishes."""
+    data_dir, base_dir = tiny_world
+    run = "grpo-uniform-s0"
+    train = TrainParams(max_steps=2, prompts_per_step=2, num_generations=4, max_completion_length=8, save_steps=1, entropy_penalty=0.5)
+    args = [
+        "steps.train", "--params", train.model_dump_json(), "--method-spec", MethodSpec(weighting="uniform").model_dump_json(),
+        "--scoring", ScoringParams().model_dump_json(), "--model-params", ModelParams().model_dump_json(),
+        "--algo", "grpo", "--method", "uniform", "--seed", "0",
+        "--init", str(base_dir), "--data", str(data_dir), "--out", f"results/runs/{run}",
+    ]  # fmt: skip
+    holder = start(args, tmp_path)
+    checkpoints = tmp_path / "results/checkpoints" / run
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while last_checkpoint(next(checkpoints.glob("*/"), checkpoints)) is None and holder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    holder.send_signal(signal.SIGSTOP)  # a checkpoint saved, more to come: hold it still while the rerun tries
+    try:
+        kept = sorted((p.relative_to(checkpoints), p.stat().st_mtime_ns) for p in checkpoints.rglob("*"))
+        assert any(name.name.startswith("checkpoint-") for name, _ in kept)
+        rerun = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+        assert rerun.returncode != 0
+        assert f"is held by trainer pid {holder.pid} on host {socket.gethostname()}" in rerun.stderr, rerun.stderr[-3000:]
+        assert sorted((p.relative_to(checkpoints), p.stat().st_mtime_ns) for p in checkpoints.rglob("*")) == kept
+        assert "Loading weights" not in rerun.stderr  # stopped before any work
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    finish(holder, tmp_path)
+    assert len(metrics(tmp_path / "results/runs" / run)) == train.max_steps
+
+
+def test_a_run_recorded_by_a_live_trainer_on_another_host_is_refused_until_its_record_is_stale(tmp_path):
+    """On NFS or Lustre without shared flocks the lock does not see another host's trainer; its
+    pid@host record, refreshed while it runs, does."""
+    run_dir = tmp_path / "results/checkpoints/grpo-uniform-s0"
+    record = run_dir.with_name(run_dir.name + ".holder")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"pid": 4242, "host": "node-17", "since": "2026-12-06T10:00:00+0000"}))
+    with pytest.raises(RunHeld, match="held by trainer pid 4242 on host node-17"):
+        with hold_run(run_dir):
+            pass
+    stale = time.time() - STALE_AFTER_S - 1
+    os.utime(record, (stale, stale))  # its holder stopped refreshing it
+    with hold_run(run_dir):
+        assert json.loads(record.read_text())["pid"] == os.getpid()
+    assert not record.exists()

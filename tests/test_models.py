@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from tokencredit import synthetic
 from tokencredit.batching import IGNORE_INDEX, encode_for_loss, encode_prompts
 from tokencredit.dataset import load_image, load_split
-from tokencredit.models import load_policy
+from tokencredit.models import load_policy, save_policy
 from tokencredit.params import DataParams, ModelParams
 from tokencredit.tiny_vlm import build_base
 
@@ -40,7 +41,7 @@ def test_build_is_seeded_and_reload_gives_identical_logits(base_dir, data_dir, t
     assert (tmp_path / "again" / "model.safetensors").read_bytes() == (base_dir / "model.safetensors").read_bytes()
 
     model, processor = load_policy(base_dir, SMALL)
-    assert model.config._attn_implementation == "eager" and not model.training
+    assert model.config._attn_implementation == "sdpa" and not model.training
     rows = load_split(data_dir, "train").head(2)
     batch = encode_prompts(processor, list(rows["question"]), [load_image(data_dir, r) for r in rows["image"]])
     model.save_pretrained(tmp_path / "copy")
@@ -145,3 +146,35 @@ def test_a_checkpoint_naming_the_full_qwen_processor_loads_without_torchvision(b
         (real / file.name).write_bytes(text_or_bytes)
     model, processor = load_policy(real)
     assert processor.image_processor is not None and processor.tokenizer.padding_side == "left"
+
+
+def test_each_process_loads_onto_its_own_gpu_and_training_leaves_placement_to_accelerate(base_dir, monkeypatch):
+    """Under `accelerate launch` every process has a LOCAL_RANK: the second one's policy belongs on
+    cuda:1, and a training policy stays unmoved until accelerate prepares (places, shards) it."""
+    moved_to = []
+
+    def record_move(module, *args, **kwargs):  # no GPU here: record where the model would go
+        moved_to.append(torch.device(args[0] if args else kwargs["device"]))
+        return module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", record_move)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    load_policy(base_dir, SMALL)
+    assert moved_to == [torch.device("cuda", 1)]
+    moved_to.clear()
+    model, _ = load_policy(base_dir, SMALL, for_training=True)
+    assert moved_to == [] and model.device == torch.device("cpu")
+
+
+def test_a_policy_saved_in_the_compute_dtype_loads_in_it(base_dir, tmp_path):
+    """bf16 mixed precision trains fp32 master weights; the saved policy is bf16 (config included),
+    tied weights stay tied, and every weight is the fp32 one rounded."""
+    model, processor = load_policy(base_dir, SMALL)
+    save_policy(model, processor, tmp_path / "bf16", dtype=torch.bfloat16)
+    saved, _ = load_policy(tmp_path / "bf16", SMALL)
+    assert saved.dtype == torch.bfloat16 and json.loads((tmp_path / "bf16/config.json").read_text())["dtype"] == "bfloat16"
+    assert saved.state_dict().keys() == model.state_dict().keys()
+    assert saved.lm_head.weight.data_ptr() == saved.get_input_embeddings().weight.data_ptr()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(saved.state_dict()[name], tensor.to(saved.state_dict()[name].dtype)), name

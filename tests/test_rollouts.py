@@ -249,3 +249,30 @@ def test_token_offsets_give_each_token_its_target_role(world, tiny_world):
     spans = json.loads(row["role_spans"])
     assert token_roles(offsets, completion_role_spans(text)) == token_roles(offsets, spans)
     assert "perception" in token_roles(offsets, spans)
+
+
+@pytest.mark.parametrize("n_prompts, n, chunk, n_calls", [(5, 1, None, 1), (5, 1, 2, 3), (5, 3, 7, 3), (3, 4, 3, 6), (2, 5, 5, 2)])
+def test_generation_calls_hold_every_row_in_order_and_at_most_chunk(n_prompts, n, chunk, n_calls):
+    calls = sampling.generation_calls(n_prompts, n, chunk)
+    rows = [p for prompts, k in calls for p in range(n_prompts)[prompts] for _ in range(k)]
+    assert rows == [p for p in range(n_prompts) for _ in range(n)]  # prompt then sample, every row once
+    assert len(calls) == n_calls and (chunk is None or all(len(range(n_prompts)[prompts]) * k <= chunk for prompts, k in calls))
+
+
+def test_sampling_in_chunks_gives_the_same_greedy_completions(world):
+    """model.generation_chunk: greedy completions are those of one generate() call, in ceil(rows / chunk) calls."""
+    data_dir, _, model, processor = world
+    prompts = load_split(data_dir, "test").head(5)
+    questions, images = list(prompts["question"]), row_images(prompts, data_dir, processor)
+    calls = []
+    generate = model.generate
+    model.generate = lambda *a, **kw: calls.append(kw["input_ids"].shape[0] * kw["num_return_sequences"]) or generate(*a, **kw)
+    try:
+        whole = sampling.sample(model, processor, questions, images, 1, 0.0, 6)
+        chunked = sampling.sample(model, processor, questions, images, 1, 0.0, 6, generation_chunk=2)
+        sampled = sampling.sample(model, processor, questions[:2], images[:2], 5, 1.0, 4, generation_chunk=3)
+    finally:
+        del model.generate
+    assert calls == [5, 2, 2, 1, 3, 2, 3, 2]
+    assert [s["token_ids"] for s in chunked] == [s["token_ids"] for s in whole]
+    assert len(sampled) == 10 and all(s["sampling_logp"] for s in sampled)

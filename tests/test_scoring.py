@@ -117,13 +117,16 @@ def test_a_sampled_target_gets_the_targets_roles(world):
     assert (table["signal.logp"] < 0).all() and list(table.columns[:7]) == ["id", "sample", "family", "question", "answer", "accuracy_reward", "format_reward"]
 
 
-def test_without_eager_attention_attn_image_and_atrl_are_left_out(world):
+def test_attn_image_and_atrl_are_scored_on_any_kernel(world):
     data_dir, policy, rollouts = world
-    model, processor = load_policy(policy, ModelParams(attn_implementation="sdpa"))
     methods = {"atrl": METHODS["atrl"], "entropy_topk": METHODS["entropy_topk"]}
-    scorer = RolloutScorer(model, processor, methods, SCORE, ScoringParams(), temperature=1.0)
-    table = score_rollouts(scorer, processor, pd.read_parquet(rollouts).head(4), data_dir, weighting_prompts=2)
-    assert "signal.attn_image" not in table and "weight.atrl" not in table and "weight.entropy_topk" in table
+    tables = {}
+    for kernel in ("sdpa", "eager"):
+        model, processor = load_policy(policy, ModelParams(attn_implementation=kernel))
+        scorer = RolloutScorer(model, processor, methods, SCORE, ScoringParams(), temperature=1.0)
+        tables[kernel] = score_rollouts(scorer, processor, pd.read_parquet(rollouts).head(4), data_dir, weighting_prompts=2)
+    assert "weight.atrl" in tables["sdpa"] and (tables["sdpa"]["signal.attn_image"] > 0).all()
+    np.testing.assert_allclose(tables["sdpa"]["signal.attn_image"], tables["eager"]["signal.attn_image"], atol=1e-6)
 
 
 def test_stale_rollouts_are_refused(world, tmp_path):

@@ -190,19 +190,50 @@ def test_logp_and_entropy_match_the_models_own_forward(model):
     assert s.logp_cf is None and s.attn_image is None
 
 
-def test_attention_hook_matches_output_attentions(model):
-    batch = make_batch()
-    s = score_policy(model, batch, {"attn_image"}, attention_layers=[0, -1])
+def eager_image_mass(model, batch, layers):
+    """Reference: attention mass on the image keys from eager attention's full weights, per layer."""
     ids, out = full_forward(model, batch, output_attentions=True)
     n = batch["completion_ids"].shape[1]
     image_keys = (ids == IMAGE).float()
-    per_layer = [(a[:, :, -n - 1 : -1, :] * image_keys[:, None, None, :]).sum(-1).mean(1) for a in out.attentions]
-    expected = sum(per_layer) / len(per_layer) * batch["completion_mask"]
-    assert torch.allclose(s.attn_image, expected, atol=1e-6)
-    hooks_before = [len(layer.self_attn._forward_hooks) for layer in model.model.language_model.layers]
-    last_only = score_policy(model, batch, {"attn_image"}, attention_layers=[1])
+    return [(out.attentions[i][:, :, -n - 1 : -1, :] * image_keys[:, None, None, :]).sum(-1).mean(1) for i in layers]
+
+
+@pytest.mark.parametrize("kernel", ["eager", "sdpa"])
+def test_attn_image_equals_eager_attention_weights(model, kernel):
+    """Recomputed from each layer's own q and k (GQA: 4 heads on 2 key heads), in chunks of 2 queries,
+    on any kernel: equal to the eager weights' mass on the image, left padding and causality included."""
+    policy = model if kernel == "eager" else tiny_model(kernel)  # same seed: the same weights
+    batch = make_batch()
+    per_layer = eager_image_mass(model, batch, [0, 1])
+    s = score_policy(policy, batch, {"attn_image"}, attention_layers=[0, -1], chunk_size=2)
+    assert torch.allclose(s.attn_image, sum(per_layer) / 2 * batch["completion_mask"], atol=1e-6)
+    hooks_before = [len(layer.self_attn._forward_pre_hooks) for layer in policy.model.language_model.layers]
+    last_only = score_policy(policy, batch, {"attn_image"}, attention_layers=[1])
     assert torch.allclose(last_only.attn_image, per_layer[1] * batch["completion_mask"], atol=1e-6)
-    assert [len(layer.self_attn._forward_hooks) for layer in model.model.language_model.layers] == hooks_before
+    assert [len(layer.self_attn._forward_pre_hooks) for layer in policy.model.language_model.layers] == hooks_before
+    assert (s.attn_image > 0).any() and (s.attn_image < 1).all()
+
+
+def test_attn_image_of_a_forward_run_in_row_chunks(model):
+    """The training loss's forward (TRL may run it in row chunks, with grad): rows join in order."""
+    from tokencredit.counterfactual import real_inputs
+    from tokencredit.signals import image_attention_of
+
+    batch = make_batch()
+    inputs = real_inputs(model, batch)
+    n = batch["completion_ids"].shape[1]
+    sdpa = tiny_model("sdpa")
+    with image_attention_of(sdpa, inputs["input_ids"], inputs["attention_mask"], n, [-1], chunk_size=4) as found:
+        rows = [slice(0, 2), slice(2, 3)]
+        grids = [batch["image_grid_thw"][r] for r in rows]
+        pixels = [batch["pixel_values"][:72], batch["pixel_values"][72:]]
+        for r, grid, px in zip(rows, grids, pixels):
+            sdpa.model(input_ids=inputs["input_ids"][r], attention_mask=inputs["attention_mask"][r],
+                       position_ids=inputs["position_ids"][:, r], pixel_values=px, image_grid_thw=grid)
+    expected = eager_image_mass(model, batch, [1])[0]
+    assert not found[0].requires_grad
+    mask = batch["completion_mask"].bool()
+    assert torch.allclose(found[0][mask], expected[mask], atol=1e-6)
 
 
 def test_counterfactual_signals_and_exact_kl(model):
@@ -253,13 +284,6 @@ def test_clear_errors(model):
         score_policy(model, batch, {"attn_image"}, attention_layers=[2])
 
 
-def test_non_eager_attention_is_refused_before_scoring():
-    sdpa = tiny_model("sdpa")
-    with pytest.raises(ValueError, match="model.attn_implementation: eager"):
-        score_policy(sdpa, make_batch(), {"attn_image"})
-    assert score_policy(sdpa, make_batch(), {"entropy"}).entropy is not None  # other signals do not need eager
-
-
 def test_every_method_weights_scored_signals(model):
     """The trainer's path: score what a method needs with its default counterfactual, then weigh."""
     from tokencredit.counterfactual import perturb_pixel_values
@@ -281,3 +305,49 @@ def test_every_method_weights_scored_signals(model):
 def test_score_policy_refuses_label_signals():
     with pytest.raises(ValueError, match=r"signals \['role'\] come from the data's labels"):
         score_policy(None, {}, {"role"})
+
+
+def test_attn_image_of_a_forward_under_bf16_autocast(model):
+    """Mixed precision (float32 weights, bf16 compute, as FSDP's upcast parameters under autocast):
+    the layer's q and k are recomputed as the layer computes them, the softmax in float32."""
+    from tokencredit.counterfactual import real_inputs
+    from tokencredit.signals import image_attention_of
+
+    batch = make_batch()
+    sdpa = tiny_model("sdpa")
+    inputs = real_inputs(sdpa, batch)
+    n = batch["completion_ids"].shape[1]
+    with torch.autocast("cpu", dtype=torch.bfloat16), image_attention_of(sdpa, inputs["input_ids"], inputs["attention_mask"], n, [-1]) as found:
+        sdpa.model(**inputs)
+    assert found[0].dtype == torch.float32
+    mask = batch["completion_mask"].bool()
+    assert torch.allclose(found[0][mask], eager_image_mass(model, batch, [1])[0][mask], atol=2e-2)
+
+
+def test_attn_image_of_qwen3_vl_with_its_q_and_k_norms():
+    """Qwen3-VL normalises each head's q and k (q_norm, k_norm) and interleaves its 3-D rope: the
+    recomputation does what the layer does, equal to its eager weights (image keys as tokens, no pixels)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from tokencredit.signals import image_attention_of
+
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0, "mrope_interleaved": True}
+    config = Qwen3VLConfig(
+        text_config=dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, rope_parameters=rope, max_position_embeddings=512, pad_token_id=PAD),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, deepstack_visual_indexes=[]),
+        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
+    )  # fmt: skip
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    qwen3 = Qwen3VLForConditionalGeneration(config).eval()
+    assert qwen3.model.language_model.layers[0].self_attn.q_norm is not None
+    batch = make_batch()
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    n = batch["completion_ids"].shape[1]
+    with torch.no_grad(), image_attention_of(qwen3, ids, mask, n, [-1], chunk_size=2) as found:
+        weights = qwen3(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[-1]
+    expected = (weights[:, :, -n - 1 : -1, :] * (ids == IMAGE)[:, None, None, :]).sum(-1).mean(1)
+    completion = batch["completion_mask"].bool()
+    assert torch.allclose(found[0][completion], expected[completion], atol=1e-6) and (expected[completion] > 0).all()

@@ -2,6 +2,7 @@
 
 import itertools
 
+import pandas as pd
 import pytest
 import torch
 
@@ -25,7 +26,7 @@ def make_trainer(tiny_world, tmp_path, method: str, algo: str, reward_funcs, hpa
         model=model,
         processing_class=processor,
         args=grpo_config(train, get_algorithm(algo), weights, seed=0, output_dir=tmp_path / method),
-        train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
+        train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir, processor),
         reward_funcs=reward_funcs,
         recipe=resolve(method, spec),
         chunk_size=7,
@@ -88,22 +89,6 @@ def test_dapo_dynamic_sampling_refills_the_batch(tiny_world, tmp_path):
     assert metrics["dynamic_sampling/unfilled_frac"][-1] == 0
     assert batch["num_items_in_batch"] == batch["completion_mask"].sum()
     assert batch["pixel_values"].size(0) == batch["image_grid_thw"].prod(-1).sum()
-
-
-def test_attention_method_on_sdpa_model_fails_before_training(tiny_world, tmp_path):
-    data_dir, base_dir = tiny_world
-    model, processor = load_policy(base_dir, ModelParams(attn_implementation="sdpa"))
-    with pytest.raises(ValueError, match="eager"):
-        WeightedGRPOTrainer(
-            model=model,
-            processing_class=processor,
-            args=grpo_config(TRAIN, get_algorithm("grpo"), [1.0], seed=0, output_dir=tmp_path / "sdpa"),
-            train_dataset=grpo_dataset(load_split(data_dir, "train"), data_dir),
-            reward_funcs=[length_parity_reward],
-            recipe=resolve("atrl", MethodSpec(weighting="atrl")),
-            chunk_size=7,
-            attention_layers=[-1],
-        )
 
 
 def test_dapo_drops_groups_of_equal_weighted_rewards(tiny_world, tmp_path):
@@ -220,3 +205,86 @@ def test_oracle_roles_on_data_without_roles_names_the_method_and_the_data(tiny_w
     with pytest.raises(ValueError, match=r"weighting 'oracle_roles' reads ground-truth token roles, but the training data .*train\.parquet has none"):
         check_role_labels(resolve("x", MethodSpec(weighting="oracle_roles")), frame, data_dir)
     check_role_labels(resolve("x", MethodSpec()), frame, data_dir)  # other methods need no roles
+
+
+def test_generation_in_chunks_gives_the_same_greedy_completions(tiny_world, tmp_path):
+    """model.generation_chunk rows per generate() call: the same completions as one call (greedy), in ceil(rows / chunk) calls."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    trainer = make_trainer(tiny_world, tmp_path, "uniform", "grpo", [length_parity_reward])
+    inputs = trainer._draw_inputs(3)  # 3 prompts x 4 generations: 12 rows of different prompt lengths
+    prompts = [prepare_multimodal_messages(row["prompt"], images=row["images"]) for row in inputs]
+    prompt_ids, images, fields = trainer._tokenize_prompts(prompts)
+    trainer.generation_config.do_sample = False
+    calls = []
+    generate = trainer.model.generate
+    trainer.model.generate = lambda *a, **kw: calls.append(kw["input_ids"].shape[0]) or generate(*a, **kw)
+    whole, _ = trainer._generate_single_turn(prompt_ids, images, fields, 4)
+    trainer.generation_chunk = 5
+    chunked, logprobs = trainer._generate_single_turn(prompt_ids, images, fields, 4)
+    assert calls == [12, 5, 5, 2]
+    assert chunked == whole and logprobs is None
+    assert len({tuple(c) for c in whole}) > 1  # the prompts differ, so do their completions
+
+
+def two_image_frame(data_dir, tmp_path):
+    """Two rows of a real-dataset layout (`images`): one with two images, one with one; the images are
+    larger than the processor's pixel bounds, so every path must resize them."""
+    from PIL import Image
+
+    train = load_split(data_dir, "train").head(2)
+    for name, size in (("wide.png", (300, 200)), ("tall.png", (150, 260))):
+        Image.open(data_dir / train["image"].iloc[0]).resize(size).save(tmp_path / name)
+    return pd.DataFrame(
+        {
+            "question": list(train["question"]),
+            "images": [[str(tmp_path / "wide.png"), str(tmp_path / "tall.png")], [str(tmp_path / "tall.png")]],
+            "answer": list(train["answer"]),
+            "answer_type": list(train["answer_type"]),
+        }
+    )
+
+
+@pytest.mark.parametrize("min_pixels", [28 * 28, 84 * 84])
+def test_training_images_are_decoded_lazily_and_give_the_rollout_pixel_values(tiny_world, tmp_path, min_pixels):
+    """grpo_dataset stores paths; a row read decodes its images and resizes them once, as the processor
+    would; through TRL's prompt tokenization they give the pixel_values of the rollout path (full
+    images, resized by the processor). With min_pixels = max_pixels the processor would resize its own
+    output again (84 x 56 is below 84 x 84 pixels), so the images stay whole."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    from tokencredit.batching import encode_prompts
+    from tokencredit.dataset import row_images
+
+    data_dir, base_dir = tiny_world
+    _, processor = load_policy(base_dir, ModelParams(min_pixels=min_pixels, max_pixels=84 * 84))
+    frame = two_image_frame(data_dir, tmp_path)
+    dataset = grpo_dataset(frame, data_dir, processor)
+    assert dataset.column_names == ["prompt", "image_paths", "answer", "answer_type", "choices", "answer_format"]  # no pixels stored
+    rows = [dataset[i] for i in range(len(frame))]
+    assert [len(row["images"]) for row in rows] == [2, 1] and rows[0]["images"][1] is rows[1]["images"][0]  # decoded once
+    # multiples of 28 (patch 14 x merge 2) within 84 x 84 pixels, or whole
+    expected = [(84, 56), (56, 84)] if min_pixels < 84 * 84 else [(300, 200), (150, 260)]
+    assert [image.size for image in rows[0]["images"]] == expected
+    prompts = [prepare_multimodal_messages(row["prompt"], images=row["images"]) for row in rows]
+    trl = processor.apply_chat_template(conversation=prompts, add_generation_prompt=True, tokenize=True, return_dict=True, padding=True)
+    rollout = encode_prompts(processor, list(frame["question"]), row_images(frame, data_dir))
+    assert torch.equal(torch.as_tensor(trl["image_grid_thw"]), rollout["image_grid_thw"]) and len(rollout["image_grid_thw"]) == 3
+    assert torch.equal(torch.as_tensor(trl["pixel_values"]), rollout["pixel_values"])
+
+
+def test_every_image_of_a_row_reaches_the_training_batch(tiny_world, tmp_path):
+    trainer = make_trainer(tiny_world, tmp_path, "uniform", "grpo", [length_parity_reward])
+    data_dir, _ = tiny_world
+    trainer.train_dataset = grpo_dataset(two_image_frame(data_dir, tmp_path), data_dir, trainer.processing_class)
+    inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]  # two prompts, 4 completions each
+    trainer.generation_chunk = 3  # generate() calls of rows 0-2, 3-5 (2, 1, 1 images), 6-7: each gets its own images' pixels
+    pixels = []
+    generate = trainer.model.generate
+    trainer.model.generate = lambda *a, **kw: pixels.append(kw["pixel_values"]) or generate(*a, **kw)
+    batch = trainer._generate_and_score_completions(inputs)
+    assert len(pixels) == 3 and torch.equal(torch.cat(pixels), batch["pixel_values"])
+    assert batch["image_grid_thw"].shape[0] == 4 * 2 + 4 * 1
+    assert batch["pixel_values"].shape[0] == batch["image_grid_thw"].prod(-1).sum()
+    slots = (batch["prompt_ids"] == trainer.model.config.image_token_id).sum(1)
+    assert (slots[:4] == 2 * slots[4:]).all()

@@ -391,10 +391,10 @@ def plan_params(sections: dict[str, Any], config, prompt_text: int = 150) -> lis
     weights = {"weights": 2 * pm.num_parameters()}
     chunk = sections["scoring"].chunk_size
     jobs = {
-        "train · generation": (states, Shape(_generation_rows(train, per_process), prompt_text, train.max_completion_length, pixels), "generation"),
+        "train · generation": (states, Shape(_generation_rows(sections["model"], per_process), prompt_text, train.max_completion_length, pixels), "generation"),
         "train · scoring": (states, micro, "scoring"),
         "train · update": (states, micro, "update"),
-        "rollouts · generation": (weights, Shape(_generation_rows(rollouts, rollouts.batch_size * rollouts.num_samples), prompt_text, rollouts.max_new_tokens, pixels), "generation"),
+        "rollouts · generation": (weights, Shape(_generation_rows(sections["model"], rollouts.batch_size * rollouts.num_samples), prompt_text, rollouts.max_new_tokens, pixels), "generation"),
         "score · scoring": (weights, Shape(sections["score"].batch_size, prompt_text, rollouts.max_new_tokens, pixels), "scoring"),
     }  # fmt: skip
     plans = []
@@ -404,9 +404,9 @@ def plan_params(sections: dict[str, Any], config, prompt_text: int = 150) -> lis
     return plans
 
 
-def _generation_rows(section, default: int) -> int:
-    """Rows per generate() call: the section's generation_chunk where it has one."""
-    return min(getattr(section, "generation_chunk", None) or default, default)
+def _generation_rows(model, default: int) -> int:
+    """Rows per generate() call: model.generation_chunk (training and rollouts alike) where it is set."""
+    return min(model.generation_chunk or default, default)
 
 
 # -- the check before any job ---------------------------------------------------------------------------
@@ -440,10 +440,10 @@ def check_memory(params, config=None) -> None:
 
 
 _REMEDY = {
-    "train · generation": "lower train.generation_chunk",
+    "train · generation": "lower model.generation_chunk",
     "train · scoring": "lower train.micro_batch_size (scoring forwards are that size)",
     "train · update": "lower train.micro_batch_size",
-    "rollouts · generation": "lower rollouts.generation_chunk",
+    "rollouts · generation": "lower model.generation_chunk",
     "score · scoring": "lower score.batch_size",
 }
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import torch
+from accelerate.utils import is_peft_model
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from tokencredit.atomic import atomic_path
@@ -63,6 +64,17 @@ def adapter_base(path: Path) -> Path:
     return base
 
 
+def default_device() -> torch.device:
+    """This process's GPU when CUDA is available, else the CPU.
+
+    `accelerate launch` starts one process per GPU and gives each its LOCAL_RANK; a plain process
+    (or one SLURM gave a single GPU) has none and takes the first visible GPU.
+    """
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def _load_model(path: Path, model_params: ModelParams) -> PreTrainedModel:
     """The model of a checkpoint, or of an adapter's base with the adapter merged into it."""
     if is_adapter(path):
@@ -78,13 +90,19 @@ def _load_model(path: Path, model_params: ModelParams) -> PreTrainedModel:
 
 
 def load_policy(
-    path: str | Path, model_params: ModelParams | None = None, device: str | torch.device | None = None
+    path: str | Path, model_params: ModelParams | None = None, device: str | torch.device | None = None, *, for_training: bool = False
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
-    """Model in eval mode on `device` (default: CUDA when available) and its processor, left-padding.
+    """Model in eval mode on `device` (default: `default_device()`) and its processor, left-padding.
 
     `model_params` supplies the attention kernel, trust_remote_code and the image pixel bounds
     (without it: defaults, and the checkpoint's own pixel bounds). Weights keep their saved dtype.
     A LoRA adapter's directory loads as its base with the adapter merged in.
+
+    `for_training`: the model stays where from_pretrained put it, for accelerate to place it on
+    each process's device when it prepares it: moving it here would put every process's copy on
+    one GPU before FSDP shards it. Under FSDP with cpu_ram_efficient_loading (and torch.distributed
+    already up), from_pretrained reads the weights on the first process only, the others holding
+    empty (meta) ones that FSDP fills from it.
     """
     path = Path(path)
     check_checkpoint(path)
@@ -104,8 +122,9 @@ def load_policy(
     if model_params.plain_think_tokens:
         processor.tokenizer = plain_think_tokenizer(processor.tokenizer)
     encode_repeated_images_once(model)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), processor
+    if not for_training:
+        model = model.to(device or default_device())
+    return model.eval(), processor
 
 
 def save_policy(
@@ -114,13 +133,23 @@ def save_policy(
     out_dir: str | Path,
     extra_files: dict[str, str] | None = None,
     base: str | Path | None = None,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Save a loadable policy directory atomically, with optional extra text files (e.g. a training log).
 
     A LoRA model (peft) saves its adapter and a reference to `base`, the policy it was trained from.
+    `dtype`: the floating-point weights are saved in it, and config.json names it, so that what
+    loads the policy (rollouts, scoring) computes as training did: bf16 after bf16 mixed-precision
+    training, whose fp32 master weights would double the files and the rollouts' memory. None:
+    as the model holds them. A LoRA adapter is saved as it is (a few MB).
     """
     with atomic_path(out_dir, directory=True) as tmp:
-        model.save_pretrained(tmp)
+        if dtype is None or is_peft_model(model):
+            model.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp, state_dict=_state_dict_in(model, dtype))
+            config = json.loads((tmp / "config.json").read_text())  # save_pretrained names the model's own dtype
+            (tmp / "config.json").write_text(json.dumps({**config, "dtype": str(dtype).removeprefix("torch.")}, indent=2, sort_keys=True) + "\n")
         processor.save_pretrained(tmp)
         if is_adapter(tmp):
             if base is None:
@@ -128,6 +157,19 @@ def save_policy(
             _reference_base(tmp, Path(base), Path(out_dir))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
+
+
+def _state_dict_in(model: PreTrainedModel, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The model's state dict with floating-point tensors in `dtype`; tied weights (one storage) stay one tensor,
+    which is how save_pretrained finds and drops the copies."""
+    cast: dict[tuple, torch.Tensor] = {}
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+            tensor = cast[key] if key in cast else cast.setdefault(key, tensor.to(dtype))
+        state[name] = tensor
+    return state
 
 
 def _reference_base(adapter_dir: Path, base: Path, out_dir: Path) -> None:

@@ -110,8 +110,18 @@ class ModelParams(Section):
     vocab_size: int = Field(512, ge=64, description="Target vocabulary of the BPE tokenizer trained on the synthetic text.")
     min_pixels: int = Field(84 * 84, ge=1, description="Image processor lower pixel bound.")
     max_pixels: int = Field(84 * 84, ge=1, description="Image processor upper pixel bound.")
-    attn_implementation: Literal["eager", "sdpa"] = Field(
-        "eager", description="Attention kernel. `attn_image` needs attention weights, which only eager returns."
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = Field(
+        "sdpa",
+        description="Attention kernel of every job (generation, rollouts, scoring, training). No method needs eager: "
+        "attn_image is recomputed from the chosen layers' own q and k (signals.image_attention_mass). "
+        "flash_attention_2 needs the flash-attn package.",
+    )
+    generation_chunk: int | None = Field(
+        None,
+        ge=1,
+        description="Completions (rows) per generate() call, in training's generation (each process's rows) and in the "
+        "rollouts step: one call holds the KV cache of all its rows, so this bounds it. None: every "
+        "row in one call. Sampled completions depend on it (the random draws split differently); vLLM batches by itself.",
     )
     trust_remote_code: bool = Field(False, description="Allow code from a checkpoint directory. Off unless you trust it.")
     plain_think_tokens: bool = Field(
@@ -330,9 +340,25 @@ class TrainParams(Section):
     distributed: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
         "ddp", description="Multi-process engine: the accelerate config workflow/accelerate/<this>.yaml."
     )
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="Training precision: bf16 computes under bf16 autocast over fp32 master weights (the optimizer "
+        "steps on fp32, so lr 1e-6 updates do not round away); no: fp32 throughout; auto: bf16 where a GPU is visible, no on "
+        "CPU. The policy is saved in the compute dtype. The accelerate config leaves it to this key (a config naming another fails at start).",
+    )
     use_vllm: bool = Field(False, description="Generate rollouts with vLLM (must be installed) instead of transformers' generate.")
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="vLLM in the training processes, or a separate `trl vllm-serve` server (TRL's modes)."
+    )
+    vllm_sampling: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further fields of vLLM's SamplingParams for the rollouts (e.g. repetition_penalty), with use_vllm. "
+        "A field vLLM does not take, or one other keys decide (temperature, top_p, ...), fails validation.",
+    )
+    max_prompt_length: int | None = Field(
+        None,
+        ge=1,
+        description="Longest prompt in tokens, image tokens included (Qwen2.5-VL: up to max_pixels / 784 per image). "
+        "With use_vllm, vLLM's context (max_model_len) is this + max_completion_length; required then.",
     )
     lora: LoraParams | None = Field(
         None, description="Train a LoRA adapter instead of every weight (None: full fine-tuning). The run's model directory "
@@ -357,6 +383,20 @@ class TrainParams(Section):
                 f"prompts_per_step ({self.prompts_per_step}) is not divisible by num_processes ({self.num_processes}): "
                 "every process must hold whole prompt groups"
             )
+        return self
+
+    @field_validator("vllm_sampling")
+    @classmethod
+    def _vllm_fields(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        from tokencredit.vllm_settings import check_sampling_fields
+
+        check_sampling_fields(settings)
+        return settings
+
+    @model_validator(mode="after")
+    def _vllm_context(self) -> TrainParams:
+        if self.use_vllm and self.max_prompt_length is None:
+            raise ValueError("use_vllm needs max_prompt_length: vLLM's context is max_prompt_length + max_completion_length")
         return self
 
     @property
@@ -422,7 +462,10 @@ class RolloutParams(Section):
 
 
 class ScoringParams(Section):
-    chunk_size: int = Field(1024, ge=1, description="Token positions per chunk when computing entropy and exact KL.")
+    chunk_size: int = Field(
+        1024, ge=1, description="Token positions per chunk when computing entropy and exact KL, and response queries per "
+        "chunk (one row at a time) when computing attn_image: heads x chunk_size x sequence float32 scores at most.",
+    )
     attention_layers: list[int] = Field(default_factory=lambda: [-1], description="Layers whose attention feeds attn_image (negative: from the end).")
     entropy_top_p: float = Field(
         0.95, gt=0, le=1, description="The entropy_top_p signal (ToR's Eq. 5, method tor_top_p): entropy of the fewest most probable "
@@ -573,8 +616,10 @@ class JobResources(Section):
     allow_over_plan: bool = Field(False, description="Run the job even when its memory plan exceeds gpu_memory_gb (the plan is an estimate).")
 
     def snakemake(self) -> dict[str, int | str]:
-        """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`)."""
-        named = {"gpu": self.gpus or None, "gpu_model": self.gpu_model, "mem_mb": self.mem_mb, "runtime": self.runtime, "slurm_partition": self.partition}
+        """Snakemake's names for the resources that are set (a rule reads them with `resources: **...`); `gpu`
+        always (0: none, which the SLURM executor requests no GPU for): the rule passes it to its step, which
+        stops when a job asking for GPUs sees none."""
+        named = {"gpu": self.gpus, "gpu_model": self.gpu_model, "mem_mb": self.mem_mb, "runtime": self.runtime, "slurm_partition": self.partition}
         return {key: value for key, value in named.items() if value is not None}
 
 

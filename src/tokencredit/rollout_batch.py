@@ -1,4 +1,4 @@
-"""Row selection and concatenation of TRL GRPO generation batches.
+"""Row selection and concatenation of TRL GRPO generation batches (and of the prompts generated from).
 
 DAPO's dynamic sampling keeps only groups with mixed rewards and fills the batch from further
 generation rounds. Rounds differ in padded widths (prompts are left-padded, completions
@@ -72,6 +72,26 @@ def merge_rows(batches: list[dict[str, Any]], rows: list[list[int]], pad_token_i
     mask = merged["completion_mask"] if "tool_mask" not in merged else merged["completion_mask"] * merged["tool_mask"]
     merged["num_items_in_batch"] = mask.sum()
     return unsplit_pixel_values_by_grid(merged)
+
+
+def generation_rows(fields: dict[str, Any], images: list | None, rows: slice) -> dict[str, Any]:
+    """The multimodal fields of `rows` of the prompts TRL generates from (`_tokenize_prompts`: numpy
+    arrays or tensors; Qwen-style pixel_values flat over image patches, image_grid_thw one row per
+    image, other fields one entry per prompt); `images`: each prompt's images (None: none). A part
+    without images gets no pixel keys, as in TRL's own tool loop."""
+    if not fields or images is None:
+        return fields
+    counts = [len(own) if own else 0 for own in images]
+    first = sum(counts[: rows.start])
+    last = first + sum(counts[rows])
+    part = {key: value[rows] for key, value in fields.items() if key not in ("pixel_values", "image_grid_thw")}
+    if first == last:
+        return part
+    grid = fields["image_grid_thw"]
+    patches = [0]
+    for t, h, w in grid[:last].tolist():
+        patches.append(patches[-1] + t * h * w)
+    return {**part, "image_grid_thw": grid[first:last], "pixel_values": fields["pixel_values"][patches[first] : patches[last]]}
 
 
 def mixed_groups(rewards: torch.Tensor, group_size: int, tolerance: float = 1e-6) -> torch.Tensor:

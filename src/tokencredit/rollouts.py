@@ -126,7 +126,9 @@ def _shard_seed(seed: int, shard: int) -> int:
     return int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
 
 
-def _shard_rows(model, processor, prompts: pd.DataFrame, data_dir: Path, params: RolloutParams, decoding: Decoding, seed: int) -> pd.DataFrame:
+def _shard_rows(
+    model, processor, prompts: pd.DataFrame, data_dir: Path, params: RolloutParams, decoding: Decoding, seed: int, generation_chunk: int | None
+) -> pd.DataFrame:
     import torch
 
     from tokencredit.graders import accuracy_reward
@@ -135,8 +137,8 @@ def _shard_rows(model, processor, prompts: pd.DataFrame, data_dir: Path, params:
 
     torch.manual_seed(seed)
     n, temperature = (params.num_samples, params.temperature) if decoding == "sampled" else (1, 0.0)
-    images = None if decoding == "no_image" else row_images(prompts, data_dir)
-    samples = sample(model, processor, list(prompts["question"]), images, n, temperature, params.max_new_tokens)
+    images = None if decoding == "no_image" else row_images(prompts, data_dir, processor)
+    samples = sample(model, processor, list(prompts["question"]), images, n, temperature, params.max_new_tokens, generation_chunk)
     columns = [c for c in (*DATA_COLUMNS, "choices", "answer_format") if c in prompts]
     rows = pd.DataFrame({c: np.repeat(prompts[c].to_numpy(), n) for c in columns})
     rows.insert(1, "sample", np.tile(np.arange(n), len(prompts)))
@@ -158,8 +160,10 @@ def generate_rollouts(
     out: str | Path,
     work_dir: str | Path,
     desc: str = "rollouts",
+    generation_chunk: int | None = None,
 ) -> pd.DataFrame:
-    """Decode every prompt of `prompts` as `key` says, shard by shard (resuming in `work_dir`), then write `out`."""
+    """Decode every prompt of `prompts` as `key` says, shard by shard (resuming in `work_dir`), then write `out`;
+    at most `generation_chunk` completions per generate() call (model.generation_chunk; None: a shard's all)."""
     from tqdm.auto import tqdm
 
     work_dir = Path(work_dir)
@@ -178,7 +182,8 @@ def generate_rollouts(
             if shard.is_file():
                 continue
             chunk = prompts.iloc[start : start + size]
-            rows = _shard_rows(model, processor, chunk, Path(data_dir), params, key["decoding"], _shard_seed(params.seed, i))
+            seed = _shard_seed(params.seed, i)
+            rows = _shard_rows(model, processor, chunk, Path(data_dir), params, key["decoding"], seed, generation_chunk)
             write_parquet(shard, rows)
             bar.update(len(chunk))
     frame = pd.concat([pd.read_parquet(s) for s in shards], ignore_index=True)
@@ -217,4 +222,6 @@ def ensure_rollouts(
     else:
         model, processor = load()
     prompts = load_split(data_dir, split)
-    return generate_rollouts(model, processor, prompts, data_dir, params, key, out, work_dir, desc=f"{decoding} {Path(policy_dir).name}/{split}")
+    desc = f"{decoding} {Path(policy_dir).name}/{split}"
+    chunk = model_params.generation_chunk if model_params is not None else None
+    return generate_rollouts(model, processor, prompts, data_dir, params, key, out, work_dir, desc, chunk)

@@ -82,13 +82,32 @@ class SampledLogProbs(LogitsProcessor):
 UNRECORDED_WARPERS = ("min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h")
 
 
+def generation_calls(n_prompts: int, n: int, chunk: int | None) -> list[tuple[slice, int]]:
+    """(prompts, completions per prompt) of each generate() call, at most `chunk` rows each, in the
+    order prompt then sample: whole prompts while n fits a call, else one prompt's n split over calls."""
+    if chunk is None or n_prompts * n <= chunk:
+        return [(slice(0, n_prompts), n)]
+    if n <= chunk:
+        per_call = chunk // n
+        return [(slice(start, start + per_call), n) for start in range(0, n_prompts, per_call)]
+    return [(slice(i, i + 1), min(chunk, n - done)) for i in range(n_prompts) for done in range(0, n, chunk)]
+
+
 @torch.no_grad()
 def sample(
-    model: PreTrainedModel, processor: ProcessorMixin, questions: Sequence[str], images: Images, n: int, temperature: float, max_new_tokens: int
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    questions: Sequence[str],
+    images: Images,
+    n: int,
+    temperature: float,
+    max_new_tokens: int,
+    generation_chunk: int | None = None,
 ) -> list[dict[str, Any]]:
     """`n` completions per question, greedy when temperature == 0: token ids, log-probs, text, finished.
 
     `images`: one per question (None: that prompt has no image), or None for text-only prompts.
+    At most `generation_chunk` completions per generate() call (None: all in one).
     """
     if temperature == 0 and n != 1:
         raise ValueError(f"greedy decoding gives one completion per question, got n={n}")
@@ -96,11 +115,23 @@ def sample(
     warpers = [name for name in UNRECORDED_WARPERS if getattr(config, name, None) not in (None, 1.0, 0.0)]
     if temperature > 0 and warpers:
         raise ValueError(f"the checkpoint's generation_config sets {warpers}; tokencredit samples with temperature alone")
+    was_training = model.training
+    model.eval()
+    samples = []
+    for prompts, per_prompt in generation_calls(len(questions), n, generation_chunk):
+        part = None if images is None else list(images)[prompts]
+        samples += _generate(model, processor, list(questions)[prompts], part, per_prompt, temperature, max_new_tokens)
+    model.train(was_training)
+    return samples
+
+
+def _generate(
+    model: PreTrainedModel, processor: ProcessorMixin, questions: list[str], images: Images, n: int, temperature: float, max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """One generate() call: `n` completions of each question."""
     # Plain temperature sampling: no top-k / top-p truncation from the checkpoint's generation config.
     mode = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
     recorder = SampledLogProbs(temperature or 1.0)
-    was_training = model.training
-    model.eval()
     inputs = encode_prompts(processor, questions, images).to(model.device)
     sequences = model.generate(
         **inputs,
@@ -111,7 +142,6 @@ def sample(
         logits_processor=LogitsProcessorList([recorder]),
         **mode,
     )
-    model.train(was_training)
     tokens = sequences[:, inputs["input_ids"].shape[1] :]
     logps = recorder.finish(sequences)
     eos = eos_token_ids(model, processor)

@@ -9,8 +9,8 @@ rollout order:
   signal.{s}.{counterfactual} for s in logp_cf, vis_k3, vis_kl, vis_absdiff, vis_jsd, entropy_cf,
   per counterfactual input scored: those the methods use plus `score.counterfactuals`;
   weight.{method} for every entry of the params' `methods`.
-Values are float32. attn_image needs eager attention: without it, it and the weights of the
-methods that read it are left out (with a warning).
+Values are float32. attn_image is recomputed from the chosen layers' q and k, so every attention
+kernel scores it.
 
 Signals come from `signals.score_policy` at the rollouts' sampling temperature: one call per
 counterfactual input, i.e. one counterfactual forward per kind. Weights see the batches training
@@ -25,7 +25,6 @@ Roles: the sampled text is labelled by the rule that labels the synthetic target
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,9 @@ from tokencredit.params import MethodSpec, ModelParams, ScoreParams, ScoringPara
 from tokencredit.rollouts import load_rollouts
 from tokencredit.sampling import decode, token_offsets
 from tokencredit.score_columns import signal_column, weight_column
-from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, check_attention_implementation, score_policy
+from tokencredit.signals import COUNTERFACTUAL_SIGNALS, LABEL_SIGNALS, TokenSignals, score_policy
 from tokencredit.synthetic import ROLES, completion_role_spans, token_roles
 from tokencredit.weighting import Context, Layout, WeightFn, build_weighting, default_counterfactual, required_signals
-
-log = logging.getLogger(__name__)
 
 POLICY_SIGNALS = ("entropy", "logp", "attn_image", "hidden_sim", "hidden_sim_last", "entropy_top_p")  # from the forward with the real image
 CF_SIGNALS = ("logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf")  # one set per counterfactual input
@@ -104,18 +101,9 @@ class RolloutScorer:
         self.batch_size = score.batch_size
         self.kinds = counterfactual_kinds(methods, score.counterfactuals)
         self.policy_signals = set(POLICY_SIGNALS)
-        try:
-            check_attention_implementation(model)
-        except ValueError as err:
-            log.warning("attn_image is not scored: %s", err)
-            self.policy_signals.discard("attn_image")
         self.methods: dict[str, tuple[WeightFn, str | None]] = {}
         self.labels = False  # whether a method reads the ground-truth roles
         for name, spec in methods.items():
-            missing = required_signals(spec.weighting) - self.policy_signals - COUNTERFACTUAL_SIGNALS - LABEL_SIGNALS
-            if missing:
-                log.warning("method %s is not weighted: it needs %s", name, sorted(missing))
-                continue
             self.labels |= bool(required_signals(spec.weighting) & LABEL_SIGNALS)
             self.methods[name] = (build_weighting(spec.weighting, **spec.hparams), method_counterfactual(spec))
         self.noise = torch.Generator().manual_seed(score.seed)  # patch blackening / noise draws
@@ -134,7 +122,7 @@ class RolloutScorer:
     def score(self, rows: pd.DataFrame, data_dir: Path) -> dict[str, np.ndarray]:
         """Every signal and weight column of `rows` (rollouts of whole prompts), flattened over valid tokens."""
         questions = list(rows["question"])
-        images = [load_image(data_dir, rel) for rel in rows["image"]]
+        images = [load_image(data_dir, rel, self.processor) for rel in rows["image"]]
         encoded = encode_for_loss(self.processor, questions, images, [list(ids) for ids in rows["token_ids"]])
         batch = _trl_batch(encoded, self.model.device)
         by_kind: dict[str | None, TokenSignals] = {}

@@ -47,7 +47,7 @@ def validation_accuracy(
     model: PreTrainedModel, processor: ProcessorMixin, frame: pd.DataFrame, data_dir: Path, max_new_tokens: int = 48, batch_size: int = 64
 ) -> dict[str, float]:
     """Greedy accuracy on `frame` with and without the image (the SFT check)."""
-    with_image = greedy_correct(model, processor, frame, load_images(frame, data_dir), max_new_tokens, batch_size)
+    with_image = greedy_correct(model, processor, frame, load_images(frame, data_dir, processor), max_new_tokens, batch_size)
     no_image = greedy_correct(model, processor, frame, None, max_new_tokens, batch_size)
     return {"val_accuracy": sum(with_image) / len(frame), "val_accuracy_no_image": sum(no_image) / len(frame)}
 
@@ -88,7 +88,7 @@ def train_sft(
     for step, rows in enumerate(batches(len(train_df), p.batch_size, p.seed), start=1):
         chunk = train_df.iloc[rows]
         drop = (torch.rand(len(rows), generator=drop_image) < p.text_only_fraction).tolist()
-        images = [None if d else image for d, image in zip(drop, load_images(chunk, data_dir))]
+        images = [None if d else image for d, image in zip(drop, load_images(chunk, data_dir, processor))]
         batch = encode_for_loss(processor, list(chunk["question"]), images, list(chunk["target"]))
         batch.pop("completion_mask")  # labels already carry -100 outside completions
         loss = model(**batch.to(model.device)).loss

@@ -28,6 +28,7 @@ Signals of the zoo methods (issue 22):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
@@ -225,17 +226,6 @@ def _decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
     return getattr(backbone, "language_model", backbone).layers
 
 
-def check_attention_implementation(model: Any) -> None:
-    """attn_image reads attention weights, which only the eager kernel returns; fail before training."""
-    impl = _decoder_layers(model)[0].self_attn.config._attn_implementation
-    if impl != "eager":
-        raise ValueError(
-            f"signal 'attn_image' needs attention weights, but the model uses attn_implementation={impl!r}, "
-            "which does not return them; set model.attn_implementation: eager in params "
-            "(or load the model with attn_implementation='eager')"
-        )
-
-
 def _resolve_layers(model: Any, attention_layers: Iterable[int]) -> list[int]:
     n = len(_decoder_layers(model))
     layers = []
@@ -249,41 +239,106 @@ def _resolve_layers(model: Any, attention_layers: Iterable[int]) -> list[int]:
     return layers
 
 
-@contextmanager
-def _image_attention(model: Any, layers: list[int], image_keys: Tensor, n_completion: int) -> Iterator[list[Tensor]]:
-    """Hooks on the chosen self-attention modules; each call appends the [B, T] mass on image keys.
+def _queries_and_keys(attention: torch.nn.Module, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor], n_queries: int) -> tuple[Tensor, Tensor]:
+    """The layer's queries [B, heads, n, d] at the positions predicting the completion and its keys
+    [B, kv_heads, L, d] at every position, as its forward computes them: its own projections, its
+    per-head q/k norms if it has them (Qwen3), and its module's rotary embedding."""
+    rotary = sys.modules[type(attention).__module__].apply_rotary_pos_emb
+    cos, sin = position_embeddings
 
-    The hook reduces the layer's [B, heads, L, L] weights right away, so no layer's full matrix
-    outlives its own forward.
+    def heads(project: torch.nn.Module, norm: torch.nn.Module | None, x: Tensor) -> Tensor:
+        states = project(x).view(*x.shape[:2], -1, attention.head_dim)
+        return (states if norm is None else norm(states)).transpose(1, 2)
+
+    queries = heads(attention.q_proj, getattr(attention, "q_norm", None), hidden[:, -n_queries - 1 : -1])
+    keys = heads(attention.k_proj, getattr(attention, "k_norm", None), hidden)
+    span = slice(-n_queries - 1, -1)
+    queries = rotary(queries, queries, cos[..., span, :], sin[..., span, :])[0]
+    return queries, rotary(keys, keys, cos, sin)[0]
+
+
+def image_attention_mass(queries: Tensor, keys: Tensor, scaling: float, attention_mask: Tensor, image_keys: Tensor, chunk_size: int) -> Tensor:
+    """Softmax attention mass [B, n] on the image keys of the last n queries (those predicting the
+    completion), averaged over heads; float32, without any [L, L] matrix.
+
+    The mass of query i is exp(LSE_i(image keys) - LSE_i(all keys)) over the keys it may see
+    (causal, not padding), which is what eager attention's softmax row sums to over the image keys.
+    Rows one at a time, `chunk_size` queries at a time: at most heads x chunk_size x L scores exist.
+    GQA: each key head serves its group of query heads, without repeating the keys.
     """
-    found: list[Tensor] = []
+    batch, kv_heads, length, dim = keys.shape
+    n = queries.shape[2]
+    queries = queries.reshape(batch, kv_heads, -1, n, dim)  # [B, kv, group, n, d]: heads grouped as repeat_kv does
+    positions = torch.arange(length, device=keys.device)
+    rows = []
+    for row in range(batch):
+        visible = attention_mask[row].bool()
+        masses = []
+        for start in range(0, n, chunk_size):
+            q = queries[row, :, :, start : start + chunk_size].float()
+            scores = torch.einsum("kgqd,kld->kgql", q, keys[row].float()) * scaling
+            query_positions = positions[length - n - 1 + start : length - 1][: q.shape[2]]
+            seen = visible & (positions[None, :] <= query_positions[:, None])  # [chunk, L]
+            scores.masked_fill_(~seen, -torch.inf)
+            image = scores[..., image_keys[row].bool()].logsumexp(-1)  # -inf without image keys: mass 0
+            masses.append((image - scores.logsumexp(-1)).exp().mean((0, 1)))
+        rows.append(torch.cat(masses))
+    return torch.stack(rows)
 
-    def hook(module: torch.nn.Module, args: Any, output: tuple[Tensor, Tensor | None]) -> None:
-        weights = output[1]
-        if weights is None:
-            raise RuntimeError("attention module returned no weights; attn_image needs attn_implementation='eager'")
-        queries = weights.detach()[:, :, -n_completion - 1 : -1, :]  # positions predicting completion tokens
-        found.append(torch.einsum("bhqk,bk->bq", queries.float(), image_keys) / queries.shape[1])
 
+@contextmanager
+def _image_attention(
+    model: Any, layers: list[int], input_ids: Tensor, attention_mask: Tensor, n_completion: int, chunk_size: int
+) -> Iterator[list[Tensor]]:
+    """Pre-hooks on the chosen self-attention modules; once the forward inside has run, one [B, T]
+    image mass per layer (rows of forwards run in row chunks are joined in order).
+
+    Any attention kernel: the hook recomputes the layer's q and k from the layer's inputs and
+    reduces them right away (image_attention_mass), so no attention matrix is ever returned or kept.
+    """
+    image_keys = input_ids == model.config.image_token_id
+    per_layer: dict[int, list[Tensor]] = {i: [] for i in layers}
     all_layers = _decoder_layers(model)
-    handles = [all_layers[i].self_attn.register_forward_hook(hook) for i in layers]
+
+    def hook_for(index: int):
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+            hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+            done = sum(len(part) for part in per_layer[index])
+            rows = slice(done, done + hidden.shape[0])
+            with torch.no_grad():
+                # Projections as the layer computes them (under its autocast, if any); the softmax in float32.
+                queries, keys = _queries_and_keys(module, hidden.detach(), kwargs["position_embeddings"], n_completion)
+                scaling = getattr(module, "scaling", module.head_dim**-0.5)
+                mask, image = attention_mask[rows].to(hidden.device), image_keys[rows].to(hidden.device)
+                with torch.autocast(hidden.device.type, enabled=False):
+                    per_layer[index].append(image_attention_mass(queries, keys, scaling, mask, image, chunk_size))
+
+        return hook
+
+    for i in layers:
+        if getattr(all_layers[i].self_attn, "sliding_window", None) is not None:
+            raise ValueError(f"scoring.attention_layers: layer {i} uses sliding-window attention, which attn_image does not model")
+    handles = [all_layers[i].self_attn.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i in layers]
+    found: list[Tensor] = []
     try:
         yield found
+        found.extend(torch.cat(parts) for parts in per_layer.values())
     finally:
         for handle in handles:
             handle.remove()
 
 
 @contextmanager
-def image_attention_of(model: Any, input_ids: Tensor, n_completion: int, attention_layers: Iterable[int]) -> Iterator[list[Tensor]]:
+def image_attention_of(
+    model: Any, input_ids: Tensor, attention_mask: Tensor, n_completion: int, attention_layers: Iterable[int], chunk_size: int = 1024
+) -> Iterator[list[Tensor]]:
     """attn_image [B, T] of the forward of `input_ids` (prompt + completion) that runs inside, found[0]
     once it has run: for a forward someone else runs (the training loss), read without a gradient."""
     layers = _resolve_layers(model, attention_layers)
-    image_keys = (input_ids == model.config.image_token_id).float()
-    with _image_attention(model, layers, image_keys, n_completion) as per_layer:
+    with _image_attention(model, layers, input_ids, attention_mask, n_completion, chunk_size) as per_layer:
         found: list[Tensor] = []
         yield found
-        found.append(sum(per_layer) / len(per_layer))
+    found.append(sum(per_layer) / len(per_layer))
 
 
 def _completion_hidden(model: Any, inputs: dict[str, Any], n_completion: int) -> Tensor:
@@ -357,8 +412,7 @@ def _score_rows(
 
     inputs = real_inputs(model, batch)
     if layers is not None:
-        image_keys = (inputs["input_ids"] == model.config.image_token_id).float()
-        recorder = _image_attention(model, layers, image_keys, n_completion)
+        recorder = _image_attention(model, layers, inputs["input_ids"], inputs["attention_mask"], n_completion, chunk_size)
     else:
         recorder = nullcontext([])
     image_tokens = inputs["input_ids"] == model.config.image_token_id
@@ -423,7 +477,6 @@ def score_policy(
         counterfactual = None
     layers = None
     if "attn_image" in needs:
-        check_attention_implementation(model)
         layers = _resolve_layers(model, attention_layers)
     parts = [
         _score_rows(model, part, needs, counterfactual, chunk_size, temperature, layers, (entropy_top_p, renormalize_top_p))

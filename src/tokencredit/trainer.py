@@ -58,13 +58,12 @@ from trl.models import unwrap_model_for_generation
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.losses import LossInputs
 from tokencredit.recipe import Recipe
-from tokencredit.rollout_batch import merge_rows, mixed_groups
+from tokencredit.rollout_batch import generation_rows, merge_rows, mixed_groups
 from tokencredit.scoring import role_codes
 from tokencredit.signals import (
     COUNTERFACTUAL_SIGNALS,
     LABEL_SIGNALS,
     TokenSignals,
-    check_attention_implementation,
     image_attention_of,
     score_policy,
 )
@@ -90,6 +89,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
             the loss; 0 disables it. (TRL's own entropy_coef is the full-vocabulary form.)
         signals_from_loss: entropy and attn_image from TRL's loss forward, weights per micro-batch
             (train.signals_from_loss); only for methods that read nothing else.
+        generation_chunk: rows per generate() call (model.generation_chunk); None: all of a process's rows at once.
     """
 
     def __init__(
@@ -103,6 +103,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         dynamic_sampling_tolerance: float = 1e-6,
         entropy_penalty: float = 0.0,
         signals_from_loss: bool = False,
+        generation_chunk: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -117,9 +118,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.dynamic_sampling_tolerance = dynamic_sampling_tolerance
         self.entropy_penalty = entropy_penalty
         self.signals_from_loss = signals_from_loss and not recipe.loss_needs and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
+        self.generation_chunk = generation_chunk
         self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
-        if "attn_image" in self.needs:
-            check_attention_implementation(without_peft_wrapper(self.model))
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
         # perturb each other; seeded every step by _reseed_streams.
@@ -161,14 +161,30 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
     def _generate(self, prompts: list):
         """TRL's generation, from the recipe's transformed prompts when it has a rollout transform (in
-        training); the batch keeps the clean images, so rewards, signals and the update see them."""
-        with self._timed("generation"):
+        training); the batch keeps the clean images, so rewards, signals and the update see them.
+        Under the accelerator's autocast, as scoring (_whole_policy): generate() runs the vision tower
+        outside the forward accelerate wraps in it, and under FSDP the root's summoned weights are fp32."""
+        with self._timed("generation"), self.accelerator.autocast():
             if self.recipe.transform is None or not self.model.training:
                 return super()._generate(prompts)
             context = TransformContext(self._rollout_noise, self._progress(), self.num_generations)
             out = super()._generate(self.recipe.transform(prompts, context))
             clean = [[part["image"] for part in image_parts(prompt)] or None for prompt in prompts]
             return (*out[:6], clean if any(clean) else None, *out[7:])  # TRL returns the images 7th
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's generation, generation_chunk rows per generate() call: one call would hold the KV cache of
+        every row of the process at once (240 rows at 3B). vLLM schedules its own batches."""
+        chunk = self.generation_chunk
+        if self.use_vllm or chunk is None or len(prompt_ids) <= chunk:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        completions = []
+        for start in range(0, len(prompt_ids), chunk):
+            rows = slice(start, start + chunk)
+            part = generation_rows(multimodal_fields, images, rows)
+            own_images = images[rows] if images is not None else None
+            completions += super()._generate_single_turn(prompt_ids[rows], own_images, part, num_generations, has_tool_images)[0]
+        return completions, None  # transformers' generate gives TRL no sampling log-probs
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Tensor:
         """Rewards [rows of the global batch, reward functions]; a non-finite one becomes NaN.
@@ -312,10 +328,13 @@ class WeightedGRPOTrainer(GRPOTrainer):
         """The policy as TRL generates with it: unwrapped, ZeRO-3 shards gathered, FSDP's root parameters
         summoned. Scoring reads lm_head's weight directly, which a sharded module does not hold.
         With LoRA: the model under peft's wrapper, whose layers run the adapter, so that scoring finds
-        its submodules by the model's own names."""
+        its submodules by the model's own names.
+        Under the accelerator's autocast, as the wrapped model's forward runs: scoring calls submodules
+        directly, and under FSDP the summoned root weights are fp32 while wrapped blocks compute in bf16."""
         with (
             unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as policy,
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            self.accelerator.autocast(),
         ):
             yield without_peft_wrapper(policy)
 
@@ -412,7 +431,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
         else:
             policy = without_peft_wrapper(self.accelerator.unwrap_model(model))
             recorder = (
-                image_attention_of(policy, input_ids, logits_to_keep, self.attention_layers) if "attn_image" in self.needs else nullcontext([])
+                image_attention_of(policy, input_ids, attention_mask, logits_to_keep, self.attention_layers, self.chunk_size)
+                if "attn_image" in self.needs
+                else nullcontext([])
             )
             with recorder as attention:
                 out = forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)

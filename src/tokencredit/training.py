@@ -8,6 +8,7 @@ trainer_state.json last, so a checkpoint without a readable one was cut short by
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -21,6 +22,7 @@ from typing import Any, Callable
 import datasets
 import pandas as pd
 import torch
+from accelerate.utils import gather_object
 from safetensors import safe_open
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import safe_globals
@@ -28,7 +30,7 @@ from trl import GRPOConfig
 
 from tokencredit.algorithms import Algorithm
 from tokencredit.atomic import write_text
-from tokencredit.dataset import load_image, prompt_messages
+from tokencredit.dataset import image_paths, load_image, prompt_messages
 from tokencredit.manifest import manifest_path
 from tokencredit.models import vision_token_ids
 from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParams
@@ -38,17 +40,25 @@ from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_p
 from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.recipe import Recipe, resolve
 from tokencredit.trainer import WeightedGRPOTrainer
+from tokencredit.vllm_settings import check_processor_bounds, sampling_kwargs
 
 log = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
-    """TRL's conversational VLM layout: `prompt` messages with an image placeholder and an `image` column."""
-    return datasets.Dataset.from_dict(
+def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cached_images: int = 64) -> datasets.Dataset:
+    """TRL's conversational VLM layout: `prompt` messages with one placeholder per image, and `images`.
+
+    The table holds the images' paths: each is decoded when its row is read and, given the policy's
+    processor, resized once to the size the processor gives it (dataset.fit_to_processor), never
+    stored (datasets would re-encode every image as PNG, in every process). TRL reads a prompt's row
+    once per completion of its group, so the last `cached_images` images are kept.
+    """
+    paths = image_paths(frame)
+    table = datasets.Dataset.from_dict(
         {
-            "prompt": [prompt_messages(q) for q in frame["question"]],
-            "image": [load_image(data_dir, p) for p in frame["image"]],
+            "prompt": [prompt_messages(q, len(own)) for q, own in zip(frame["question"], paths)],
+            "image_paths": paths,
             "answer": frame["answer"].tolist(),
             "answer_type": frame["answer_type"].tolist(),
             # Option texts let the grader accept an answer given as an option's text (real benchmarks).
@@ -57,6 +67,13 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path) -> datasets.Dataset:
             "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
         }
     )
+    load = functools.lru_cache(maxsize=cached_images)(lambda rel: load_image(data_dir, rel, processor))
+
+    def decode(rows: dict[str, list]) -> dict[str, list]:
+        rows["images"] = [[load(rel) for rel in own] for own in rows.pop("image_paths")]
+        return rows
+
+    return table.with_transform(decode)
 
 
 def reward_functions(train: TrainParams, algo: Algorithm) -> tuple[list[Callable], list[float]]:
@@ -92,6 +109,72 @@ def require_engines(train: TrainParams) -> None:
             raise RuntimeError(f"{setting} needs the `{package}` package, which is not installed here: install it or change that key")
 
 
+def training_precision(train: TrainParams) -> str:
+    """train.mixed_precision resolved: "bf16" or "no" (auto: bf16 where a GPU is visible)."""
+    if train.mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return train.mixed_precision
+
+
+def compute_dtype(train: TrainParams) -> torch.dtype | None:
+    """The dtype the trained policy is saved in: bf16 after bf16 mixed precision, else as its weights are (None)."""
+    return torch.bfloat16 if training_precision(train) == "bf16" else None
+
+
+def check_launch(train: TrainParams) -> None:
+    """Before any work: the engines are installed, and the processes `accelerate launch` started and the
+    precision its config asks for agree with the params (accelerate exports both to every process)."""
+    require_engines(train)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes != train.num_processes:
+        raise RuntimeError(
+            f"train.num_processes is {train.num_processes} but {processes} process(es) run: start the run with "
+            f"`accelerate launch --num_processes {train.num_processes}` (the train rule does)"
+        )
+    # The shipped configs leave precision to the params ("no", accelerate's default); a config that names
+    # another would win silently (transformers reads ACCELERATE_MIXED_PRECISION when bf16 is off).
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched not in ("no", training_precision(train)):
+        raise RuntimeError(
+            f"train.mixed_precision is {train.mixed_precision!r} ({training_precision(train)} here) but accelerate was launched "
+            f"with mixed_precision {launched!r} (its config file or --mixed_precision): set train.mixed_precision: {launched} "
+            "or leave precision out of the accelerate config"
+        )
+
+
+def check_replicas_agree(policy, accelerator) -> str:
+    """The sha256 of `policy`'s whole state dict, after checking that every process holds the same one
+    (enter on every process, with the policy gathered: it is collective). Differing replicas mean the
+    processes trained apart (a desynchronised step): the saved policy would be one of several."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(policy.state_dict().items()):
+        digest.update(name.encode())
+        # A copy: numpy would pin the tensor's storage, which FSDP frees (resizes) when it reshards.
+        digest.update(tensor.detach().to("cpu", copy=True).reshape(-1).view(torch.uint8).numpy().tobytes())
+    mine = digest.hexdigest()
+    digests = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
+    log.info("process %d: state dict sha256 %s", accelerator.process_index, mine)
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"the processes hold different weights after training (state dict sha256 per process: {digests})")
+    return mine
+
+
+def fp32_master_weights(model, train: TrainParams):
+    """The model with fp32 weights where the optimizer steps on the model's own parameters.
+
+    A checkpoint saved in bf16 loads in bf16, and AdamW on bf16 weights rounds lr 1e-6 updates away
+    (0.02 + 1e-6 == 0.02 in bf16): so single-process and DDP runs train fp32 weights, and bf16
+    mixed precision computes in bf16 under autocast, as accelerate and TRL intend (the Trainer's bf16).
+    Left as they are: FSDP under bf16 mixed precision (accelerate upcasts each process's shard after
+    wrapping, so the full model is never held in fp32), DeepSpeed under bf16 (its optimizer keeps fp32
+    copies), and LoRA (only the adapter steps, and peft creates it in fp32).
+    """
+    engine_keeps_fp32 = training_precision(train) == "bf16" and train.distributed != "ddp"
+    if train.lora is not None or engine_keeps_fp32:
+        return model
+    return model.float()
+
+
 def grpo_config(
     train: TrainParams, algo: Algorithm, reward_weights: list[float], seed: int, output_dir: Path, suppress_tokens: list[int] = ()
 ) -> GRPOConfig:
@@ -106,6 +189,7 @@ def grpo_config(
     `suppress_tokens`: never sampled (vision placeholders; TRL itself blocks only the image token).
     """
     on_gpu = torch.cuda.is_available()
+    bf16 = training_precision(train) == "bf16"
     micro_batch = train.micro_batch_size or train.completions_per_process
     accumulation = train.completions_per_process // micro_batch  # TrainParams checks that it divides
     return GRPOConfig(
@@ -142,15 +226,24 @@ def grpo_config(
         save_total_limit=1,
         report_to="none",
         use_cpu=not on_gpu,
-        bf16=on_gpu,
+        bf16=bf16,  # autocast over the fp32 weights fp32_master_weights keeps
         gradient_checkpointing=on_gpu,  # saves GPU memory; on CPU it only costs the recomputation
         dataloader_num_workers=0,
         disable_tqdm=True,
         log_completions=False,
         use_vllm=train.use_vllm,
         vllm_mode=train.vllm_mode,
-        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
+        vllm_max_model_length=train.max_prompt_length + train.max_completion_length if train.use_vllm else None,
+        generation_kwargs=generation_kwargs(train, list(suppress_tokens)),
     )
+
+
+def generation_kwargs(train: TrainParams, blocked: list[int]) -> dict[str, Any] | None:
+    """What TRL adds to its generation settings: transformers' `suppress_tokens`, or with vLLM only fields
+    of its SamplingParams, the blocked tokens through `logit_bias` (tokencredit.vllm_settings)."""
+    if train.use_vllm:
+        return sampling_kwargs(blocked, train.vllm_sampling)
+    return {"suppress_tokens": blocked} if blocked else None
 
 
 def dual_clip(train: TrainParams, algo: Algorithm) -> float | None:
@@ -323,22 +416,21 @@ def build_trainer(
     checkpoint_dir: Path,
     callbacks: list[TrainerCallback] = (),
     method_name: str = "method",
+    generation_chunk: int | None = None,
 ) -> WeightedGRPOTrainer:
-    require_engines(train)
+    check_launch(train)
     recipe = resolve(method_name, method)
     check_role_labels(recipe, train_frame, data_dir)
+    if train.use_vllm:
+        check_processor_bounds(model.name_or_path, processor.image_processor)
+    model = fp32_master_weights(model, train)
     funcs, weights = reward_functions(train, algo)
     config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
-    if config.world_size != train.num_processes:
-        raise RuntimeError(
-            f"train.num_processes is {train.num_processes} but {config.world_size} process(es) run: "
-            f"start the run with `accelerate launch --num_processes {train.num_processes}` (the train rule does)"
-        )
     trainer = WeightedGRPOTrainer(
         model=model,
         processing_class=processor,
         args=config,
-        train_dataset=grpo_dataset(train_frame, data_dir),
+        train_dataset=grpo_dataset(train_frame, data_dir, processor),
         reward_funcs=funcs,
         callbacks=list(callbacks),
         recipe=recipe,
@@ -349,6 +441,7 @@ def build_trainer(
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
         signals_from_loss=train.signals_from_loss,
+        generation_chunk=generation_chunk,
         peft_config=lora_config(train.lora) if train.lora else None,
     )
     # TRL builds the KL reference model itself; the policy got the same hooks from load_policy.

@@ -27,8 +27,10 @@ rule sft:
         model=section("model"),
         base=policy_dir("base"),
     threads: 2
+    resources:
+        **P.resources.sft.snakemake(),
     log:
         "results/logs/sft.log",
     shell:
         "python -m steps.sft --params {params.sft:q} --model-params {params.model:q} --base {params.base}"
-        " --data results/data --out {output.model} --threads {threads} > {log} 2>&1"
+        " --data results/data --out {output.model} --threads {threads} --gpus {resources.gpu} > {log} 2>&1"

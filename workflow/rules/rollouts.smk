@@ -35,7 +35,7 @@ rule rollouts:
         "python -m steps.rollouts --params {params.rollouts:q} --model-params {params.model:q}"
         " --policy-name {wildcards.policy} --policy {params.policy} --data {input.data} --out {output}"
         # Shards live outside the outputs: generation resumes from them.
-        " --work results/checkpoints/rollouts/{wildcards.policy}-{wildcards.dataset} --threads {threads} > {log} 2>&1"
+        " --work results/checkpoints/rollouts/{wildcards.policy}-{wildcards.dataset} --threads {threads} --gpus {resources.gpu} > {log} 2>&1"
 
 
 rule score:
@@ -61,4 +61,4 @@ rule score:
         "python -m steps.score --params {params.score:q} --scoring {params.scoring:q} --methods {params.methods:q}"
         " --model-params {params.model:q} --policy-name {wildcards.policy} --policy {params.policy}"
         " --rollouts {input.rollouts} --data results/data --split {wildcards.split} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} > {log} 2>&1"

@@ -37,8 +37,10 @@ rule train:
         **P.resources.train.snakemake(),
     log:
         "results/logs/train/{algo}-{method}-s{seed}.log",
+    # exec: the trainer (or accelerate's launcher) replaces the job's shell, so a kill of the job reaches it
+    # instead of orphaning it beside a rerun (steps.train also refuses a run another trainer holds).
     shell:
-        "{params.launch} -m steps.train --params {params.train:q} --method-spec {params.method:q}"
+        "exec {params.launch} -m steps.train --params {params.train:q} --method-spec {params.method:q}"
         " --scoring {params.scoring:q} --model-params {params.model:q}"
         " --algo {wildcards.algo} --method {wildcards.method} --seed {wildcards.seed}"
-        " --init {params.start} --data results/data --out {output.model} --threads 1 > {log} 2>&1"
+        " --init {params.start} --data results/data --out {output.model} --threads 1 --gpus {resources.gpu} > {log} 2>&1"

@@ -10,7 +10,8 @@ these are our choices, each a parameter:
   image-token keys, averaged over heads and over `scoring.attention_layers` (last layer by
   default). It comes from the no-grad scoring forward with the real image (the one that gives
   logp and entropy): one extra forward per generated batch besides the loss's, and no
-  counterfactual one. That forward needs eager attention, which returns the weights.
+  counterfactual one. It is recomputed from each chosen layer's q and k, for any attention kernel
+  (signals.image_attention_mass).
 - Clusters: with one scalar feature per token, a graph clustering of a response's tokens
   (e.g. single-linkage on the sorted values, or any similarity graph with a kernel monotone in
   |c_s - c_t|) yields contiguous bands of c_t. We cut the bands per response so the anchor band
