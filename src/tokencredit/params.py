@@ -241,7 +241,9 @@ def _default_methods() -> dict[str, MethodSpec]:
         "papo": {"loss": {"name": "papo"}},  # the 3B GRPO scripts: gamma 0.02, no double entropy (losses/papo.py)
         "papo_double_entropy": {"loss": {"name": "papo", "hparams": {"ori_entropy_coef": 0.05, "aug_entropy_coef": 0.05}}},  # 7B GRPO
         "papo_dapo": {"loss": {"name": "papo", "hparams": {"gamma": 0.01, "ori_entropy_coef": 0.03, "aug_entropy_coef": 0.03}}},  # DAPO's
+        "dvrp": {"loss": {"name": "dvrp"}},  # the fork's version (no official code; losses/dvrp.py)
         "kl_cov": {"loss": {"name": "kl_cov"}},
+        "random_kl_cov": {"loss": {"name": "kl_cov", "hparams": {"random": True}}},  # its random twin
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
     }
     built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
