@@ -48,6 +48,13 @@ class DataParams(Section):
     max_objects: int = Field(6, ge=1, description="Most shapes in an in-distribution image.")
     ood_min_objects: int = Field(7, ge=1, description="Fewest shapes in an out-of-distribution image.")
     ood_max_objects: int = Field(9, ge=1, description="Most shapes in an out-of-distribution image.")
+    filler_words: int = Field(
+        3,
+        ge=0,
+        le=3,
+        description="Glue words before each object of the listing (format role): a random opener, then 'i see'. "
+        "Makes perception a minority of longer responses, as in the papers' rollouts (docs/experiment.md, issue 24); 0: none.",
+    )
     n_train: int = Field(4000, ge=1, description="Examples in the train split.")
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
     n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
@@ -137,12 +144,14 @@ class ModelParams(Section):
 
 
 class SFTParams(Section):
-    max_steps: int = Field(800, ge=1, description="Upper bound on optimizer steps.")
+    max_steps: int = Field(150, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
     target_accuracy: float | None = Field(
-        0.7,
+        None,
         gt=0,
         le=1,
-        description="Stop once greedy validation accuracy reaches this, leaving headroom for RL. None: run max_steps.",
+        description="Stop at the first validation check whose greedy accuracy reaches this. None (the default): run "
+        "max_steps, a count that float rounding across machines cannot move (issue 24: a threshold checked every "
+        "eval_every steps stopped at step 450 on one machine and 500 on another).",
     )
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate.")
