@@ -49,11 +49,12 @@ class DataParams(Section):
     ood_min_objects: int = Field(7, ge=1, description="Fewest shapes in an out-of-distribution image.")
     ood_max_objects: int = Field(9, ge=1, description="Most shapes in an out-of-distribution image.")
     filler_words: int = Field(
-        3,
+        0,
         ge=0,
         le=3,
         description="Glue words before each object of the listing (format role): a random opener, then 'i see'. "
-        "Makes perception a minority of longer responses, as in the papers' rollouts (docs/experiment.md, issue 24); 0: none.",
+        "Makes perception a minority of longer responses, as in the papers' rollouts; a testbed under study, not yet "
+        "shown to let the perception oracle beat uniform (docs/experiment.md, issue 24); 0: none.",
     )
     n_train: int = Field(4000, ge=1, description="Examples in the train split.")
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
@@ -144,7 +145,7 @@ class ModelParams(Section):
 
 
 class SFTParams(Section):
-    max_steps: int = Field(150, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
+    max_steps: int = Field(450, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
     target_accuracy: float | None = Field(
         None,
         gt=0,
