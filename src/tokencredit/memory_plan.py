@@ -17,6 +17,11 @@ Per job and device:
   update       training states + one micro-batch forward and backward with gradient
                checkpointing, TRL's log-softmax and entropy on the completion (traced)
 
+Every method's peak is bounded by these operations: what a method adds over uniform is no-grad
+forwards of a scoring or training micro-batch, run one after another (the counterfactual, DVRP's
+noised view; benchmarks/forward_budget.py counts them), or per-layer reductions of hidden states
+(PEPO's similarity keeps no layer's states); no auxiliary loss keeps a second graph alive.
+
 Assumptions, each a choice documented here:
 - The attention kernel is flash or memory-efficient (sdpa on a GPU without an explicit full mask):
   the trace stands in an attention that allocates its output only, never the [L, L] scores.
