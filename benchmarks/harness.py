@@ -158,9 +158,10 @@ def world(shape: str) -> Iterator[World]:
         yield build_world(shape, Path(root))
 
 
-def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), policy: tuple | None = None, signals_from_loss: bool = False):
+def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), policy: tuple | None = None, signals_from_loss: bool = False, **train):
     """The pipeline's trainer (tokencredit.training.build_trainer) for `method` at the shape's workload,
-    on `policy` (model, processor) or a fresh one; `signals_from_loss`: train.signals_from_loss."""
+    on `policy` (model, processor) or a fresh one; `signals_from_loss`: train.signals_from_loss;
+    `train`: other TrainParams keys."""
     spec = Params().methods[method]
     load = w.workload
     train = TrainParams(
@@ -168,8 +169,8 @@ def make_trainer(w: World, method: str, steps: int, out: Path, callbacks=(), pol
         prompts_per_step=load.prompts,
         num_generations=load.generations,
         max_completion_length=load.completion_length,
-        save_steps=steps + 1,  # no checkpoint inside the timed steps
         signals_from_loss=signals_from_loss,
+        **{"save_steps": steps + 1, **train},  # by default no checkpoint inside the timed steps
     )
     model, processor = policy or w.new_policy()
     return build_trainer(

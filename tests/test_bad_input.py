@@ -25,7 +25,7 @@ from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy, save_policy
 from tokencredit.params import MethodSpec, ModelParams, ParamsError, ScoringParams, TrainParams, validate
-from tokencredit.signals import TokenSignals
+from tokencredit.signals import LABEL_SIGNALS, SIGNALS, TokenSignals
 from tokencredit.trainer import finite_signals
 from tokencredit.training import MetricsLogger, build_trainer, check_checkpoint
 from tokencredit.weighting import build_weighting, registered
@@ -40,7 +40,7 @@ NAN, INF = float("nan"), float("inf")
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ({"train": {"algos": ["ppo"]}}, "train.algos.0: Input should be 'grpo', 'dapo' or 'dr_grpo'"),
+        ({"train": {"algos": ["ppo"]}}, "train.algos.0: Input should be 'grpo', 'dapo', 'dr_grpo', 'cispo', 'sapo' or 'gspo'"),
         ({"train": {"max_steps": 5, "logging_steps": 10}}, "logging_steps (10) > max_steps (5): no step would be logged"),
         ({"train": {"max_completion_length": 16, "overlong_cache": 32}}, "overlong_cache (32) > max_completion_length (16)"),
     ],
@@ -63,8 +63,8 @@ def test_an_unknown_algorithm_stops_the_step_before_any_work(monkeypatch, capsys
     monkeypatch.setattr(sys, "argv", ["train", "--algo", "ppo"])
     with pytest.raises(SystemExit):
         steps.train.main()
-    assert "argument --algo: invalid choice: 'ppo' (choose from 'dapo', 'dr_grpo', 'grpo')" in capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"unknown algorithm 'ppo'; choose one of \['dapo', 'dr_grpo', 'grpo'\]"):
+    assert "argument --algo: invalid choice: 'ppo' (choose from 'cispo', 'dapo', 'dr_grpo', 'grpo', 'gspo', 'sapo')" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"unknown algorithm 'ppo'; choose one of \['cispo', 'dapo', 'dr_grpo', 'grpo', 'gspo', 'sapo'\]"):
         get_algorithm("ppo")
 
 
@@ -132,7 +132,8 @@ def test_non_finite_signals_leave_the_weighting_and_empty_responses_weigh_zero()
     mask = torch.tensor([[True, True, True, False], [True, True, False, False], [True, True, True, True]])
     values = torch.rand(3, 4) * mask
     values[0, 1], values[1, :2], values[2, 3] = NAN, INF, -INF  # row 1 keeps no valid token
-    raw = TokenSignals(mask=mask, role=torch.ones(3, 4) * mask, **{name: values.clone() for name in ("entropy", "vis_k3", "vis_absdiff", "attn_image")})
+    scored = [name for name in SIGNALS if name not in LABEL_SIGNALS]  # every signal some weighting reads
+    raw = TokenSignals(mask=mask, role=torch.ones(3, 4) * mask, **{name: values.clone() for name in scored})
     signals, guarded = finite_signals(raw)
     assert guarded == 4
     assert signals.mask.tolist() == [[True, False, True, False], [False] * 4, [True, True, True, False]]

@@ -8,6 +8,7 @@ them (`_source` names repository, commit, file and function; the scratch runs ar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tokencredit.counterfactual import vp_diffusion_noise
+from tokencredit.counterfactual import diffusion_noised_pixel_values, noise_fraction, noise_step, vp_diffusion_noise
 from tokencredit.losses import LossInputs, build_loss, registered_losses
+from tokencredit.losses.dvrp import dvrp_terms
 from tokencredit.params import MethodSpec, _default_methods
 from tokencredit.recipe import resolve
 from tokencredit.transforms import TransformContext, build_transform, image_parts
-from tokencredit.transforms.noisy_rollout import noise_fraction, noise_step
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "aux_losses.json").read_text())
 
@@ -105,10 +106,47 @@ def test_recipe_lists_its_components_and_shares_one_counterfactual():
 
 
 def test_recipe_errors_name_the_component():
-    assert registered_losses() == ["kl_cov", "papo"]
-    with pytest.raises(ValueError, match=r"methods.x.loss: unknown loss 'nope'; registered: \['kl_cov', 'papo'\]"):
+    assert registered_losses() == ["dvrp", "kl_cov", "papo"]
+    with pytest.raises(ValueError, match=r"methods.x.loss: unknown loss 'nope'; registered: \['dvrp', 'kl_cov', 'papo'\]"):
         resolve("x", MethodSpec(loss={"name": "nope"}))
     with pytest.raises(ValueError, match=r"methods.x.loss: .*gamma=-1"):
         resolve("x", MethodSpec(loss={"name": "papo", "hparams": {"gamma": -1}}))
     with pytest.raises(ValueError, match=r"methods.x.transform: unknown hyperparameter\(s\) \['sigma'\]"):
         resolve("x", MethodSpec(transform={"name": "noisy_rollout", "hparams": {"sigma": 1}}))
+
+
+def test_dvrp_terms_and_noise_schedule_match_the_fork():
+    golden = GOLDEN["dvrp"]
+    inputs, logps = _loss_inputs()
+    value = dvrp_terms(logps, inputs.signals["logp_cf"], inputs.old_logps, inputs, **golden["hparams"])
+    value.backward()
+    torch.testing.assert_close(value.detach(), torch.tensor(golden["value"]), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(logps.grad, torch.tensor(golden["grad"]), rtol=1e-5, atol=1e-7)
+    total = golden["schedule"]["total_steps"]
+    for step, noise_t, beta in golden["schedule"]["rows"]:
+        t = noise_step(step / total, 500.0, 10.0, 0.5, 1000.0)
+        assert t == pytest.approx(noise_t, abs=1e-6) and noise_fraction(t) == pytest.approx(beta, abs=1e-9)
+
+
+def test_diffusion_noised_pixel_values_noise_each_pixel_once_in_8_bits():
+    """Rows of a still image hold the same frame twice (temporal_patch_size 2): both copies get the same noise."""
+    mean, std = [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
+    frame = torch.randint(0, 256, (4, 3, 1, 16), generator=torch.Generator().manual_seed(0)).float()
+    pixels = ((frame.expand(4, 3, 2, 16) / 255.0 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).reshape(4, -1)
+    noised = diffusion_noised_pixel_values(pixels, mean, std, 0.2, torch.Generator().manual_seed(1))
+    values = (noised.reshape(4, 3, 2, 16) * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)) * 255.0
+    torch.testing.assert_close(values[:, :, 0], values[:, :, 1])
+    torch.testing.assert_close(values, values.round(), atol=1e-3, rtol=0)  # 8-bit values
+    assert (values - frame).abs().mean() > 5  # noised
+
+
+def test_kl_cov_random_twin_selects_as_many_tokens_at_random():
+    inputs, _ = _loss_inputs()
+    from tokencredit.losses.kl_cov import random_tokens, top_covariance
+
+    by_covariance = top_covariance(inputs.advantages, inputs.logps, inputs.mask, 0.3)
+    draws = [random_tokens(inputs.mask, 0.3, torch.Generator().manual_seed(seed)) for seed in range(5)]
+    assert all(d.sum() == by_covariance.sum() == 3 and not (d & ~inputs.mask.bool()).any() for d in draws)
+    assert len({tuple(d.flatten().tolist()) for d in draws}) > 1
+    twin = build_loss("kl_cov", kl_cov_ratio=0.3, random=True)(replace(inputs, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(twin) and twin >= 0

@@ -40,9 +40,9 @@ def test_auxiliary_losses_reach_the_update(tiny_world, tmp_path):
     # Two updates per generation: KL-Cov's |log π_θ − log π_old| has no gradient on-policy (losses/kl_cov.py).
     schedule = TRAIN.model_copy(update={"max_steps": 2, "updates_per_generation": 2, "logging_steps": 2})
     uniform, _ = train(tiny_world, tmp_path / "u", MethodSpec(), schedule)
-    for loss in ("papo", "kl_cov"):
-        hparams = {"gamma": 10.0} if loss == "papo" else {"kl_cov_ratio": 0.5}  # large enough to show on the tiny model
-        delta, trainer = train(tiny_world, tmp_path / loss, MethodSpec(loss={"name": loss, "hparams": hparams}), schedule)
+    hparams = {"papo": {"gamma": 10.0}, "kl_cov": {"kl_cov_ratio": 0.5}, "dvrp": {"nec_coef": 10.0, "rob_coef": 10.0}}  # visible on the tiny model
+    for loss in ("papo", "kl_cov", "dvrp"):
+        delta, trainer = train(tiny_world, tmp_path / loss, MethodSpec(loss={"name": loss, "hparams": hparams[loss]}), schedule)
         logged = trainer.state.log_history[0]
         assert f"aux_loss/{loss}" in logged and torch.isfinite(torch.tensor(logged[f"aux_loss/{loss}"]))
         assert not torch.allclose(delta, uniform, atol=1e-9), loss

@@ -1,4 +1,4 @@
-"""SFT: the loss falls, the same seed gives the same weights, the target accuracy stops training."""
+"""SFT: the loss falls, the same seed gives the same weights, a fixed step count or the target accuracy stops training."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from tokencredit import synthetic
 from tokencredit.dataset import load_split
 from tokencredit.models import load_policy
-from tokencredit.params import DataParams, ModelParams, SFTParams
+from tokencredit.params import DataParams, ModelParams, Params, SFTParams, merged_params
 from tokencredit.sft import batches, history_jsonl, train_sft
 from tokencredit.tiny_vlm import build_base
 
@@ -19,6 +19,7 @@ SMALL = ModelParams(
     hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
     vision_depth=1, vision_hidden_size=32, vocab_size=300,
 )  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
 DATA = DataParams(n_train=32, n_validation=4, n_test=4, n_test_ood=4)
 
 
@@ -68,6 +69,19 @@ def test_stops_at_target_accuracy(setup):
     _, history = run(setup, params, eval_fn=lambda m, p, df: {"val_accuracy": 0.5, "val_accuracy_no_image": 0.0})
     assert [r["step"] for r in history] == [2]
     assert json.loads(history_jsonl(history)) == history[0]
+
+
+def test_fixed_step_count_ignores_validation_accuracy(setup):
+    """Without a target the run's length cannot depend on validation numbers that rounding moves."""
+    params = SFTParams(max_steps=5, batch_size=2, eval_every=2)
+    assert params.target_accuracy is None  # the default
+    _, history = run(setup, params, eval_fn=lambda m, p, df: {"val_accuracy": 1.0, "val_accuracy_no_image": 1.0})
+    assert [r["step"] for r in history] == [2, 4, 5]
+
+
+def test_default_params_stop_sft_at_a_fixed_step():
+    sft = Params.model_validate(merged_params(ROOT / "params/default.yaml")).sft
+    assert sft.target_accuracy is None
 
 
 def test_batches_cover_every_row_each_epoch():

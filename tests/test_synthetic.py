@@ -10,8 +10,11 @@ from tokencredit.params import DataParams
 from tokencredit.synthetic import (
     COLORS,
     COLUMNS,
+    FILLER_OPENERS,
+    FILLER_WORDS,
     SHAPES,
     SPLITS,
+    completion_role_spans,
     corpus,
     make_examples,
     render,
@@ -121,8 +124,28 @@ def test_role_spans_cover_non_whitespace_exactly():
         for char, role in zip(e.target, covered):
             assert (role is None) == char.isspace(), e.target
         think_end = e.target.index(".")
-        assert all(r == "perception" for s, _, r in e.role_spans if 7 <= s < think_end)
+        listing = [(e.target[s:t], r) for s, t, r in e.role_spans if 7 <= s < think_end]
+        assert all(r == "perception" or (r == "format" and word in FILLER_WORDS) for word, r in listing)
         assert all(r != "perception" for s, _, r in e.role_spans if s > think_end)
+
+
+def test_glue_words_precede_every_object_and_change_nothing_else():
+    plain = make_examples(SMALL.model_copy(update={"filler_words": 0}), "train")
+    glued = make_examples(SMALL.model_copy(update={"filler_words": 3}), "train")
+    openers = set()
+    for a, b in zip(plain, glued):
+        assert (a.question, a.answer, a.shapes) == (b.question, b.answer, b.shapes)
+        assert "i see" not in a.target
+        listing = b.target[len("<think>") : b.target.index(".")].split()
+        perceived = a.target[len("<think>") : a.target.index(".")].split()
+        per_object = len(perceived) // len(a.shapes)  # exists lists colour and shape
+        chunks = [listing[i : i + 3 + per_object] for i in range(0, len(listing), 3 + per_object)]
+        assert [c[3:] for c in chunks] == [perceived[i : i + per_object] for i in range(0, len(perceived), per_object)]
+        assert all(c[0] in FILLER_OPENERS and c[1:3] == ["i", "see"] for c in chunks)
+        openers |= {c[0] for c in chunks}
+        assert b.target.endswith(a.target[a.target.index(".") :])
+        assert completion_role_spans(b.target) == [tuple(s) for s in b.role_spans]
+    assert openers == set(FILLER_OPENERS)  # the opener is drawn, not fixed
 
 
 def test_token_roles_rules():

@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -45,6 +46,9 @@ GRAY_LEVEL = 128.0  # VPPO ablation: the whole image solid grey, on the 0-255 sc
 # VEPO (Leonnnnnn929/VEPO verl/trainer/ray_trainer.py, noisy_image_mode "gaussian"): N(0, 2^2) added to the
 # processor-normalized pixel_values, no clamp ("about twice the natural per-pixel std").
 PIXEL_VALUE_NOISE_STD = 2.0
+# NoisyRollout's forward-diffusion schedule (also DVRP's noised view): β_i = sigmoid(linspace(−6, 6, 1000))_i ·
+# (5e-3 − 1e-5) + 1e-5, ᾱ_t = Π_{i≤t}(1 − β_i); a step t noises x to sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·ε.
+DIFFUSION_STEPS = 1000
 # The awesome-perception-aware-rlvr fork's controlled comparison harmonizes every paper's perturbation
 # to this (examples/comparison/README.md: corrupt_image=random_patch, patch_size 16, black_prob 0.6,
 # corrupt_image_position=prompt): 16-px squares of the image blackened with probability 0.6, one
@@ -168,6 +172,14 @@ def _gaussian_blur(frames: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
+def _unit_pixels(pixel_values: Tensor, image_mean: Sequence[float], image_std: Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
+    """pixel_values rows as pixels in [0, 1], [rows, C, values per channel], and the processor's mean and std."""
+    channels = len(image_mean)
+    mean = torch.tensor(image_mean, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
+    std = torch.tensor(image_std, dtype=torch.float32, device=pixel_values.device).view(1, channels, 1)
+    return pixel_values.float().reshape(pixel_values.shape[0], channels, -1) * std + mean, mean, std
+
+
 def _harmonized_patches(pixels: Tensor, image_grid_thw: Tensor | None, random: Any, layout: PatchLayout) -> Tensor:
     """Each image (InternVL: each tile) with HARMONIZED_PATCH-px squares of its resized frames blackened
     with probability HARMONIZED_BLACK_PROB (the last row and column of squares cut at the edge). One
@@ -242,3 +254,41 @@ def vp_diffusion_noise(image: Tensor, beta: float, noise: Tensor, rounding: str 
         raise ValueError(f"rounding must be 'floor' or 'round', got {rounding!r}")
     noisy = (math.sqrt(max(1.0 - beta, 0.0)) * (image.float() / 255.0) + math.sqrt(beta) * noise.float()).clamp(0.0, 1.0) * 255.0
     return torch.floor(noisy) if rounding == "floor" else torch.round(noisy)
+
+
+def diffusion_noised_pixel_values(
+    pixel_values: Tensor,
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+    beta: float,
+    generator: torch.Generator,
+    temporal_patch_size: int = 2,
+    rounding: str = "round",
+) -> Tensor:
+    """Every image of a batch after one forward-diffusion step (`vp_diffusion_noise`, on the 8-bit scale), as
+    normalized pixel_values rows. One noise draw per pixel, shared by a row's `temporal_patch_size` copies
+    of the frame (the processor repeats a still image over them)."""
+    x, mean, std = _unit_pixels(pixel_values, image_mean, image_std)
+    frames = x.reshape(x.shape[0], x.shape[1], temporal_patch_size, -1)
+    noise = torch.randn(frames[:, :, :1].shape, generator=generator, device=generator.device).to(x.device)
+    noised = vp_diffusion_noise(frames * 255.0, beta, noise.expand_as(frames), rounding) / 255.0
+    return ((noised.reshape(x.shape) - mean) / std).reshape(pixel_values.shape).to(pixel_values.dtype)
+
+
+@lru_cache(maxsize=1)
+def _alphas_cumprod() -> tuple[float, ...]:
+    betas = torch.sigmoid(torch.linspace(-6, 6, DIFFUSION_STEPS)) * (0.5e-2 - 1e-5) + 1e-5
+    return tuple(torch.cumprod(1 - betas, dim=0).tolist())
+
+
+def noise_step(progress: float, noise_t_init: float, noise_gamma: float, noise_t_mid: float, noise_t_max: float) -> float:
+    """The annealed diffusion step t = α₀·(1 − sigmoid(λ·(progress − γ))) at training progress in [0, 1],
+    clamped to [0, noise_t_max] (NoisyRollout's Eq. 3 in its code's operation order; DVRP: γ = 0.5)."""
+    progress = min(max(progress, 0.0), 1.0)
+    t = noise_t_init * (1.0 - 1.0 / (1.0 + math.exp(-noise_gamma * (progress - noise_t_mid))))
+    return min(max(t, 0.0), noise_t_max)
+
+
+def noise_fraction(t: float) -> float:
+    """β = 1 − ᾱ at step ⌊t⌋: the share of the noised image's variance that is noise."""
+    return 1.0 - _alphas_cumprod()[min(max(int(t), 0), DIFFUSION_STEPS - 1)]

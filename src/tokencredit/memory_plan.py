@@ -17,6 +17,11 @@ Per job and device:
   update       training states + one micro-batch forward and backward with gradient
                checkpointing, TRL's log-softmax and entropy on the completion (traced)
 
+Every method's peak is bounded by these operations: what a method adds over uniform is no-grad
+forwards of a scoring or training micro-batch, run one after another (the counterfactual, DVRP's
+noised view; benchmarks/forward_budget.py counts them), or per-layer reductions of hidden states
+(PEPO's similarity keeps no layer's states); no auxiliary loss keeps a second graph alive.
+
 Assumptions, each a choice documented here:
 - The attention kernel is flash or memory-efficient (sdpa on a GPU without an explicit full mask):
   the trace stands in an attention that allocates its output only, never the [L, L] scores.
@@ -48,40 +53,31 @@ PLANNED_ATTENTION = "flash_memory_plan"  # "flash" in the name: the models take 
 
 # The public config.json of each reference checkpoint (Hugging Face Qwen/Qwen2.5-VL-3B-Instruct and
 # Qwen/Qwen2.5-VL-7B-Instruct, as transformers 5 reads them): the planner builds the real architecture
-# from them when model.path is not on this machine.
+# from them when model.path is not on this machine. The two share the vision tower and the token ids.
+
+
+def _qwen2_5_vl(tied: bool, vocab: int, hidden: int, mlp: int, layers: int, heads: int, kv_heads: int) -> dict[str, Any]:
+    return {
+        "model_type": "qwen2_5_vl",
+        "tie_word_embeddings": tied,
+        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "text_config": {
+            "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": mlp, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": kv_heads, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+            "tie_word_embeddings": tied,
+        },
+        "vision_config": {
+            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": hidden,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+        },
+    }  # fmt: skip
+
+
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "qwen2_5_vl_3b": {
-        "model_type": "qwen2_5_vl",
-        "tie_word_embeddings": True,
-        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
-        "text_config": {
-            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-            "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-            "tie_word_embeddings": True,
-        },
-        "vision_config": {
-            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
-            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
-        },
-    },
-    "qwen2_5_vl_7b": {
-        "model_type": "qwen2_5_vl",
-        "tie_word_embeddings": False,
-        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
-        "text_config": {
-            "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-            "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-            "tie_word_embeddings": False,
-        },
-        "vision_config": {
-            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
-            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
-        },
-    },
+    "qwen2_5_vl_3b": _qwen2_5_vl(tied=True, vocab=151936, hidden=2048, mlp=11008, layers=36, heads=16, kv_heads=2),
+    "qwen2_5_vl_7b": _qwen2_5_vl(tied=False, vocab=152064, hidden=3584, mlp=18944, layers=28, heads=28, kv_heads=4),
 }
 
 

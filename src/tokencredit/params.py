@@ -48,6 +48,14 @@ class DataParams(Section):
     max_objects: int = Field(6, ge=1, description="Most shapes in an in-distribution image.")
     ood_min_objects: int = Field(7, ge=1, description="Fewest shapes in an out-of-distribution image.")
     ood_max_objects: int = Field(9, ge=1, description="Most shapes in an out-of-distribution image.")
+    filler_words: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="Glue words before each object of the listing (format role): a random opener, then 'i see'. "
+        "Makes perception a minority of longer responses, as in the papers' rollouts; a testbed under study, not yet "
+        "shown to let the perception oracle beat uniform (docs/experiment.md, issue 24); 0: none.",
+    )
     n_train: int = Field(4000, ge=1, description="Examples in the train split.")
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
     n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
@@ -142,12 +150,14 @@ class ModelParams(Section):
 
 
 class SFTParams(Section):
-    max_steps: int = Field(800, ge=1, description="Upper bound on optimizer steps.")
+    max_steps: int = Field(450, ge=1, description="Optimizer steps (all of them unless target_accuracy stops earlier).")
     target_accuracy: float | None = Field(
-        0.7,
+        None,
         gt=0,
         le=1,
-        description="Stop once greedy validation accuracy reaches this, leaving headroom for RL. None: run max_steps.",
+        description="Stop at the first validation check whose greedy accuracy reaches this. None (the default): run "
+        "max_steps, a count that float rounding across machines cannot move (issue 24: a threshold checked every "
+        "eval_every steps stopped at step 450 on one machine and 500 on another).",
     )
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate.")
@@ -237,7 +247,9 @@ def _default_methods() -> dict[str, MethodSpec]:
         "papo": {"loss": {"name": "papo"}},  # the 3B GRPO scripts: gamma 0.02, no double entropy (losses/papo.py)
         "papo_double_entropy": {"loss": {"name": "papo", "hparams": {"ori_entropy_coef": 0.05, "aug_entropy_coef": 0.05}}},  # 7B GRPO
         "papo_dapo": {"loss": {"name": "papo", "hparams": {"gamma": 0.01, "ori_entropy_coef": 0.03, "aug_entropy_coef": 0.03}}},  # DAPO's
+        "dvrp": {"loss": {"name": "dvrp"}},  # the fork's version (no official code; losses/dvrp.py)
         "kl_cov": {"loss": {"name": "kl_cov"}},
+        "random_kl_cov": {"loss": {"name": "kl_cov", "hparams": {"random": True}}},  # its random twin
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
     }
     built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}

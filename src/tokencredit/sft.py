@@ -1,4 +1,4 @@
-"""Supervised cold start: teacher-force the target completions, stop with headroom left for RL."""
+"""Supervised cold start: teacher-force the target completions for a fixed number of steps, leaving headroom for RL."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def train_sft(
 
     Every `eval_every` steps (and at the last step) `eval_fn(model, processor, val_rows)` scores
     the first `eval_examples` validation rows (default: greedy accuracy with and without the
-    image); training stops once `val_accuracy` reaches `target_accuracy`.
+    image). Training runs `max_steps` steps; with `target_accuracy` set it stops at the first check
+    whose `val_accuracy` reaches it instead, a step that float rounding on another machine can move
+    (so the default has none: the checks only log the curve).
 
     `sft_params.text_only_fraction` of the training prompts (drawn at random) lose their image but keep
     their target. A model trained only with images emits garbage when the image is removed; with a

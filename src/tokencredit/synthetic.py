@@ -8,7 +8,7 @@ cells) is unambiguous. At 84x84 a cell is 28 px, one merged Qwen2-VL vision toke
 
 The chain of thought names EVERY object, in scan order, by the attribute(s) the question needs
 (a tiny model learns counting only when the listing is dense; see PLATFORM.md), then gives a
-short derivation and the answer:
+short derivation and the answer (shown here with `data.filler_words` 0):
 
     count_color  "How many red shapes are there?"        <think>red blue red. red 2</think><answer>2</answer>
     count_shape  "How many circles are there?"           <think>circle square circle. circle 2</think>...
@@ -16,10 +16,17 @@ short derivation and the answer:
     compare      "Are there more red shapes than blue shapes?"  <think>red blue red. red 2 blue 1</think><answer>yes</answer>
     sum_digits   "What is the sum of the digits?"        <think>3 5 1. sum 9</think><answer>9</answer>
 
+With `data.filler_words` n > 0 every listed object is introduced by n words of linguistic glue,
+the first drawn at random from FILLER_OPENERS, the others fixed (FILLER_GLUE): "<think>then i see
+red now i see blue. red 1</think>...". Real rollouts are long and mostly text that neither reads the
+image nor decides the answer (issue 24; docs/experiment.md): the glue makes perception a minority of
+the tokens, and the random opener is a phrasing choice with entropy but no bearing on the reward.
+The glue comes from its own random stream: scenes, questions and answers do not depend on n.
+
 Role labelling rule (character spans over `target`, stored as JSON [start, end, role]):
-- perception: each word of the object listing (before the "."): it can only be read off the image.
+- perception: each object word of the listing (before the "."): it can only be read off the image.
 - reasoning: each word of the derivation (after the ".") and the answer value: derived content.
-- format: the tags <think>, </think>, <answer>, </answer> and the "." separator.
+- format: the tags <think>, </think>, <answer>, </answer>, the "." separator and the glue words.
 Whitespace belongs to no span. A token takes the role of the first span it overlaps, i.e. the span
 of its first non-whitespace character; a token that overlaps no span is format (`token_roles`).
 """
@@ -46,6 +53,9 @@ SHAPES = ("circle", "square", "triangle")
 ROLES = ("perception", "reasoning", "format")
 BACKGROUND = (64, 64, 64)
 DIGIT_INK = (0, 0, 0)
+FILLER_OPENERS = ("then", "next", "also", "now")
+FILLER_GLUE = ("i", "see")
+FILLER_WORDS = frozenset(FILLER_OPENERS + FILLER_GLUE)
 COLUMNS = ("id", "split", "family", "question", "image", "answer", "answer_type", "target", "role_spans", "n_objects")
 
 # 3x5 bitmap glyphs of the digits 1-9: drawn pixel by pixel, so images never depend on a font file.
@@ -99,10 +109,25 @@ class _Target:
         self.text += text
 
     def words(self, words: list[str], role: str) -> None:
-        for i, word in enumerate(words):
+        self.tagged([(word, role) for word in words])
+
+    def tagged(self, words: list[tuple[str, str]]) -> None:
+        """Words separated by single spaces, each with its own role."""
+        for i, (word, role) in enumerate(words):
             if i:
                 self.add(" ")
             self.add(word, role)
+
+    def listing(self, objects: list[list[str]], filler: list[list[str]]) -> None:
+        """Each object's words (perception), after its glue words (format)."""
+        self.tagged([pair for glue, words in zip(filler, objects) for pair in [(w, "format") for w in glue] + [(w, "perception") for w in words]])
+
+
+def filler_phrases(rng: np.random.Generator, n_objects: int, filler_words: int) -> list[list[str]]:
+    """The glue before each of `n_objects` listed objects: a random opener, then the fixed glue words."""
+    if filler_words == 0:
+        return [[] for _ in range(n_objects)]
+    return [[FILLER_OPENERS[rng.integers(len(FILLER_OPENERS))], *FILLER_GLUE[: filler_words - 1]] for _ in range(n_objects)]
 
 
 def grid_side(params: DataParams) -> int:
@@ -134,21 +159,21 @@ def _scene(rng: np.random.Generator, n: int, grid: int, image_size: int, with_di
     return shapes
 
 
-def _question(rng: np.random.Generator, family: str, shapes: list[Shape]) -> tuple[str, str, str, _Target]:
-    """Question, answer, answer type and target of one family on one scene."""
+def _question(rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]]) -> tuple[str, str, str, _Target]:
+    """Question, answer, answer type and target of one family on one scene, `filler` glue before each object."""
     t = _Target()
     t.add("<think>", "format")
     colors = [s.color for s in shapes]
     if family == "count_color":
         color = COLOR_NAMES[rng.integers(len(COLOR_NAMES))]
         question, answer, answer_type = f"How many {color} shapes are there?", str(colors.count(color)), "integer"
-        t.words(colors, "perception")
+        t.listing([[c] for c in colors], filler)
         derivation = [color, answer]
     elif family == "count_shape":
         shape = SHAPES[rng.integers(len(SHAPES))]
         kinds = [s.shape for s in shapes]
         question, answer, answer_type = f"How many {shape}s are there?", str(kinds.count(shape)), "integer"
-        t.words(kinds, "perception")
+        t.listing([[k] for k in kinds], filler)
         derivation = [shape, answer]
     elif family == "exists":
         present = sorted({(s.color, s.shape) for s in shapes})
@@ -158,7 +183,7 @@ def _question(rng: np.random.Generator, family: str, shapes: list[Shape]) -> tup
         color, shape = pool[rng.integers(len(pool))]
         count = sum(s.color == color and s.shape == shape for s in shapes)
         question, answer, answer_type = f"Is there a {color} {shape}?", "yes" if count else "no", "yes_no"
-        t.words([w for s in shapes for w in (s.color, s.shape)], "perception")
+        t.listing([[s.color, s.shape] for s in shapes], filler)
         derivation = [color, shape, str(count)]
     elif family == "compare":
         a, b = rng.choice(len(COLOR_NAMES), size=2, replace=False)
@@ -166,13 +191,13 @@ def _question(rng: np.random.Generator, family: str, shapes: list[Shape]) -> tup
         n_first, n_second = colors.count(first), colors.count(second)
         question = f"Are there more {first} shapes than {second} shapes?"
         answer, answer_type = "yes" if n_first > n_second else "no", "yes_no"
-        t.words(colors, "perception")
+        t.listing([[c] for c in colors], filler)
         derivation = [first, str(n_first), second, str(n_second)]
     elif family == "sum_digits":
         digits = [s.digit for s in shapes]
         answer = str(sum(digits))
         question, answer_type = "What is the sum of the digits?", "integer"
-        t.words([str(d) for d in digits], "perception")
+        t.listing([[str(d)] for d in digits], filler)
         derivation = ["sum", answer]
     else:
         raise ValueError(f"unknown question family {family!r} (known: count_color, count_shape, exists, compare, sum_digits)")
@@ -203,12 +228,14 @@ def make_examples(params: DataParams, split: str) -> list[Example]:
     n = split_size(params, split)
     rng = np.random.default_rng([params.seed, SPLITS.index(split)])
     lo, hi = object_range(params, split)
+    glue_rng = np.random.default_rng([params.seed, SPLITS.index(split), 1])  # its own stream: scenes do not depend on the glue
     grid = grid_side(params)
     examples = []
     for i in range(n):
         family = params.families[i % len(params.families)]  # round-robin keeps families balanced
         shapes = _scene(rng, int(rng.integers(lo, hi + 1)), grid, params.image_size, family == "sum_digits")
-        question, answer, answer_type, target = _question(rng, family, shapes)
+        filler = filler_phrases(glue_rng, len(shapes), params.filler_words)
+        question, answer, answer_type, target = _question(rng, family, shapes, filler)
         examples.append(
             Example(f"{split}-{i:06d}", split, family, question, answer, answer_type, target.text, target.spans, shapes)
         )
@@ -315,7 +342,7 @@ def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
     """Role spans of ANY completion text (e.g. a sampled one), by the rule that labels the targets.
 
     Tags and the first "." inside <think> are format; words inside <think> before that "." are
-    perception (the object listing), words after it and inside <answer> are reasoning. Words
+    perception (the object listing) unless they are glue words (FILLER_WORDS: format), words after it and inside <answer> are reasoning. Words
     outside both tags, and any later ".", get no span (format for `token_roles`), as do
     whitespace. On a generated target this returns exactly its `role_spans`.
     """
@@ -330,5 +357,6 @@ def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
             spans.append((start, end, "format"))
             region = "derivation"
         elif piece["word"] and region is not None:
-            spans.append((start, end, "perception" if region == "listing" else "reasoning"))
+            perceived = region == "listing" and piece["word"] not in FILLER_WORDS
+            spans.append((start, end, "perception" if perceived else "format" if region == "listing" else "reasoning"))
     return spans

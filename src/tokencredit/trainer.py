@@ -128,6 +128,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._counterfactual_noise = torch.Generator()
         self._tie_breaks = torch.Generator()
         self._rollout_noise = torch.Generator()
+        self._loss_noise = torch.Generator()
         self._seconds: dict[str, float] = defaultdict(float)  # per generation batch: generation, reward, signals
         self._nonfinite: dict[str, int] = defaultdict(int)  # per generation batch: guarded rewards, signal tokens
         self._rewards: Tensor | None = None  # the last round's total reward per row of the global batch
@@ -216,6 +217,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._counterfactual_noise.manual_seed(_derived_seed(self.args.seed, step, 1, rank))
         self._tie_breaks.manual_seed(_derived_seed(self.args.seed, step, 2))
         self._rollout_noise.manual_seed(_derived_seed(self.args.seed, step, 3, rank))
+        self._loss_noise.manual_seed(_derived_seed(self.args.seed, step, 4, rank))
 
     def _draw_inputs(self, num_prompts: int) -> list[dict[str, Any]]:
         """This process's share of fresh prompts for the global batch, each repeated G times like TRL's sampler."""
@@ -402,7 +404,9 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 LossInputs(
                     logps=logps, old_logps=logps.detach() if old is None else old, advantages=inputs["advantages"], mask=mask,
                     tokens=tokens, signals={name: inputs[LOSS_SIGNAL + name] for name in self.recipe.loss_needs},
-                    model=model, inputs=inputs,
+                    model=model, inputs=inputs, logps_with=lambda overrides: self._logps_with(model, inputs, overrides),
+                    image_processor=getattr(self.processing_class, "image_processor", None), generator=self._loss_noise,
+                    progress=self._progress(),
                 )
             )  # fmt: skip
             metrics[f"aux_loss/{self.recipe.spec.loss.name}"].append(self.accelerator.gather(aux.detach()).mean().item())
@@ -412,6 +416,18 @@ class WeightedGRPOTrainer(GRPOTrainer):
             metrics["entropy_penalty/sampled"].append(self.accelerator.gather(penalty.detach()).mean().item())
             loss = loss + self.entropy_penalty * penalty
         return loss
+
+    def _logps_with(self, model, inputs: dict[str, Any], overrides: dict[str, Any]) -> Tensor:
+        """The micro-batch's per-token log-probs, as TRL's loss forward computes them, with some model inputs replaced."""
+        keys = (  # the model inputs TRL's _compute_loss passes
+            "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
+            "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids",
+        )  # fmt: skip
+        kwargs = {key: inputs.get(key) for key in keys} | overrides
+        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        logits_to_keep = inputs["completion_ids"].size(1)
+        return GRPOTrainer._get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, **kwargs)[0]
 
     # -- signals from the loss forward (train.signals_from_loss) --------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

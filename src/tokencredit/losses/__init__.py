@@ -11,8 +11,8 @@ grad_forwards=...)`, so a new loss is one new file (imported at the bottom of th
 - `counterfactual`: the input those counterfactual signals are scored on (shared with the method's
   weighting); `counterfactual_options`: hyperparameters of the loss passed on to the perturbation
   (`tokencredit.counterfactual.perturb_pixel_values`), e.g. PAPO's black_prob.
-- `grad_forwards`: forwards WITH grad the loss runs itself per micro-batch beyond TRL's loss forward
-  (the forward-budget table of issue 21 counts them).
+- `grad_forwards` / `nograd_forwards`: forwards with / without grad the loss runs itself per
+  micro-batch beyond TRL's loss forward (the forward-budget table of issue 21 counts them).
 Builder keyword defaults are the authors' defaults; a bad or unknown hyperparameter is a ValueError
 naming it (the weighting registry's checks).
 """
@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from tokencredit.signals import SIGNALS
@@ -38,7 +39,10 @@ class LossInputs:
     mask: [B, T] float loss mask. tokens: the loss tokens of the whole optimizer step on this process,
     so that `token_mean` over the step's micro-batches is the token mean of the step (TRL's "dapo"
     normaliser, EasyR1's token-mean). signals: the no-grad signals the loss `needs`, these rows.
-    model/inputs: the policy and TRL's micro-batch, for a loss that runs a forward of its own.
+    model/inputs: the policy and TRL's micro-batch. logps_with(overrides): this micro-batch's log π_θ(o_t)
+    with some model inputs replaced (e.g. {"pixel_values": ...}), for a loss that runs a forward of its
+    own (with grad unless called under torch.no_grad). image_processor: the processor's, for pixel
+    perturbations; generator: the step's noise stream; progress: global_step / max_steps.
     """
 
     logps: Tensor
@@ -49,6 +53,10 @@ class LossInputs:
     signals: dict[str, Tensor] = field(default_factory=dict)
     model: Any = None
     inputs: dict[str, Any] = field(default_factory=dict)
+    logps_with: Callable[[dict[str, Any]], Tensor] | None = None
+    image_processor: Any = None
+    generator: torch.Generator | None = None
+    progress: float = 0.0
 
     def token_mean(self, values: Tensor) -> Tensor:
         return (values * self.mask).sum() / self.tokens
@@ -64,6 +72,7 @@ class Loss:
     counterfactual: str | None
     counterfactual_options: tuple[str, ...]
     grad_forwards: int
+    nograd_forwards: int
     defaults: dict[str, Any]
 
 
@@ -76,6 +85,7 @@ def register_loss(
     counterfactual: str | None = None,
     counterfactual_options: Iterable[str] = (),
     grad_forwards: int = 0,
+    nograd_forwards: int = 0,
 ) -> Callable:
     """Register the decorated builder as auxiliary loss `name`."""
 
@@ -86,7 +96,7 @@ def register_loss(
         if unknown:
             raise ValueError(f"loss {name!r} needs unknown signals {sorted(unknown)}")
         defaults = {p.name: p.default for p in inspect.signature(build).parameters.values()}
-        LOSSES[name] = Loss(build, frozenset(needs), counterfactual, tuple(counterfactual_options), grad_forwards, defaults)
+        LOSSES[name] = Loss(build, frozenset(needs), counterfactual, tuple(counterfactual_options), grad_forwards, nograd_forwards, defaults)
         return build
 
     return add
@@ -113,4 +123,4 @@ def build_loss(name: str, **hparams: Any) -> LossFn:
 
 
 # Each import registers one loss.
-from tokencredit.losses import kl_cov, papo  # noqa: E402, F401
+from tokencredit.losses import dvrp, kl_cov, papo  # noqa: E402, F401

@@ -16,6 +16,8 @@ after the first of a generated batch, i.e. with train.updates_per_generation > 1
 mini-batches; the paper's runs take several per rollout batch). Ties among equal
 covariances: torch.topk's order, as verl's. Mean: token mean over the optimizer step (verl: per
 micro-batch token-mean). Forwards: none beyond TRL's loss forward.
+Random twin (`random: true`, params' random_kl_cov): the same number of valid tokens drawn uniformly
+from the step's generator, "same sparsity, no signal".
 """
 
 from __future__ import annotations
@@ -41,14 +43,29 @@ def top_covariance(advantages: Tensor, logps: Tensor, mask: Tensor, ratio: float
     return selected
 
 
+def random_tokens(mask: Tensor, ratio: float, generator: torch.Generator) -> Tensor:
+    """Bool [B, T]: max(1, ⌊N·ratio⌋) valid tokens drawn uniformly (none without valid tokens)."""
+    valid = mask.bool()
+    selected = torch.zeros_like(valid)
+    positions = valid.view(-1).nonzero(as_tuple=True)[0]
+    if positions.numel():
+        count = max(1, int(positions.numel() * ratio))
+        order = torch.randperm(positions.numel(), generator=generator, device=generator.device).to(positions.device)
+        selected.view(-1)[positions[order[:count]]] = True
+    return selected
+
+
 @register_loss("kl_cov")
-def kl_cov(kl_cov_ratio: float = 0.0002, ppo_kl_coef: float = 1.0) -> LossFn:
+def kl_cov(kl_cov_ratio: float = 0.0002, ppo_kl_coef: float = 1.0, random: bool = False) -> LossFn:
     check_range("kl_cov_ratio", kl_cov_ratio, 0.0, 1.0, low_open=True)
     check_range("ppo_kl_coef", ppo_kl_coef, 0.0)
 
     def loss(x: LossInputs) -> Tensor:
         advantages = x.advantages.expand_as(x.logps)
-        selected = top_covariance(advantages, x.logps, x.mask, kl_cov_ratio)
+        if random:
+            selected = random_tokens(x.mask, kl_cov_ratio, x.generator)
+        else:
+            selected = top_covariance(advantages, x.logps, x.mask, kl_cov_ratio)
         return ppo_kl_coef * x.token_mean((x.logps - x.old_logps).abs() * selected)
 
     return loss

@@ -22,37 +22,15 @@ each noised row draws its own ε from the step's generator. Forwards: none added
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from tokencredit.counterfactual import vp_diffusion_noise
+from tokencredit.counterfactual import DIFFUSION_STEPS, noise_fraction, noise_step, vp_diffusion_noise
 from tokencredit.transforms import TransformContext, TransformFn, image_parts, register_transform
 from tokencredit.weighting import check_range
-
-DIFFUSION_STEPS = 1000
-
-
-@lru_cache(maxsize=1)
-def _alphas_cumprod() -> tuple[float, ...]:
-    betas = torch.sigmoid(torch.linspace(-6, 6, DIFFUSION_STEPS)) * (0.5e-2 - 1e-5) + 1e-5
-    return tuple(torch.cumprod(1 - betas, dim=0).tolist())
-
-
-def noise_step(progress: float, noise_t_init: float, noise_gamma: float, noise_t_mid: float, noise_t_max: float) -> float:
-    """The annealed diffusion step t at training progress in [0, 1] (the fork's operation order)."""
-    progress = min(max(progress, 0.0), 1.0)
-    t = noise_t_init * (1.0 - 1.0 / (1.0 + math.exp(-noise_gamma * (progress - noise_t_mid))))
-    return min(max(t, 0.0), noise_t_max)
-
-
-def noise_fraction(t: float) -> float:
-    """β = 1 − ᾱ at step ⌊t⌋: the share of the noised image's variance that is noise."""
-    return 1.0 - _alphas_cumprod()[min(max(int(t), 0), DIFFUSION_STEPS - 1)]
-
 
 def noised_image(image: Image.Image, beta: float, generator: torch.Generator, rounding: str = "floor") -> Image.Image:
     pixels = torch.from_numpy(np.array(image.convert("RGB"))).float()
