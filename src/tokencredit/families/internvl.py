@@ -17,7 +17,7 @@ from transformers import AutoProcessor, InternVLConfig, InternVLProcessor
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
 from tokencredit.families import Family, PatchLayout, register
-from tokencredit.families.qwen2_5_vl import QWEN_SPECIAL_TOKENS
+from tokencredit.families.qwen2_5_vl import QWEN_SPECIAL_TOKENS, tiny_decoder
 from tokencredit.repeated_images import hook_tile_tower
 
 PATCH_SIZE = 14  # InternViT's patch, every InternVL3 size
@@ -62,21 +62,7 @@ class InternVL(Family):
                 "image_size": [side, side],
                 "patch_size": [PATCH_SIZE, PATCH_SIZE],
             },
-            text_config={
-                "model_type": "qwen2",
-                "vocab_size": len(tokenizer),
-                "hidden_size": model_params.hidden_size,
-                "intermediate_size": model_params.intermediate_size,
-                "num_hidden_layers": model_params.num_layers,
-                "num_attention_heads": model_params.num_heads,
-                "num_key_value_heads": model_params.num_kv_heads,
-                "max_position_embeddings": 4096,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
-                "bos_token_id": tokenizer.pad_token_id,
-                "eos_token_id": tokenizer.eos_token_id,
-                "pad_token_id": tokenizer.pad_token_id,
-                "tie_word_embeddings": True,
-            },
+            text_config={"model_type": "qwen2", **tiny_decoder(tokenizer, model_params), "tie_word_embeddings": True},
             image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKENS["context_image_token"]),
             image_seq_length=self._tokens_per_tile(side),
             downsample_ratio=DOWNSAMPLE,

@@ -26,6 +26,23 @@ QWEN_SPECIAL_TOKENS = (
 )
 
 
+
+def tiny_decoder(tokenizer: Any, model_params: Any) -> dict[str, Any]:
+    """The tiny Qwen2-style decoder of params.ModelParams (InternVL3's language model is one too)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": model_params.hidden_size,
+        "intermediate_size": model_params.intermediate_size,
+        "num_hidden_layers": model_params.num_layers,
+        "num_attention_heads": model_params.num_heads,
+        "num_key_value_heads": model_params.num_kv_heads,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        "bos_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL processor without a video processor (which needs torchvision)."""
 
@@ -68,19 +85,9 @@ class Qwen2_5_VL(Family):
         head_dim = model_params.hidden_size // model_params.num_heads
         if head_dim % 2:
             raise ValueError(f"head_dim {head_dim} (hidden_size / num_heads) must be even for rotary embeddings")
-        return {
-            "vocab_size": len(tokenizer),
-            "hidden_size": model_params.hidden_size,
-            "intermediate_size": model_params.intermediate_size,
-            "num_hidden_layers": model_params.num_layers,
-            "num_attention_heads": model_params.num_heads,
-            "num_key_value_heads": model_params.num_kv_heads,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(head_dim)},
-            "bos_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
+        text = tiny_decoder(tokenizer, model_params)
+        text["rope_parameters"]["mrope_section"] = mrope_section(head_dim)
+        return text
 
     def vision_config(self, model_params: Any) -> dict[str, Any]:
         return {
