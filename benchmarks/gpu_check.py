@@ -63,11 +63,19 @@ class _TokenIds:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def pad_token_id(self) -> int:
+        return self.ids["<|endoftext|>"]  # Qwen's pad token
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.ids["<|im_end|>"]
+
 
 def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
     """The check's inputs from a params file (tiny: the default params and the tiny model's config)."""
     from tokencredit.params import merged_params, validate
-    from tokencredit.tiny_vlm import SPECIAL_TOKENS, build_config
+    from tokencredit.families.qwen2_5_vl import QWEN2_5_VL, QWEN_SPECIAL_TOKENS
     from tokencredit.weighting import default_counterfactual, required_signals
 
     raw = merged_params(DEFAULTS, *([params_file] if params_file else []))  # as snakemake's --configfile merges
@@ -76,7 +84,7 @@ def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
     params = validate(raw, str(params_file))
     train, model = params.train, params.model
     if tiny:
-        config = build_config(_TokenIds({t: i for i, t in enumerate(SPECIAL_TOKENS)}, model.vocab_size), model)
+        config = QWEN2_5_VL.tiny_config(_TokenIds({t: i for i, t in enumerate(QWEN_SPECIAL_TOKENS)}, model.vocab_size), model)
         rows, side, text_tokens, completion, micro = 2, 84, 8, 6, 2
     else:
         from benchmarks.harness import qwen2_5_vl_3b_config  # the real 3B architecture
@@ -84,7 +92,7 @@ def prepare(params_file: Path | None, tiny: bool) -> dict[str, Any]:
         config = qwen2_5_vl_3b_config(_TokenIds(QWEN_TOKEN_IDS, 151936))
         completion, text_tokens = train.max_completion_length, PROMPT_TEXT_TOKENS
         per_process = train.completions_per_process * train.updates_per_generation
-        chunk = getattr(train, "generation_chunk", None) or getattr(model, "generation_chunk", None)  # where the params have one
+        chunk = model.generation_chunk
         rows = min(chunk or per_process, per_process)
         micro = train.micro_batch_size or train.completions_per_process
         side = math.isqrt(model.max_pixels)  # a square image at max_pixels: the largest the processor makes
@@ -163,12 +171,14 @@ def synthetic_batch(plan: dict[str, Any], rows: int, device: torch.device, gener
 
 def with_counterfactual(batch: dict[str, torch.Tensor], kind: str | None, generator: torch.Generator) -> dict[str, torch.Tensor]:
     from tokencredit.counterfactual import PIXEL_PERTURBATIONS, perturb_pixel_values
+    from tokencredit.families import PatchLayout
 
     if kind not in PIXEL_PERTURBATIONS:
         return batch  # drop_image reads text_prompt_*, mask_visual_attention nothing more
     mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]  # Qwen2-VL's processor
     cpu = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
-    cf = perturb_pixel_values(kind, batch["pixel_values"].cpu(), batch["image_grid_thw"].cpu(), mean, std, cpu)
+    layout = PatchLayout(patch_size=14)  # Qwen2.5-VL's rows: 14-px patches, 2 x 2 merge, 2 frames
+    cf = perturb_pixel_values(kind, batch["pixel_values"].cpu(), batch["image_grid_thw"].cpu(), mean, std, cpu, layout)
     return {**batch, "cf_pixel_values": cf.to(batch["pixel_values"].device)}
 
 

@@ -9,6 +9,9 @@ changes no score.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -186,3 +189,23 @@ def test_family_is_detected_and_a_real_checkpoints_processor_loads(family_world,
         family_named(wrong, model.config)
     with pytest.raises(ValueError, match="model.family: unknown family 'llava'"):
         family_named("llava")
+
+
+def test_a_family_the_installed_transformers_lacks_is_left_out_and_says_so_when_named():
+    # As on a GPU machine with an older transformers: the other families still load.
+    code = r"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("transformers.models.qwen3_5"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+from tokencredit.families import FAMILIES, family_named
+assert sorted(FAMILIES) == ["internvl", "qwen2_5_vl", "qwen3_vl"], sorted(FAMILIES)
+try:
+    family_named("qwen3_5")
+except ValueError as err:
+    print(err)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "model.family: 'qwen3_5' needs what the installed transformers lacks" in out

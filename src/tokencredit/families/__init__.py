@@ -7,6 +7,7 @@ A new family is one more module here, imported at the bottom of this file.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -142,6 +143,8 @@ def family_named(name: str, config: Any | None = None) -> Family:
     """The family params name (`model.family`); "auto": the one serving `config.model_type` (Qwen2.5-VL without a config)."""
     if name == AUTO:
         return family_of(config) if config is not None else FAMILIES["qwen2_5_vl"]
+    if name in UNAVAILABLE:
+        raise ValueError(f"model.family: {name!r} needs what the installed transformers lacks ({UNAVAILABLE[name]})")
     if name not in FAMILIES:
         raise ValueError(f"model.family: unknown family {name!r}; families are {[AUTO, *FAMILIES]}")
     family = FAMILIES[name]
@@ -156,8 +159,15 @@ def family_of(config: Any) -> Family:
         if config.model_type in family.model_types:
             return family
     served = sorted(t for f in FAMILIES.values() for t in f.model_types)
-    raise ValueError(f"model type {config.model_type!r} belongs to no model family; families serve {served}")
+    missing = f" (not importable here: {UNAVAILABLE})" if UNAVAILABLE else ""
+    raise ValueError(f"model type {config.model_type!r} belongs to no model family; families serve {served}{missing}")
 
 
-# Importing a family's module registers it.
-from tokencredit.families import internvl, qwen2_5_vl, qwen3_5, qwen3_vl  # noqa: E402,F401
+# Importing a family's module registers it. A family whose classes the installed transformers lacks
+# (an older release, as on a GPU machine that cannot install) stays unregistered and says why when named.
+UNAVAILABLE: dict[str, str] = {}
+for _module in ("qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"):
+    try:
+        importlib.import_module(f"tokencredit.families.{_module}")
+    except ImportError as err:
+        UNAVAILABLE[_module] = f"{type(err).__name__}: {err}"
