@@ -12,6 +12,7 @@ token vocabulary, so the vocabulary-sized work (logits, entropy) is the real one
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import os
 import platform
@@ -41,6 +42,7 @@ from tokencredit.models import load_policy
 from tokencredit.params import DataParams, ModelParams, Params, ScoringParams, TrainParams, merged_params
 from tokencredit.synthetic import corpus, write_splits
 from tokencredit.families.qwen2_5_vl import QWEN2_5_VL, QWEN_SPECIAL_TOKENS
+from tokencredit.memory_plan import ARCHITECTURES
 from tokencredit.tiny_vlm import build_base, train_tokenizer
 from tokencredit.training import build_trainer
 
@@ -77,43 +79,17 @@ def parse_args(p: argparse.ArgumentParser) -> argparse.Namespace:
 
 # -- the model and data of a shape ----------------------------------------------------------------------
 def qwen2_5_vl_3b_config(tokenizer) -> Qwen2_5_VLConfig:
-    """Qwen2.5-VL-3B-Instruct's architecture (its config.json), with our tokenizer's special-token ids."""
+    """Qwen2.5-VL-3B-Instruct's architecture (tokencredit.memory_plan.ARCHITECTURES, its config.json),
+    with our tokenizer's special-token ids."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
-    return Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": 151936,
-            "hidden_size": 2048,
-            "intermediate_size": 11008,
-            "num_hidden_layers": 36,
-            "num_attention_heads": 16,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 128000,
-            "rms_norm_eps": 1e-6,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": 32,
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "num_heads": 16,
-            "out_hidden_size": 2048,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-            "tokens_per_second": 2,
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-        attn_implementation="sdpa",  # as the params: attn_image needs no eager attention
-    )
+    raw = copy.deepcopy(ARCHITECTURES["qwen2_5_vl_3b"])
+    raw["text_config"].update(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    raw.update(
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    del raw["model_type"]
+    return Qwen2_5_VLConfig(**raw, attn_implementation="sdpa")  # as the params: attn_image needs no eager attention
 
 
 @dataclass
