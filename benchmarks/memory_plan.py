@@ -109,7 +109,7 @@ def main() -> None:
         cache = f" (KV cache {job.kv_cache / GiB:.1f})" if job.kv_cache else ""
         rows.append([job.job, f"{job.peak / GiB:.1f}", f"{job.peak / gpu:.0%}", resident, f"{job.operation}: {job.traced / GiB:.1f}{cache}"])
     header = ["job", "peak GiB per GPU", f"of {args.gpu_gb:g} GB", "resident (GiB)", "largest operation (GiB)"]
-    settings = f"params {' + '.join(args.params)}; architecture {args.architecture or params.model.path}; traced on fake tensors"
+    settings = f"params {' + '.join(args.params)}; architecture {args.architecture or model_path}; traced on fake tensors"
     harness.report("memory_plan", args.architecture or Path(model_path).name, settings, harness.table(header, rows), record=not args.no_record)
 
 
