@@ -10,7 +10,8 @@ which a hook on the top-level model would miss). Each forward is sorted by
 - input: `real` (the rollout's own image) or `counterfactual`, judged from the VLM backbone's
   inputs in the same call: no image tokens (drop_image); image tokens but no pixels
   (mask_visual_attention); pixels whose rows differ from those the rollout was generated from
-  (pixel perturbations). The rows generation saw are fingerprinted at `generate()`.
+  (pixel perturbations). The rows generation saw are fingerprinted at `generate()`. CFPO's
+  salient_value_mean changes the model, not its inputs: a forward under it is counterfactual.
 
 Counts are passes over the generated batch (rows forwarded / rows generated), so micro-batching
 and scoring's row chunks do not change them. Generation's own forwards (prefill and decode) are
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+
+from tokencredit import salient_values
 
 GRAD, NO_GRAD = "grad", "no_grad"
 REAL, COUNTERFACTUAL = "real", "counterfactual"
@@ -64,6 +67,9 @@ class ForwardCounter:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         pixels = kwargs.get("pixel_values")
         if self._generating or input_ids is None:
+            return
+        if salient_values.active():  # the real inputs, an in-model counterfactual
+            self._input = COUNTERFACTUAL
             return
         has_image_tokens = bool((input_ids == self.image_token_id).any())
         if not has_image_tokens or pixels is None:  # drop_image, mask_visual_attention

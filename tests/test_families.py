@@ -106,6 +106,8 @@ def test_family_scores_every_signal_whole_and_in_chunks(family_world):
         elif kind == "mask_visual_attention":
             image = real["input_ids"] == family.image_token_id(model.config)
             assert torch.equal(real["attention_mask"] - cf["attention_mask"], image.long())
+        elif kind == "salient_value_mean":  # the real inputs: the change is inside the attention layers
+            assert all(torch.equal(cf[key], real[key]) for key in real if real[key] is not None), kind
         else:  # drop_image: the same prompt text without the image's tokens
             decode = processor.tokenizer.batch_decode
             assert decode(full_batch["text_prompt_ids"], skip_special_tokens=True) == decode(batch["prompt_ids"], skip_special_tokens=True)

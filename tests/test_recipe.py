@@ -37,7 +37,10 @@ def _loss_inputs() -> tuple[LossInputs, torch.Tensor]:
     return inputs, logps
 
 
-@pytest.mark.parametrize("loss, case", [("papo", "default"), ("papo", "double_entropy"), ("kl_cov", "default"), ("kl_cov", "ratio_0.3")])
+@pytest.mark.parametrize(
+    "loss, case",
+    [("papo", "default"), ("papo", "double_entropy"), ("kl_cov", "default"), ("kl_cov", "ratio_0.3"), ("cfpo", "default"), ("cfpo", "dapo")],
+)
 def test_aux_loss_value_and_gradient_match_the_authors_code(loss, case):
     golden = GOLDEN[loss][case]
     inputs, logps = _loss_inputs()
@@ -95,6 +98,9 @@ def test_recipe_lists_its_components_and_shares_one_counterfactual():
     papo = resolve("papo", methods["papo"])
     assert papo.components() == {"weighting": "uniform", "loss": "papo", "counterfactual": "patch_blackening"}
     assert papo.loss_needs == {"logp_cf"} and papo.counterfactual_options == {"black_prob": 0.6}
+    cfpo = resolve("cfpo_dapo", methods["cfpo_dapo"])  # an in-model counterfactual, its threshold passed on
+    assert cfpo.components() == {"weighting": "uniform", "loss": "cfpo (gamma=0.01, ori_entropy_coef=0.03)", "counterfactual": "salient_value_mean"}
+    assert cfpo.counterfactual_options == {"threshold_std": 2.0}
     both = resolve("x", MethodSpec(weighting="vppo", loss={"name": "papo", "hparams": {"gamma": 0.01}}, transform={"name": "noisy_rollout"}))
     assert both.components() == {
         "weighting": "vppo", "loss": "papo (gamma=0.01)", "transform": "noisy_rollout", "counterfactual": "patch_blackening"
@@ -106,8 +112,8 @@ def test_recipe_lists_its_components_and_shares_one_counterfactual():
 
 
 def test_recipe_errors_name_the_component():
-    assert registered_losses() == ["dvrp", "kl_cov", "papo"]
-    with pytest.raises(ValueError, match=r"methods.x.loss: unknown loss 'nope'; registered: \['dvrp', 'kl_cov', 'papo'\]"):
+    assert registered_losses() == ["cfpo", "dvrp", "kl_cov", "papo"]
+    with pytest.raises(ValueError, match=r"methods.x.loss: unknown loss 'nope'; registered: \['cfpo', 'dvrp', 'kl_cov', 'papo'\]"):
         resolve("x", MethodSpec(loss={"name": "nope"}))
     with pytest.raises(ValueError, match=r"methods.x.loss: .*gamma=-1"):
         resolve("x", MethodSpec(loss={"name": "papo", "hparams": {"gamma": -1}}))

@@ -40,8 +40,10 @@ def test_auxiliary_losses_reach_the_update(tiny_world, tmp_path):
     # Two updates per generation: KL-Cov's |log π_θ − log π_old| has no gradient on-policy (losses/kl_cov.py).
     schedule = TRAIN.model_copy(update={"max_steps": 2, "updates_per_generation": 2, "logging_steps": 2})
     uniform, _ = train(tiny_world, tmp_path / "u", MethodSpec(), schedule)
-    hparams = {"papo": {"gamma": 10.0}, "kl_cov": {"kl_cov_ratio": 0.5}, "dvrp": {"nec_coef": 10.0, "rob_coef": 10.0}}  # visible on the tiny model
-    for loss in ("papo", "kl_cov", "dvrp"):
+    hparams = {  # visible on the tiny model
+        "papo": {"gamma": 10.0}, "kl_cov": {"kl_cov_ratio": 0.5}, "dvrp": {"nec_coef": 10.0, "rob_coef": 10.0}, "cfpo": {"gamma": 10.0},
+    }  # fmt: skip
+    for loss in ("papo", "kl_cov", "dvrp", "cfpo"):
         delta, trainer = train(tiny_world, tmp_path / loss, MethodSpec(loss={"name": loss, "hparams": hparams[loss]}), schedule)
         logged = trainer.state.log_history[0]
         assert f"aux_loss/{loss}" in logged and torch.isfinite(torch.tensor(logged[f"aux_loss/{loss}"]))

@@ -11,6 +11,9 @@ are 1-D) are right in every forward, and `mask_visual_attention` keeps exactly t
   attention mask set to 0, so no query sees the image.
 - `patch_blackening`, `gaussian_noise`, `blur`, `gray`: the real tokens with
   `batch["cf_pixel_values"]`, which `perturb_pixel_values` makes from the real pixel values.
+- `salient_value_mean` (CFPO): the real inputs; the change is inside the model, in every decoder
+  attention layer, while `counterfactual_intervention` is entered around the forward
+  (tokencredit.salient_values: the most-attended image values replaced by their mean).
 
 `counterfactual_batch` builds those extra batch keys from TRL's raw input rows and processor.
 
@@ -25,6 +28,7 @@ import hashlib
 import inspect
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -33,9 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tokencredit.families import PatchLayout
+from tokencredit.salient_values import THRESHOLD_STD, salient_value_mean
 
 COUNTERFACTUALS = (
     "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches",
+    "salient_value_mean",
 )  # fmt: skip
 PIXEL_PERTURBATIONS = ("patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise", "harmonized_patches")
 
@@ -103,11 +109,22 @@ def counterfactual_inputs(model: Any, batch: dict[str, Any], kind: str) -> dict[
         if "image_grid_thw" in inputs:
             inputs["image_grid_thw"] = None
         return inputs
+    if kind == "salient_value_mean":
+        return real_inputs(model, batch)
     if kind in PIXEL_PERTURBATIONS:
         if batch.get("cf_pixel_values") is None:
             raise ValueError(f"counterfactual {kind!r} needs batch['cf_pixel_values']; make it with tokencredit.counterfactual.perturb_pixel_values")
         return _inputs(model, batch["prompt_ids"], batch["prompt_mask"], batch, batch["cf_pixel_values"])
     raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
+
+
+def counterfactual_intervention(model: Any, batch: dict[str, Any], kind: str, inputs: dict[str, Any], chunk_size: int = 1024) -> AbstractContextManager:
+    """What a counterfactual changes inside the model while the forward of its `inputs` runs: salient_value_mean's
+    attention (its threshold from batch["cf_threshold_std"]); nothing for the others."""
+    if kind != "salient_value_mean":
+        return nullcontext()
+    threshold_std = float(batch["cf_threshold_std"]) if "cf_threshold_std" in batch else THRESHOLD_STD
+    return salient_value_mean(model, inputs["input_ids"], inputs["attention_mask"], threshold_std, chunk_size)
 
 
 def _without_images(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -133,7 +150,8 @@ def counterfactual_batch(
     image parts through the chat template, left padded. Pixel perturbations: cf_pixel_values, with
     the image processor's normalization and the family's patch `layout`
     (`Family.patch_layout(processor)`), `options` passed to `perturb_pixel_values` (e.g. PAPO's
-    black_prob). mask_visual_attention needs nothing.
+    black_prob). salient_value_mean: cf_threshold_std, its `threshold_std` option (CFPO's λ) as a
+    0-d tensor. mask_visual_attention needs nothing.
     """
     if kind == "drop_image":
         tokenized = processing_class.apply_chat_template(
@@ -157,6 +175,8 @@ def counterfactual_batch(
         return {"cf_pixel_values": perturb_pixel_values(kind, pixels, grid, ip.image_mean, ip.image_std, generator, layout, **options)}
     if kind == "mask_visual_attention":
         return {}
+    if kind == "salient_value_mean":
+        return {"cf_threshold_std": torch.tensor(float(options.get("threshold_std", THRESHOLD_STD)))}
     raise ValueError(f"unknown counterfactual {kind!r}; counterfactuals are {list(COUNTERFACTUALS)}")
 
 

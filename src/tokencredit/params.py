@@ -192,7 +192,7 @@ class MethodSpec(Section):
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the method's defaults.")
     counterfactual: Literal[
         "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise",
-        "harmonized_patches",
+        "harmonized_patches", "salient_value_mean",
     ] | None = Field(None, description="Counterfactual input for methods that need logp_cf; None: the method's default.")
     loss: ComponentSpec | None = Field(None, description="Auxiliary loss added to TRL's policy loss (tokencredit.losses), e.g. {name: papo}.")
     transform: ComponentSpec | None = Field(
@@ -248,6 +248,8 @@ def _default_methods() -> dict[str, MethodSpec]:
         "papo_double_entropy": {"loss": {"name": "papo", "hparams": {"ori_entropy_coef": 0.05, "aug_entropy_coef": 0.05}}},  # 7B GRPO
         "papo_dapo": {"loss": {"name": "papo", "hparams": {"gamma": 0.01, "ori_entropy_coef": 0.03, "aug_entropy_coef": 0.03}}},  # DAPO's
         "dvrp": {"loss": {"name": "dvrp"}},  # the fork's version (no official code; losses/dvrp.py)
+        "cfpo": {"loss": {"name": "cfpo"}},  # CFPO-G's script: gamma 0.02, no entropy terms (losses/cfpo.py)
+        "cfpo_dapo": {"loss": {"name": "cfpo", "hparams": {"gamma": 0.01, "ori_entropy_coef": 0.03}}},  # CFPO-D's
         "kl_cov": {"loss": {"name": "kl_cov"}},
         "random_kl_cov": {"loss": {"name": "kl_cov", "hparams": {"random": True}}},  # its random twin
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
@@ -495,7 +497,7 @@ class ScoreParams(Section):
     )
     counterfactuals: list[Literal[
         "drop_image", "mask_visual_attention", "patch_blackening", "gaussian_noise", "blur", "gray", "pixel_value_noise",
-        "harmonized_patches",
+        "harmonized_patches", "salient_value_mean",
     ]] = Field(default_factory=list, description="Counterfactual inputs scored in addition to those the methods need (e.g. VPPO's ablations).")
     seed: int = Field(0, description="Seed of the counterfactual noise (patch blackening, Gaussian noise).")
 

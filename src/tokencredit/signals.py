@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, real_inputs
+from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, counterfactual_intervention, real_inputs
 from tokencredit.families import family_of
 
 SIGNALS = (
@@ -356,6 +356,7 @@ def _completion_hidden(model: Any, inputs: dict[str, Any], n_completion: int) ->
 
 _ROW_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "text_prompt_ids", "text_prompt_mask")
 _PIXEL_KEYS = ("pixel_values", "cf_pixel_values")
+_SHARED_KEYS = ("cf_threshold_std",)  # settings of the whole batch, the same in every group of rows
 
 
 def _row_batches(model: Any, batch: dict[str, Any], batch_size: int | None) -> Iterator[dict[str, Any]]:
@@ -369,7 +370,7 @@ def _row_batches(model: Any, batch: dict[str, Any], batch_size: int | None) -> I
         images, pixels = family_of(model.config).image_offsets(model.config, batch)
     for start in range(0, n_rows, batch_size):
         end = min(start + batch_size, n_rows)
-        part = {k: batch[k][start:end] for k in _ROW_KEYS if k in batch}
+        part = {k: batch[k][start:end] for k in _ROW_KEYS if k in batch} | {k: batch[k] for k in _SHARED_KEYS if k in batch}
         if has_images:
             if batch.get("image_grid_thw") is not None:
                 part["image_grid_thw"] = batch["image_grid_thw"][images[start] : images[end]]
@@ -417,7 +418,9 @@ def _score_rows(
         out["attn_image"] = (sum(found) / len(found)).masked_fill(~mask, 0.0)
     out |= {name: value.masked_fill(~mask, 0.0) for name, value in similar.items()}
     if counterfactual is not None:
-        hidden_cf = _completion_hidden(model, counterfactual_inputs(model, batch, counterfactual), n_completion)[mask]
+        cf_inputs = counterfactual_inputs(model, batch, counterfactual)
+        with counterfactual_intervention(model, batch, counterfactual, cf_inputs, chunk_size):
+            hidden_cf = _completion_hidden(model, cf_inputs, n_completion)[mask]
         out["logp_cf"] = scatter(token_logp_and_entropy(hidden_cf, weight, targets, temperature, chunk_size)[0])
         if "vis_kl" in needs:
             out["vis_kl"] = scatter(exact_kl(hidden, hidden_cf, weight, temperature, chunk_size))

@@ -123,4 +123,4 @@ def build_loss(name: str, **hparams: Any) -> LossFn:
 
 
 # Each import registers one loss.
-from tokencredit.losses import dvrp, kl_cov, papo  # noqa: E402, F401
+from tokencredit.losses import cfpo, dvrp, kl_cov, papo  # noqa: E402, F401

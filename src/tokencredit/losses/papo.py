@@ -36,12 +36,9 @@ def low_var_kl(logp: Tensor, logp_ref: Tensor) -> Tensor:
     return (d.exp() - d - 1).clamp(-10.0, 10.0)
 
 
-@register_loss("papo", needs=("logp_cf",), counterfactual="patch_blackening", counterfactual_options=("black_prob",))
-def papo(gamma: float = 0.02, ori_entropy_coef: float = 0.0, aug_entropy_coef: float = 0.0, black_prob: float = 0.6) -> LossFn:
-    check_range("gamma", gamma, 0.0)
-    check_range("ori_entropy_coef", ori_entropy_coef, 0.0)
-    check_range("aug_entropy_coef", aug_entropy_coef, 0.0)
-    check_range("black_prob", black_prob, 0.0, 1.0)
+def away_from_view(gamma: float, ori_entropy_coef: float, aug_entropy_coef: float) -> LossFn:
+    """−γ · mean_t KL(t) + c_ori · mean_t(−log π_θ(o_t|I)) + c_aug · mean_t(−log π(o_t|I')), the counterfactual
+    view I' read from `logp_cf` (PAPO's masked image; CFPO's in-model counterfactual, losses/cfpo.py)."""
 
     def loss(x: LossInputs) -> Tensor:
         logp_cf = x.signals["logp_cf"]
@@ -49,3 +46,12 @@ def papo(gamma: float = 0.02, ori_entropy_coef: float = 0.0, aug_entropy_coef: f
         return -gamma * kl_prcp + ori_entropy_coef * x.token_mean(-x.logps) + aug_entropy_coef * x.token_mean(-logp_cf)
 
     return loss
+
+
+@register_loss("papo", needs=("logp_cf",), counterfactual="patch_blackening", counterfactual_options=("black_prob",))
+def papo(gamma: float = 0.02, ori_entropy_coef: float = 0.0, aug_entropy_coef: float = 0.0, black_prob: float = 0.6) -> LossFn:
+    check_range("gamma", gamma, 0.0)
+    check_range("ori_entropy_coef", ori_entropy_coef, 0.0)
+    check_range("aug_entropy_coef", aug_entropy_coef, 0.0)
+    check_range("black_prob", black_prob, 0.0, 1.0)
+    return away_from_view(gamma, ori_entropy_coef, aug_entropy_coef)
