@@ -27,7 +27,11 @@ branch are softmaxes over every token of the packed micro-batch, later tokens an
 included, and the swap reaches other responses' queries. Here the weights are each response's causal
 attention (the weights its own forward uses, what the paper describes), statistics per response,
 padding left out; on one unpadded response with causal weights the two agree (tests/golden). Weights
-and the swap are computed in float32 (theirs in the forward's bf16).
+and the swap are computed in float32 (theirs in the forward's bf16). The awesome-perception-aware-rlvr
+fork (verl/models/transformers/flash_attention_utils.py at 82d24dc
+`compute_cross_modal_attention_value_mean_correction`) makes the same choice of causal weights per
+response; its queries start one token later than the authors' (after the vision_end token, which
+theirs and ours include).
 
 How it runs: while `salient_value_mean(...)` is entered, the attention kernel of the decoder's layers
 (sdpa, eager or flash, from transformers' attention interface) is wrapped: the kernel's output plus
