@@ -21,6 +21,10 @@ Every method's peak is bounded by these operations: what a method adds over unif
 forwards of a scoring or training micro-batch, run one after another (the counterfactual, DVRP's
 noised view; benchmarks/forward_budget.py counts them), or per-layer reductions of hidden states
 (PEPO's similarity keeps no layer's states); no auxiliary loss keeps a second graph alive.
+CFPO's counterfactual forward (salient_values.py) adds, one layer, response and image at a time,
+float32 weights [heads, queries after the image, image tokens] and one chunk of scores [heads,
+chunk_size, sequence]: about 0.2 + 0.2 GB at the 3B params' lengths (16 heads, 2,150 x 1,280 and
+1,024 x 3,400), not traced.
 
 Assumptions, each a choice documented here:
 - The attention kernel is flash or memory-efficient (sdpa on a GPU without an explicit full mask):

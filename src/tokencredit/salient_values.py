@@ -99,7 +99,8 @@ def salient_value_delta(
                 q = queries[:, :, first : first + chunk_size]
                 seen = visible & (positions[None, :] <= positions[first : first + q.shape[2], None])  # [chunk, L]
                 scores = torch.einsum("kgqd,kld->kgql", q, keys) * scaling
-                weights.append(scores.masked_fill(~seen, -torch.inf).softmax(-1)[..., start:end])
+                scores.masked_fill_(~seen, -torch.inf)  # softmax over the visible keys; only the image's columns are kept
+                weights.append((scores[..., start:end] - scores.logsumexp(-1, keepdim=True)).exp())
             weights = torch.cat(weights, dim=2)  # [kv, group, queries after the image, image tokens]
             counted = (weights > COUNTED_WEIGHT) & visible[end:].view(1, 1, -1, 1)
             if not counted.any():
