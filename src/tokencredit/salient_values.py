@@ -14,7 +14,8 @@ apply_cmve to each), with verl/workers/actor/config.py's defaults (thres_mode "h
   the image, with a > μ + λ·σ, where μ and σ (unbiased) are taken over all those entries above 1e-8
   (their `GMM_mask`). λ = `threshold_std` = 2 (their "low" / "medium" / "high" / "extra" are 0 / 1 /
   2 / 3; the paper's "μ + 2σ outlier criterion"). Not a fixed top fraction: how many entries are
-  salient follows the attention's spread.
+  salient follows the attention's spread. The queries are every position after the image, the
+  response included, as their code (the fork reads the paper's App. A as the prompt's text queries).
 - mean: one number per head, the mean of the value vectors over every image token of the response AND
   over the head's dimensions (their `values_noise_multiply` sums over dims (2, 3)): a salient value
   becomes the constant vector m_h·1, as theirs.
