@@ -241,6 +241,9 @@ def _default_methods() -> dict[str, MethodSpec]:
         "random_cgpo": ("random_tokens", {"ratio": TOR_SELECTED}),  # T_r ∪ T_p as ToR's (same ρs); weights ≈ 1 (α averages 1)
         "oracle_perception": ("oracle_roles", {}),
         "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
+        # The testbed's positive control: ground-truth process credit and its twin (weighting/oracle_first_error.py).
+        "oracle_first_error": ("oracle_first_error", {}),
+        "random_first_error": ("random_first_error", {}),
     }
     # Methods of other kinds (issue 22): an auxiliary loss or a rollout transform, on uniform weights.
     recipes = {

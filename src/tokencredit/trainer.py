@@ -60,7 +60,7 @@ from tokencredit.families import family_of
 from tokencredit.losses import LossInputs
 from tokencredit.recipe import Recipe
 from tokencredit.rollout_batch import generation_rows, merge_rows, mixed_groups
-from tokencredit.scoring import role_codes
+from tokencredit.scoring import label_signals
 from tokencredit.signals import (
     COUNTERFACTUAL_SIGNALS,
     LABEL_SIGNALS,
@@ -299,10 +299,12 @@ class WeightedGRPOTrainer(GRPOTrainer):
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`.
 
-        Label signals (the ground-truth `role` of the oracle_roles control) come from the completion text.
+        Label signals come from the completion text (the ground-truth `role` of the oracle_roles control)
+        and the example's target text (`on_target`, of oracle_first_error).
         """
         mask = batch["completion_mask"].bool()
-        labels = {"role": role_codes(self.processing_class, batch["completion_ids"], mask)} if "role" in self.needs else {}
+        targets = [row.get("target") for row in inputs]
+        labels = label_signals(self.processing_class, batch["completion_ids"], mask, self.needs & LABEL_SIGNALS, targets)
         scored = self.needs - LABEL_SIGNALS
         if not scored:
             return TokenSignals(mask=mask, **labels)
