@@ -485,7 +485,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         """TRL's forward, keeping its log π_θ(o_t) (with grad) for VPPO's penalty; with signals_from_loss,
         the loss forward (the one that computes entropies) also weights the micro-batch's advantages;
         with reuse_scoring_logps, TRL's old-policy forward is skipped (_trl_batch)."""
-        if self._old_logps_pending:  # TRL's old-policy forward: the scoring forward gives its log-probs (_trl_batch)
+        if self._old_logps_pending and model is self.model:  # TRL's old-policy forward: scoring gives its log-probs (_trl_batch)
             self._old_logps_pending = False
             return None, None, None
         inputs, self._loss_inputs = self._loss_inputs, None  # the loss runs one forward per micro-batch
