@@ -385,6 +385,10 @@ def test_vppo_trajectory_scale_is_bounded_by_its_micro_batch():
     torch.testing.assert_close(default, build_weighting("vppo", k=1.0)(s, torch.zeros(1024), Context(layout=Layout(micro_batch=4, step=128))))
     assert build_weighting("vppo", k=1.0, tas_rows=4)(s, torch.zeros(1024), context).max() == pytest.approx(1.3, abs=1e-5)
     assert build_weighting("vppo", k=1.0, tas_scope="batch")(s, torch.zeros(1024), context).max() > 100
+    # the fork's scope: min/max over every row given, mean per tas_rows rows: beta_min outside the outlier's pool
+    fork = build_weighting("vppo", k=1.0, tas_scope="global_range", tas_rows=4)(s, torch.zeros(1024), context)
+    assert fork[:, 0].view(-1, 4).mean(1).tolist() == pytest.approx([1.0] + [0.9] * 255)
+    assert fork.max() == pytest.approx(1.3, abs=1e-5)
     with pytest.raises(ValueError, match="tas_scope='device'"):
         build_weighting("vppo", tas_scope="device")
     with pytest.raises(ValueError, match="tas_rows=0"):

@@ -444,6 +444,7 @@ def build_trainer(
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
         signals_from_loss=train.signals_from_loss,
+        reuse_scoring_logps=train.reuse_scoring_logps,
         generation_chunk=generation_chunk,
         peft_config=lora_config(train.lora) if train.lora else None,
     )
