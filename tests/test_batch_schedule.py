@@ -391,12 +391,14 @@ def test_comparison_grid_is_the_forks_methods_on_the_qwen3_vl_4b_recipe(tmp_path
     assert (params.train.algos, params.train.seeds) == (["grpo"], [0])
     recipes = {name: resolve(name, params.methods[name]) for name in params.train.methods}
     methods = {"uniform", "papo", "vppo", "tor", "dvrp", "pgpo", "pepo", "vepo", "cgpo"}
-    assert set(recipes) == methods | {"random_vppo", "random_tor", "random_vepo", "random_cgpo"}
+    assert set(recipes) == methods | {"cfpo", "random_vppo", "random_tor", "random_vepo", "random_cgpo"}
     assert {recipes[m].counterfactual for m in methods - {"uniform", "pepo", "cgpo"}} == {"harmonized_patches"}
     assert (recipes["pepo"].counterfactual, recipes["cgpo"].counterfactual) == (None, "gray")  # CGPO keeps its own view
+    assert recipes["cfpo"].counterfactual == "salient_value_mean"  # CFPO's in-model counterfactual, as the fork's
     # The README's switches are our defaults, but PAPO's γ (0.01; the paper's GRPO scripts 0.02) and VPPO's TAS pools.
     for name in ("tor", "pgpo", "pepo", "vepo", "cgpo"):
         assert params.methods[name].hparams.items() <= METHODS[params.methods[name].weighting].defaults.items(), name
     assert params.methods["dvrp"].loss.hparams.items() <= loss_named("dvrp").defaults.items()
+    assert params.methods["cfpo"].loss.hparams.items() <= loss_named("cfpo").defaults.items()
     assert (params.methods["papo"].loss.hparams["gamma"], loss_named("papo").defaults["gamma"]) == (0.01, 0.02)
     assert params.methods["vppo"].hparams == {"k": 0.4, "beta_min": 0.9, "tas_scope": "global_range", "tas_rows": 4}
