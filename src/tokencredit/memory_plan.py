@@ -460,7 +460,7 @@ def depth_reduced(config, text_layers: int, vision_blocks: int):
         vision.fullatt_block_indexes = [i for i in vision.fullatt_block_indexes if i < vision_blocks]
     if taps := _taps(config):
         if min(text_layers, vision_blocks) < taps:
-            raise ValueError(f"DeepStack taps {taps} vision blocks into as many decoder layers: {text_layers} layers, {vision_blocks} blocks are too few")
+            raise ValueError(f"DeepStack feeds {taps} vision blocks to as many decoder layers: {text_layers} layers, {vision_blocks} blocks are too few")
         vision.deepstack_visual_indexes = list(range(taps))
     return config
 
