@@ -180,12 +180,14 @@ def main() -> None:
             budgets = {}
             # Off-policy, one method of each kind: the old-policy forward adds the same to every method of a kind.
             chosen = args.methods if updates == 1 else [m for m in one_of_each_kind(Params().methods) if m in args.methods]
-            runs = [("uniform", False), *[(m, False) for m in chosen if m != "uniform"]]
-            runs += [(m, True) for m in LOSS_FORWARD_METHODS if m in args.methods]
-            for method, from_loss in runs:
-                name = f"{method} (signals_from_loss)" if from_loss else method
+            runs = [("uniform", {}), *[(m, {}) for m in chosen if m != "uniform"]]
+            runs += [(m, {"signals_from_loss": True}) for m in LOSS_FORWARD_METHODS if m in args.methods]
+            if updates > 1:  # TRL's own old-policy forward, as before train.reuse_scoring_logps
+                runs += [(m, {"reuse_scoring_logps": False}) for m in chosen if kind(m, Params().methods[m])[0]]
+            for method, options in runs:
+                name = method + "".join(f" ({key}{'' if value else ' false'})" for key, value in options.items())
                 trainer = make_trainer(
-                    w, method, steps=updates, out=Path(w.data_dir).parent / f"out-{updates}", signals_from_loss=from_loss,
+                    w, method, steps=updates, out=Path(w.data_dir).parent / f"out-{updates}", **options,
                     updates_per_generation=updates, logging_steps=updates, save_steps=2 * updates,
                 )  # fmt: skip
                 budgets[name] = step_budget(trainer)
@@ -195,7 +197,9 @@ def main() -> None:
     settings = (
         "Forward passes over the generated batch in one generation's training (updates_per_generation optimizer steps), "
         "counted at the decoder stack; generation's own forwards left out. Tiny model, 2 prompts x 2 generations. "
-        "updates_per_generation 2: one method of each kind (signals, counterfactual, loss, transform)."
+        "updates_per_generation 2: one method of each kind (signals, counterfactual, loss, transform); a scoring "
+        "method's scoring forward gives TRL's old-policy log-probs (train.reuse_scoring_logps), "
+        "'(reuse_scoring_logps false)': TRL's own old-policy forward."
     )
     report("forward_budget", "tiny", settings, "\n\n".join(body), record=not args.no_record)
 

@@ -142,7 +142,8 @@ def main() -> None:
         methods = args.methods or METHODS
         # uniform and the rollout first, then the costliest kinds: a run stopped early keeps the most telling jobs
         order = ["uniform", "rollout", "vppo", "atrl", "pgpo", "tor"]
-        run_jobs(sorted(["rollout", *methods], key=lambda m: order.index(m) if m in order else len(order)), args.tokens)
+        jobs = methods if args.methods else ["rollout", *methods]
+        run_jobs(sorted(jobs, key=lambda m: order.index(m) if m in order else len(order)), args.tokens)
     done = json.loads(RESULTS_JSON.read_text())
     results, load = done["jobs"], done["load"]
     rows = []
@@ -156,8 +157,8 @@ def main() -> None:
     parameters = next(iter(results.values()))["parameters"] if results else 0
     header = ["job", "step s", "generation s", "signals s", "peak RSS GiB", "step's rise GiB", "peak + AdamW states GiB"]
     settings = (
-        f"Real 3B widths at 2 text layers / 2 vision blocks ({parameters / 1e6:.0f} M parameters, fp32, eager attention), "
-        f"images at {PIXELS} pixels (256 visual tokens), 1 prompt x 2 completions of {done['tokens']} tokens, one step per method "
+        f"Real 3B widths at 2 text layers / 2 vision blocks ({parameters / 1e6:.0f} M parameters, fp32), "
+        f"images at {PIXELS} pixels (256 visual tokens), 1 prompt x 2 completions of {done['tokens']} tokens, sdpa attention, one step per method "
         f"in its own process (SGD; AdamW's 8 bytes per parameter added in the last column), then one rollout (rollouts.generate_rollouts). "
         f"Load average (1 min) before each job: {load}. Jobs not listed did not run (time)."
     )
@@ -168,8 +169,11 @@ RESULTS_JSON = ROOT / "benchmarks/rehearsal.json"
 
 
 def run_jobs(jobs: list[str], tokens: int) -> None:
-    """Each job in its own process; benchmarks/rehearsal.json rewritten after every one."""
-    done = {"tokens": tokens, "jobs": {}, "load": []}
+    """Each job in its own process; benchmarks/rehearsal.json rewritten after every one. Jobs it already
+    holds at the same response length are kept (a run stopped for time goes on with `--methods` the rest)."""
+    done = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    if done.get("tokens") != tokens:
+        done = {"tokens": tokens, "jobs": {}, "load": []}
     for name in jobs:
         done["load"].append(f"{name} {os.getloadavg()[0]:.1f}")
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}

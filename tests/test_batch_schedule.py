@@ -31,13 +31,14 @@ from transformers.training_args import OptimizerNames
 
 from tokencredit.algorithms import get_algorithm
 from tokencredit.dataset import load_split
+from tokencredit.losses import loss_named
 from tokencredit.models import load_policy
-from tokencredit.params import MethodSpec, ModelParams, ParamsError, ScoringParams, TrainParams, deep_merge, merged_params, validate
+from tokencredit.params import MethodSpec, ModelParams, ParamsError, ScoringParams, TrainParams, deep_merge, merged_params, section_json, validate
 from tokencredit.sources import check_sources
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import build_trainer, grpo_config, grpo_dataset
 from tokencredit.recipe import resolve
-from tokencredit.weighting import Layout
+from tokencredit.weighting import METHODS, Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 12, "save_steps": 100, "learning_rate": 1e-3}
@@ -377,3 +378,25 @@ def test_qwen3_vl_params_are_the_forks_controlled_comparison(name, tmp_path):
     assert {params.methods[m].counterfactual for m in ("tor", "pgpo", "vppo")} == {"harmonized_patches"}
     assert params.eval.suite == "comparison" and len(params.eval.benchmarks) == 13
     check_sources(params)  # every adapter and split it names exists
+
+
+def test_comparison_grid_is_the_forks_methods_on_the_qwen3_vl_4b_recipe(tmp_path):
+    """params/comparison_qwen3_vl_4b.yaml over the 4B set, loaded as the workflow loads it: the methods of the fork's
+    examples/comparison/README.md (119b93f) with its switches, harmonized perturbation, and the random twins."""
+    files = [ROOT / "params/default.yaml", ROOT / "params/qwen3_vl_4b.yaml"]
+    base = validate(local_copies(merged_params(*files), tmp_path), "qwen3_vl_4b")
+    params = validate(local_copies(merged_params(*files, ROOT / "params/comparison_qwen3_vl_4b.yaml"), tmp_path), "comparison")
+    check_sources(params)
+    assert all(section_json(params, s) == section_json(base, s) for s in ("data", "model", "train", "rollouts", "eval"))  # the 4B recipe
+    assert (params.train.algos, params.train.seeds) == (["grpo"], [0])
+    recipes = {name: resolve(name, params.methods[name]) for name in params.train.methods}
+    methods = {"uniform", "papo", "vppo", "tor", "dvrp", "pgpo", "pepo", "vepo", "cgpo"}
+    assert set(recipes) == methods | {"random_vppo", "random_tor", "random_vepo", "random_cgpo"}
+    assert {recipes[m].counterfactual for m in methods - {"uniform", "pepo", "cgpo"}} == {"harmonized_patches"}
+    assert (recipes["pepo"].counterfactual, recipes["cgpo"].counterfactual) == (None, "gray")  # CGPO keeps its own view
+    # The README's switches are our defaults, but PAPO's γ (0.01; the paper's GRPO scripts 0.02) and VPPO's TAS pools.
+    for name in ("tor", "pgpo", "pepo", "vepo", "cgpo"):
+        assert params.methods[name].hparams.items() <= METHODS[params.methods[name].weighting].defaults.items(), name
+    assert params.methods["dvrp"].loss.hparams.items() <= loss_named("dvrp").defaults.items()
+    assert (params.methods["papo"].loss.hparams["gamma"], loss_named("papo").defaults["gamma"]) == (0.01, 0.02)
+    assert params.methods["vppo"].hparams == {"k": 0.4, "beta_min": 0.9, "tas_scope": "global_range", "tas_rows": 4}

@@ -64,6 +64,7 @@ def test_every_signal_and_every_method_weight(world, scores):
     assert (scores["weight.uniform"] == 1).all()
     # the oracle weighs each token by the role the table gives it (the labels agree)
     assert ((scores["weight.oracle_reasoning"] > 0) == (scores["role"] == "reasoning")).all()
+    assert set(scores["weight.oracle_first_error"]) <= {0.0, 1.0} and set(scores["weight.random_first_error"]) <= {0.0, 1.0}
     for k in kinds:  # vis_absdiff is |logp - logp_cf| of the same counterfactual
         diff = (scores["signal.logp"] - scores[f"signal.logp_cf.{k}"]).abs()
         assert np.allclose(diff, scores[f"signal.vis_absdiff.{k}"], atol=1e-5)

@@ -201,10 +201,33 @@ def test_oracle_roles_label_sampled_tokens_as_the_score_step_does(tiny_world, tm
 
 def test_oracle_roles_on_data_without_roles_names_the_method_and_the_data(tiny_world):
     data_dir, _ = tiny_world
-    frame = load_split(data_dir, "train").drop(columns=["role_spans"])
-    with pytest.raises(ValueError, match=r"weighting 'oracle_roles' reads ground-truth token roles, but the training data .*train\.parquet has none"):
+    frame = load_split(data_dir, "train").drop(columns=["role_spans", "target"])
+    with pytest.raises(ValueError, match=r"weighting 'oracle_roles' reads the ground-truth label 'role', but the training data .*train\.parquet has none"):
         check_role_labels(resolve("x", MethodSpec(weighting="oracle_roles")), frame, data_dir)
-    check_role_labels(resolve("x", MethodSpec()), frame, data_dir)  # other methods need no roles
+    with pytest.raises(ValueError, match=r"'oracle_first_error' reads the ground-truth label 'on_target', .* \(no target column\)"):
+        check_role_labels(resolve("x", MethodSpec(weighting="oracle_first_error")), frame, data_dir)
+    check_role_labels(resolve("x", MethodSpec()), frame, data_dir)  # other methods need no labels
+
+
+def test_oracle_first_error_labels_the_correct_prefix_of_each_sampled_response(tiny_world, tmp_path):
+    from tokencredit.scoring import label_signals
+
+    trainer = make_trainer(tiny_world, tmp_path, "oracle_first_error", "grpo", [length_parity_reward])
+    tokenizer = trainer.processing_class.tokenizer
+    target = "<think>red blue blue. blue 2</think><answer>2</answer>"
+    texts = [target, "<think>red blue red. red 2</think><answer>2</answer>", "<think>red blue blue. blue 2</think><answer>2</answer>red"]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(map(len, ids))
+    completion_ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids])
+    mask = torch.tensor([[True] * len(row) + [False] * (width - len(row)) for row in ids])
+    on = label_signals(trainer.processing_class, completion_ids, mask, {"on_target"}, [target] * 3)["on_target"]
+    assert on[0][mask[0]].all() and on[2][mask[2]].all()  # the whole target (anything after it is not an error)
+    prefix = tokenizer("<think>red blue", add_special_tokens=False)["input_ids"]
+    assert ids[1][: len(prefix)] == prefix and on[1].tolist() == [1.0] * len(prefix) + [0.0] * (width - len(prefix))
+    with pytest.raises(ValueError, match="needs every row's target text"):
+        label_signals(trainer.processing_class, completion_ids, mask, {"on_target"}, [target, None, target])
+    trainer.train()  # the dataset's targets reach the label in a real step
+    assert trainer.state.log_history[0]["weights/weight_mean"] > 0
 
 
 def test_generation_in_chunks_gives_the_same_greedy_completions(tiny_world, tmp_path):

@@ -41,8 +41,8 @@ def weigh(name, s, **hparams):
 
 def test_registry_lists_every_method_with_its_needs():
     assert registered() == [
-        "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_roles", "pepo", "pgpo", "random_tokens", "tor", "tor_top_p", "uniform", "vepo",
-        "vgpo", "vppo",
+        "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_first_error", "oracle_roles", "pepo", "pgpo", "random_first_error",
+        "random_tokens", "tor", "tor_top_p", "uniform", "vepo", "vgpo", "vppo",
     ]  # fmt: skip
     assert required_signals("vepo") == {"vis_jsd", "entropy", "entropy_cf"} and default_counterfactual("vepo") == "pixel_value_noise"
     assert required_signals("pepo") == {"hidden_sim", "entropy"} and required_signals("vgpo") == {"hidden_sim_last"}
@@ -243,6 +243,7 @@ def batches(draw):
             v = -v if name == "logp" else v / 2.5 - 1.0
         values[name] = v * mask
     values["role"] = torch.randint(0, 3, (b, t), generator=g).float() * mask
+    values["on_target"] = (torch.arange(t).expand(b, t) < torch.randint(0, t + 1, (b, 1), generator=g)).float() * mask  # a correct prefix
     return TokenSignals(mask=mask, **values), torch.randn(b, generator=g)
 
 
@@ -384,6 +385,10 @@ def test_vppo_trajectory_scale_is_bounded_by_its_micro_batch():
     torch.testing.assert_close(default, build_weighting("vppo", k=1.0)(s, torch.zeros(1024), Context(layout=Layout(micro_batch=4, step=128))))
     assert build_weighting("vppo", k=1.0, tas_rows=4)(s, torch.zeros(1024), context).max() == pytest.approx(1.3, abs=1e-5)
     assert build_weighting("vppo", k=1.0, tas_scope="batch")(s, torch.zeros(1024), context).max() > 100
+    # the fork's scope: min/max over every row given, mean per tas_rows rows: beta_min outside the outlier's pool
+    fork = build_weighting("vppo", k=1.0, tas_scope="global_range", tas_rows=4)(s, torch.zeros(1024), context)
+    assert fork[:, 0].view(-1, 4).mean(1).tolist() == pytest.approx([1.0] + [0.9] * 255)
+    assert fork.max() == pytest.approx(1.3, abs=1e-5)
     with pytest.raises(ValueError, match="tas_scope='device'"):
         build_weighting("vppo", tas_scope="device")
     with pytest.raises(ValueError, match="tas_rows=0"):
@@ -466,3 +471,28 @@ def test_oracle_roles_weights_by_ground_truth_role():
     assert torch.equal(w, T_([[0.0, 0.0, 1.0, 0.0, 0.0]]))
     with pytest.raises(MissingSignalError, match="'role' is missing"):
         weigh("oracle_roles", signals([[1]], entropy=[[0.5]]))
+
+
+def test_oracle_first_error_pushes_down_only_errors_and_reinforces_only_correct_prefixes():
+    # rows: wrong (A < 0) with its first error at token 2; lucky (A > 0) with an error at token 3; fully right (A > 0); A = 0
+    s = signals([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]],
+                on_target=[[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])  # fmt: skip
+    w = build_weighting("oracle_first_error")(s, T_([-1.0, 0.5, 0.5, 0.0]), context(0))
+    assert torch.equal(w, T_([[0, 0, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]))
+    with pytest.raises(MissingSignalError, match="'on_target' is missing"):
+        weigh("oracle_first_error", signals([[1]], role=[[0]]))
+
+
+def test_random_first_error_cuts_wrong_responses_at_random_and_keeps_the_rest():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.arange(12).expand(64, 12) < torch.randint(4, 13, (64, 1), generator=g)
+    advantages = torch.randn(64, generator=g)
+    w = build_weighting("random_first_error")(TokenSignals(mask=mask), advantages, context(0))
+    kept = w.bool()
+    assert torch.equal(kept[advantages >= 0], mask[advantages >= 0])  # non-negative responses keep every token
+    wrong, valid = kept[advantages < 0], mask[advantages < 0]
+    starts = valid.sum(1) - wrong.sum(1)  # the drawn first error
+    assert torch.equal(wrong, valid & (torch.arange(12) >= starts.unsqueeze(1)))  # a kept suffix of the valid tokens
+    assert (starts / valid.sum(1)).mean().item() == pytest.approx(0.5, abs=0.15)  # uniform over positions
+    again = build_weighting("random_first_error")(TokenSignals(mask=mask), advantages, context(1))
+    assert not torch.equal(w, again)  # each step draws anew

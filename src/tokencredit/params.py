@@ -241,6 +241,9 @@ def _default_methods() -> dict[str, MethodSpec]:
         "random_cgpo": ("random_tokens", {"ratio": TOR_SELECTED}),  # T_r ∪ T_p as ToR's (same ρs); weights ≈ 1 (α averages 1)
         "oracle_perception": ("oracle_roles", {}),
         "oracle_reasoning": ("oracle_roles", {"perception_weight": 0.0, "format_weight": 0.0, "normalize": False}),
+        # The testbed's positive control: ground-truth process credit and its twin (weighting/oracle_first_error.py).
+        "oracle_first_error": ("oracle_first_error", {}),
+        "random_first_error": ("random_first_error", {}),
     }
     # Methods of other kinds (issue 22): an auxiliary loss or a rollout transform, on uniform weights.
     recipes = {
@@ -378,6 +381,15 @@ class TrainParams(Section):
         "does: no extra forward, but the method changes: batch-wide statistics (top-rho thresholds) are taken per "
         "micro-batch (over every process) instead of over the whole generated batch, and with updates_per_generation > 1 "
         "later updates read the current policy, not the rollout policy. Methods reading other signals keep their scoring forward.",
+    )
+    reuse_scoring_logps: bool = Field(
+        True, description="With updates_per_generation > 1, TRL's old-policy log-probs (the ratio's denominator) are the "
+        "scoring forward's, which reads the same rows, images and weights, in place of TRL's own no-grad forward: one forward "
+        "of the generated batch fewer for every method that scores signals (none without a scoring forward: uniform, the "
+        "oracles, signals_from_loss; nor with vLLM, whose importance sampling reads them earlier). Equal to float rounding "
+        "in fp32 and under bf16 autocast on CPU (5e-7 on the tiny model); under FSDP with bf16, scoring runs the root "
+        "modules (embeddings, final norm, lm_head) on their summoned fp32 weights under autocast where TRL's forward runs "
+        "FSDP's bf16 copies, so the first update's ratio is 1 only to bf16 rounding. false: TRL's own forward.",
     )
 
     @model_validator(mode="after")

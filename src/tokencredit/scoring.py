@@ -25,6 +25,8 @@ Roles: the sampled text is labelled by the rule that labels the synthetic target
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +105,9 @@ class RolloutScorer:
         self.kinds = counterfactual_kinds(methods, score.counterfactuals)
         self.policy_signals = set(POLICY_SIGNALS)
         self.methods: dict[str, tuple[WeightFn, str | None]] = {}
-        self.labels = False  # whether a method reads the ground-truth roles
+        self.labels: set[str] = set()  # the ground-truth label signals a method reads
         for name, spec in methods.items():
-            self.labels |= bool(required_signals(spec.weighting) & LABEL_SIGNALS)
+            self.labels |= required_signals(spec.weighting) & LABEL_SIGNALS
             self.methods[name] = (build_weighting(spec.weighting, **spec.hparams), method_counterfactual(spec))
         self.noise = torch.Generator().manual_seed(score.seed)  # patch blackening / noise draws
 
@@ -137,7 +139,8 @@ class RolloutScorer:
         for kind in self.kinds:
             columns |= {signal_column(s, kind): by_kind[kind].require(s) for s in CF_SIGNALS}
         advantages = group_advantages(rows).to(policy.mask.device)
-        labels = {"role": role_codes(self.processor, batch["completion_ids"], policy.mask)} if self.labels else {}
+        targets = list(rows["target"]) if "target" in rows else None
+        labels = label_signals(self.processor, batch["completion_ids"], policy.mask, self.labels, targets)
         samples = rows.groupby("id", sort=False).size()
         context = Context(layout=Layout(group=int(samples.iloc[0]) if samples.nunique() == 1 else None), progress=1.0)
         for name, (weigh, kind) in self.methods.items():
@@ -162,6 +165,33 @@ def role_codes(processor: ProcessorMixin, completion_ids: Tensor, mask: Tensor) 
         roles = completion_token_roles(processor, ids[:valid])[2]
         codes[row, :valid] = torch.tensor([float(ROLES.index(r)) for r in roles])
     return codes
+
+
+def on_target_codes(processor: ProcessorMixin, completion_ids: Tensor, mask: Tensor, targets: Sequence[str]) -> Tensor:
+    """[B, T] the `on_target` label signal: 1 on each completion token that ends inside the longest common
+    prefix of the completion's text and its example's target, 0 from the first token that leaves it (the
+    first error) on, 0 on padding. A completion that holds the whole target is on target throughout."""
+    codes = torch.zeros(mask.shape, device=mask.device)
+    for row, (ids, valid, target) in enumerate(zip(completion_ids.tolist(), mask.sum(1).tolist(), targets, strict=True)):
+        text = decode(processor, ids[:valid])
+        shared = len(os.path.commonprefix([text, target]))
+        ends = torch.tensor([float(end) for _, end in token_offsets(processor, ids[:valid])])
+        codes[row, :valid] = ((ends <= shared) | (shared == len(target))).float()
+    return codes
+
+
+def label_signals(
+    processor: ProcessorMixin, completion_ids: Tensor, mask: Tensor, needs: set[str], targets: Sequence[str] | None = None
+) -> dict[str, Tensor]:
+    """The ground-truth label signals among `needs` (signals.LABEL_SIGNALS); `on_target` needs each row's target text."""
+    labels = {}
+    if "role" in needs:
+        labels["role"] = role_codes(processor, completion_ids, mask)
+    if "on_target" in needs:
+        if targets is None or any(not isinstance(t, str) for t in targets):
+            raise ValueError("the `on_target` label signal needs every row's target text (the synthetic task's `target` column)")
+        labels["on_target"] = on_target_codes(processor, completion_ids, mask, targets)
+    return labels
 
 
 def token_table(processor: ProcessorMixin, rollouts: pd.DataFrame) -> pd.DataFrame:
@@ -203,6 +233,14 @@ def score_rollouts(
     return pd.concat([response, tokens, scores], axis=1)
 
 
+def with_targets(rollouts: pd.DataFrame, data_path: Path) -> pd.DataFrame:
+    """`rollouts` with each row's target text from its split (the `on_target` label's reference)."""
+    frame = pd.read_parquet(data_path)
+    if "target" not in frame:
+        raise ValueError(f"{data_path} has no target column: the `on_target` label signal needs the synthetic task's targets")
+    return rollouts.assign(target=rollouts["id"].map(frame.set_index("id")["target"]))
+
+
 def score_file(
     policy_dir: Path,
     rollouts_path: Path,
@@ -216,9 +254,12 @@ def score_file(
     out: Path,
 ) -> pd.DataFrame:
     """Score the cached rollouts of `policy_dir` on `split` (checked against the policy and data) into `out`."""
-    rollouts, key = load_rollouts(rollouts_path, policy_dir, Path(data_dir) / f"{split}.parquet", "sampled")
+    data_path = Path(data_dir) / f"{split}.parquet"
+    rollouts, key = load_rollouts(rollouts_path, policy_dir, data_path, "sampled")
     model, processor = load_policy(policy_dir, model_params)
     scorer = RolloutScorer(model, processor, methods, score, scoring, temperature=key["sampling"]["temperature"])
+    if "on_target" in scorer.labels:
+        rollouts = with_targets(rollouts, data_path)
     table = score_rollouts(scorer, processor, rollouts, Path(data_dir), score.weighting_prompts, desc=f"score {policy}/{split}")
     table.insert(0, "policy", policy)
     table.insert(1, "split", split)

@@ -42,14 +42,16 @@ from tokencredit.counterfactual import COUNTERFACTUALS, counterfactual_inputs, r
 from tokencredit.families import family_of
 
 SIGNALS = (
-    "entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role",
+    "entropy", "logp", "logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "attn_image", "role", "on_target",
     "vis_jsd", "entropy_cf", "hidden_sim", "hidden_sim_last", "entropy_top_p",
 )  # fmt: skip
 COUNTERFACTUAL_SIGNALS = frozenset({"logp_cf", "vis_k3", "vis_kl", "vis_absdiff", "vis_jsd", "entropy_cf"})
 HIDDEN_SIGNALS = frozenset({"hidden_sim", "hidden_sim_last"})
 # Read from the data's ground truth, not scored by a policy: `role` is the index in synthetic.ROLES
-# of each sampled token's role (the oracle_roles control; only the synthetic task labels roles).
-LABEL_SIGNALS = frozenset({"role"})
+# of each sampled token's role (the oracle_roles control; only the synthetic task labels roles);
+# `on_target` is 1 on the tokens before the response first leaves its example's target text (the
+# oracle_first_error control; only the synthetic task has one correct response per example).
+LABEL_SIGNALS = frozenset({"role", "on_target"})
 
 
 class MissingSignalError(ValueError):
@@ -72,6 +74,7 @@ class TokenSignals:
     vis_absdiff: Tensor | None = None
     attn_image: Tensor | None = None
     role: Tensor | None = None
+    on_target: Tensor | None = None
     vis_jsd: Tensor | None = None
     entropy_cf: Tensor | None = None
     hidden_sim: Tensor | None = None

@@ -5,7 +5,8 @@ One training step, top to bottom:
   (transform) the generation prompts are transformed (e.g. NoisyRollout's noised images); the batch keeps the clean ones
   → TRL generates G completions per prompt and computes rewards and group advantages A_i
   → (DAPO) groups with equal rewards are dropped and more prompts generated until the batch is full
-  → the rollout policy scores every completion token (no grad): the signals the method needs
+  → the rollout policy scores every completion token (no grad): the signals the method needs, and off-policy
+    TRL's old-policy log-probs from the same forward (train.reuse_scoring_logps: TRL's own forward skipped)
   → w = weighting(signals, A) over the GLOBAL batch → per-token advantages A_i · w_{i,t}
   → TRL's clipped loss (GRPO/DAPO/Dr. GRPO normaliser) + the auxiliary loss, and the optimizer step.
 The signals an auxiliary loss reads (e.g. PAPO's logp_cf) are scored with the weighting's, once per
@@ -60,7 +61,7 @@ from tokencredit.families import family_of
 from tokencredit.losses import LossInputs
 from tokencredit.recipe import Recipe
 from tokencredit.rollout_batch import generation_rows, merge_rows, mixed_groups
-from tokencredit.scoring import role_codes
+from tokencredit.scoring import label_signals
 from tokencredit.signals import (
     COUNTERFACTUAL_SIGNALS,
     LABEL_SIGNALS,
@@ -91,6 +92,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         signals_from_loss: entropy and attn_image from TRL's loss forward, weights per micro-batch
             (train.signals_from_loss); only for methods that read nothing else.
         generation_chunk: rows per generate() call (model.generation_chunk); None: all of a process's rows at once.
+        reuse_scoring_logps: off-policy, the scoring forward's log-probs serve as TRL's old-policy log-probs
+            (train.reuse_scoring_logps); see `_trl_batch`.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         entropy_penalty: float = 0.0,
         signals_from_loss: bool = False,
         generation_chunk: int | None = None,
+        reuse_scoring_logps: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -120,6 +124,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self.entropy_penalty = entropy_penalty
         self.signals_from_loss = signals_from_loss and not recipe.loss_needs and bool(self.needs) and self.needs <= LOSS_FORWARD_SIGNALS
         self.generation_chunk = generation_chunk
+        self.reuse_scoring_logps = reuse_scoring_logps and self._scores_every_row() and self._trl_computes_old_logps_alone()
+        self._old_logps_pending = False  # TRL's old-policy forward, while it is to be skipped: see _trl_batch
         self._loss_inputs: dict[str, Any] | None = None  # the micro-batch whose loss forward runs, while it runs
         self._check_whole_groups_per_process()
         # Separate streams, so that extra DAPO prompts, counterfactual noise and tie-breaking do not
@@ -149,7 +155,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._seconds.clear()
         self._nonfinite.clear()
         self._reseed_streams()
-        batch = super()._generate_and_score_completions(inputs)
+        batch = self._trl_batch(inputs)
         if self.dynamic_sampling_tries and self.model.training:
             batch, inputs = self._fill_with_mixed_groups(batch, inputs)
         batch = self._weight_advantages(batch, inputs)
@@ -159,6 +165,39 @@ class WeightedGRPOTrainer(GRPOTrainer):
         # Over the global batch, every DAPO round included; with signals_from_loss, signals are guarded per micro-batch.
         for what in ("rewards",) if self.signals_from_loss else ("rewards", "signals"):
             metrics[f"guard/nonfinite_{what}"].append(float(self._nonfinite[what]))
+        return batch
+
+    # -- TRL's old-policy log-probs from the scoring forward (train.reuse_scoring_logps) ----------------
+    # Off-policy (updates_per_generation > 1) TRL's batch builder runs a no-grad forward of every row with
+    # its image for old_per_token_logps; the scoring forward then reads the same rows with the same weights
+    # and temperature, and its logp is that quantity. So TRL's forward is skipped and its result taken from
+    # scoring. This leans on a private method: in trl 1.16, _generate_and_score_completions calls
+    # _get_per_token_logps_and_entropies for the old policy first (grpo_trainer.py l. 2643-2657), behind
+    # the gate _trl_computes_old_logps_alone repeats; pyproject.toml pins trl below 1.17 for it, and
+    # _trl_batch fails loudly if TRL stops calling it.
+    def _scores_every_row(self) -> bool:
+        """Whether a scoring forward runs over every row of each generated batch (with signals_from_loss none runs)."""
+        return bool(self.needs - LABEL_SIGNALS) and not self.signals_from_loss
+
+    def _trl_computes_old_logps_alone(self) -> bool:
+        """TRL's gate of its old-policy forward (generation out of step with the optimizer), where nothing
+        else in its batch builder reads the result (vLLM's importance sampling ratio does)."""
+        off_policy = self.args.gradient_accumulation_steps % (self.args.steps_per_generation * self.num_iterations) != 0
+        return off_policy and not (self.use_vllm and self.vllm_importance_sampling_correction)
+
+    def _trl_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's generated batch; with reuse_scoring_logps, without TRL's old-policy forward (its first
+        _get_per_token_logps_and_entropies call): _weight_advantages sets old_per_token_logps from scoring."""
+        self._old_logps_pending = self.reuse_scoring_logps
+        try:
+            batch = super()._generate_and_score_completions(inputs)
+        finally:
+            missed, self._old_logps_pending = self._old_logps_pending, False
+        if missed:
+            raise RuntimeError(
+                "TRL's batch builder ran no old-policy forward where trl 1.16 does: train.reuse_scoring_logps needs the "
+                "TRL versions pyproject.toml pins (or set it false)"
+            )
         return batch
 
     def _generate(self, prompts: list):
@@ -242,7 +281,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         for attempt in range(self.dynamic_sampling_tries):
             if attempt:
                 round_inputs.append(self._draw_inputs(num_groups))
-                rounds.append(super()._generate_and_score_completions(round_inputs[-1]))
+                rounds.append(self._trl_batch(round_inputs[-1]))
             mixed = mixed_groups(self._local_rewards(len(round_inputs[-1])), g, self.dynamic_sampling_tolerance).tolist()
             kept += [(attempt, j) for j, ok in enumerate(mixed) if ok]
             dropped += [(attempt, j) for j, ok in enumerate(mixed) if not ok]
@@ -273,6 +312,8 @@ class WeightedGRPOTrainer(GRPOTrainer):
         with self._timed("signals"):
             signals = self._signals(batch, inputs)
             w, guarded = self._weights(signals, batch["advantages"])
+        if self.reuse_scoring_logps:  # in place of TRL's old-policy forward, which _trl_batch skipped
+            batch["old_per_token_logps"] = signals.logp
         self._count_nonfinite("signals", guarded)
         batch["advantages"] = batch["advantages"].unsqueeze(1) * w
         for name in self.recipe.loss_needs:  # rows travel with TRL's shuffling into the micro-batches
@@ -299,10 +340,12 @@ class WeightedGRPOTrainer(GRPOTrainer):
     def _signals(self, batch: dict[str, Any], inputs: list[dict[str, Any]]) -> TokenSignals:
         """The rollout policy's view of every completion token (no grad); nothing to compute for `uniform`.
 
-        Label signals (the ground-truth `role` of the oracle_roles control) come from the completion text.
+        Label signals come from the completion text (the ground-truth `role` of the oracle_roles control)
+        and the example's target text (`on_target`, of oracle_first_error).
         """
         mask = batch["completion_mask"].bool()
-        labels = {"role": role_codes(self.processing_class, batch["completion_ids"], mask)} if "role" in self.needs else {}
+        targets = [row.get("target") for row in inputs]
+        labels = label_signals(self.processing_class, batch["completion_ids"], mask, self.needs & LABEL_SIGNALS, targets)
         scored = self.needs - LABEL_SIGNALS
         if not scored:
             return TokenSignals(mask=mask, **labels)
@@ -442,7 +485,11 @@ class WeightedGRPOTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         """TRL's forward, keeping its log π_θ(o_t) (with grad) for VPPO's penalty; with signals_from_loss,
-        the loss forward (the one that computes entropies) also weights the micro-batch's advantages."""
+        the loss forward (the one that computes entropies) also weights the micro-batch's advantages;
+        with reuse_scoring_logps, TRL's old-policy forward is skipped (_trl_batch)."""
+        if self._old_logps_pending and model is self.model:  # TRL's old-policy forward: scoring gives its log-probs (_trl_batch)
+            self._old_logps_pending = False
+            return None, None, None
         inputs, self._loss_inputs = self._loss_inputs, None  # the loss runs one forward per micro-batch
         forward = super()._get_per_token_logps_and_entropies
         if inputs is None or not kwargs.get("compute_entropy"):

@@ -37,7 +37,6 @@ from tokencredit.params import LoraParams, MethodSpec, ScoringParams, TrainParam
 from tokencredit.graders import accuracy_reward
 from tokencredit.repeated_images import encode_repeated_images_once
 from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_penalty
-from tokencredit.signals import LABEL_SIGNALS
 from tokencredit.recipe import Recipe, resolve
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.vllm_settings import check_processor_bounds, sampling_kwargs
@@ -65,6 +64,8 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cac
             "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
             # The marker the prompt asks for, which the accuracy and format rewards read (synthetic task: tags).
             "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
+            # The synthetic task's one correct response: the `on_target` label of oracle_first_error reads it.
+            **({"target": frame["target"].tolist()} if "target" in frame else {}),
         }
     )
     load = functools.lru_cache(maxsize=cached_images)(lambda rel: load_image(data_dir, rel, processor))
@@ -396,12 +397,13 @@ def check_checkpoint(checkpoint: Path, required: tuple[str, ...] = ()) -> None:
 
 
 def check_role_labels(recipe: Recipe, train_frame: pd.DataFrame, data_dir: Path) -> None:
-    """A method that reads ground-truth token roles (oracle_roles) trains only on data that has them."""
-    if recipe.needs & LABEL_SIGNALS and "role_spans" not in train_frame.columns:
-        raise ValueError(
-            f"weighting {recipe.spec.weighting!r} reads ground-truth token roles, but the training data {data_dir / 'train.parquet'} "
-            "has none (no role_spans column): only the synthetic task (data.source: synthetic) labels token roles"
-        )
+    """A method that reads ground-truth labels (oracle_roles, oracle_first_error) trains only on data that has them."""
+    for label, column in (("role", "role_spans"), ("on_target", "target")):
+        if label in recipe.needs and column not in train_frame.columns:
+            raise ValueError(
+                f"weighting {recipe.spec.weighting!r} reads the ground-truth label {label!r}, but the training data "
+                f"{data_dir / 'train.parquet'} has none (no {column} column): only the synthetic task (data.source: synthetic) has it"
+            )
 
 
 def build_trainer(
@@ -442,6 +444,7 @@ def build_trainer(
         dynamic_sampling_tolerance=train.dynamic_sampling_tolerance,
         entropy_penalty=train.entropy_penalty if train.entropy_penalty_form == "sampled" else 0.0,
         signals_from_loss=train.signals_from_loss,
+        reuse_scoring_logps=train.reuse_scoring_logps,
         generation_chunk=generation_chunk,
         peft_config=lora_config(train.lora) if train.lora else None,
     )

@@ -15,6 +15,12 @@ TAS's pools (`tas_scope`):
   alpha <= beta_min + m (1 - beta_min): 1.7 for pools of 8. The pool is its own hyperparameter,
   not the trainer's micro_batch_size: a memory setting must not move alpha's cap (7B params run
   micro-batches of 4, which would cap alpha at 1.3).
+- "global_range": min and max over the rows given (the global generated batch), mean(n) and alpha
+  over pools of `tas_rows` rows: the awesome-perception-aware-rlvr fork's VPPO (its controlled
+  comparison), which takes min and max over the rollout batch before the update
+  (verl/trainer/perception_reasoning_loss.py at 160666da5d81cbe043d31e63fba6862187df8177,
+  `build_sensitivity_advantage_shaping_context`) and mean(n) per update micro-batch
+  (`_compute_vppo_response_scaling`; 4 rows per device there, so tas_rows 4).
 - "batch": everything over the rows given, i.e. the trainer's global generated batch. Unbounded
   in practice: one image-dependent outlier among 1,024 responses makes alpha about 100.
 The trainer passes its optimizer-step rows as `Context.layout.step`. TRL shuffles rows into
@@ -34,7 +40,7 @@ from torch import Tensor
 from tokencredit.signals import TokenSignals
 from tokencredit.weighting import Context, Layout, WeightFn, check_range, register, row_top_fraction
 
-TAS_SCOPES = ("micro_batch", "batch")
+TAS_SCOPES = ("micro_batch", "global_range", "batch")
 
 
 def trajectory_scale(scores: Tensor, mask: Tensor, beta_min: float, layout: Layout = Layout()) -> Tensor:
@@ -78,7 +84,8 @@ def vppo(k: float = 0.4, beta_min: float = 0.9, tas_scope: str = "micro_batch", 
         mask = signals.mask
         scores = signals.require("vis_k3").float()
         kept = row_top_fraction(scores, mask, k, context.tie_generator()).float()
-        layout = Layout(micro_batch=int(tas_rows), step=context.layout.step) if tas_scope == "micro_batch" else Layout()
+        step = context.layout.step if tas_scope == "micro_batch" else None  # None: min and max over every row given
+        layout = Layout() if tas_scope == "batch" else Layout(micro_batch=int(tas_rows), step=step)
         return trajectory_scale(scores, mask, beta_min, layout)[:, None] * kept
 
     return weights
