@@ -1,13 +1,14 @@
 """Peak GPU memory of every GPU job of a params set, planned on CPU (tokencredit.memory_plan).
 
     python benchmarks/memory_plan.py --params params/qwen2_5_vl_3b.yaml --architecture qwen2_5_vl_3b
+    python benchmarks/memory_plan.py --params params/qwen3_vl_4b.yaml --architecture qwen3_vl_4b
     python benchmarks/memory_plan.py --check      # the planner against measured CPU peaks
 
 The plan traces the params' real shapes on fake tensors: nothing is allocated, no GPU is needed.
 `--architecture` names a reference config (tokencredit.memory_plan.ARCHITECTURES) when the params'
-model.path is not on this machine. `--check` measures the same operations on real models at two
-shapes (the tiny default model and the 3B's real widths at 2 decoder layers and 2 vision blocks)
-in a child process whose every allocation is mapped (MALLOC_MMAP_THRESHOLD_), so that the rise of
+model.path is not on this machine. `--check` measures the same operations on real models at three
+shapes (the tiny default model, its Qwen3-VL twin, and the 3B's real widths at 2 decoder layers
+and 2 vision blocks) in a child process whose every allocation is mapped (MALLOC_MMAP_THRESHOLD_), so that the rise of
 its resident memory is the operation's peak; tests/test_memory_plan.py asserts the agreement.
 """
 
@@ -28,12 +29,22 @@ from tokencredit.memory_plan import GiB, PlanModel, Shape, architecture, depth_r
 # The shapes --check compares at: (config, shape), fp32 on both sides (CPU bf16 matmuls are slow).
 CHECK_SHAPES = {
     "tiny": Shape(rows=4, prompt_text=20, completion=48, pixels=84 * 84),
+    "tiny qwen3_vl": Shape(rows=4, prompt_text=20, completion=48, pixels=96 * 96),  # 16-px patches: the same 6 x 6 grid
     "qwen2_5_vl_3b, 2 layers, 2 blocks": Shape(rows=2, prompt_text=30, completion=64, pixels=112 * 112),
 }
 
 
 def check_config(name: str, tiny_dir: Path | None = None):
-    return architecture(tiny_dir) if name == "tiny" else depth_reduced(architecture("qwen2_5_vl_3b"), 2, 2)
+    if name == "tiny":
+        return architecture(tiny_dir)
+    if name == "tiny qwen3_vl":  # the tiny model's sizes and tokenizer as Qwen3-VL (DeepStack taps its first block)
+        from transformers import AutoTokenizer
+
+        from tokencredit.families import family_named
+        from tokencredit.params import ModelParams
+
+        return family_named("qwen3_vl").tiny_config(AutoTokenizer.from_pretrained(tiny_dir), ModelParams())
+    return depth_reduced(architecture("qwen2_5_vl_3b"), 2, 2)
 
 
 def operations(shape: Shape) -> dict[str, dict]:
