@@ -298,8 +298,11 @@ def test_every_method_weights_scored_signals(model):
     for name in registered():
         needs = required_signals(name)
         s = score_policy(model, batch, needs - LABEL_SIGNALS, counterfactual=default_counterfactual(name))
-        if "role" in needs:  # labelled from the completion text, not scored (trainer._role_codes)
+        if "role" in needs:  # labelled from the completion text, not scored (scoring.label_signals)
             s = replace(s, role=torch.randint(0, 3, s.mask.shape).float() * s.mask)
+        if "on_target" in needs:  # labelled against the example's target: a correct prefix
+            cut = torch.randint(0, s.mask.shape[1] + 1, (len(s.mask), 1))
+            s = replace(s, on_target=(torch.arange(s.mask.shape[1]) < cut).float() * s.mask)
         w = build_weighting(name)(s, torch.randn(len(s.mask)))
         assert torch.isfinite(w).all() and (w >= 0).all() and (w[~s.mask] == 0).all(), name
 
