@@ -133,6 +133,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=256, help="response tokens per completion (256-512)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--report", action="store_true", help="only report the jobs benchmarks/rehearsal.json holds (e.g. after a run was stopped)")
+    p.add_argument("--parallel", type=int, default=1, help="jobs at a time, one thread each (memory: about 7 GB each)")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     if args.one:
@@ -143,7 +144,7 @@ def main() -> None:
         # uniform and the rollout first, then the costliest kinds: a run stopped early keeps the most telling jobs
         order = ["uniform", "rollout", "vppo", "atrl", "pgpo", "tor"]
         jobs = methods if args.methods else ["rollout", *methods]
-        run_jobs(sorted(jobs, key=lambda m: order.index(m) if m in order else len(order)), args.tokens)
+        run_jobs(sorted(jobs, key=lambda m: order.index(m) if m in order else len(order)), args.tokens, args.parallel)
     done = json.loads(RESULTS_JSON.read_text())
     results, load = done["jobs"], done["load"]
     rows = []
@@ -159,7 +160,7 @@ def main() -> None:
     settings = (
         f"Real 3B widths at 2 text layers / 2 vision blocks ({parameters / 1e6:.0f} M parameters, fp32), "
         f"images at {PIXELS} pixels (256 visual tokens), 1 prompt x 2 completions of {done['tokens']} tokens, sdpa attention, one step per method "
-        f"in its own process (SGD; AdamW's 8 bytes per parameter added in the last column), then one rollout (rollouts.generate_rollouts). "
+        f"in its own one-thread process, {done.get('parallel', 1)} at a time (SGD; AdamW's 8 bytes per parameter added in the last column), then one rollout (rollouts.generate_rollouts). "
         f"Load average (1 min) before each job: {load}. Jobs not listed did not run (time)."
     )
     report("rehearsal", "qwen2_5_vl_3b_depth2", settings, table(header, rows), record=not args.no_record)
@@ -168,23 +169,32 @@ def main() -> None:
 RESULTS_JSON = ROOT / "benchmarks/rehearsal.json"
 
 
-def run_jobs(jobs: list[str], tokens: int) -> None:
-    """Each job in its own process; benchmarks/rehearsal.json rewritten after every one. Jobs it already
-    holds at the same response length are kept (a run stopped for time goes on with `--methods` the rest)."""
+def run_jobs(jobs: list[str], tokens: int, parallel: int = 1) -> None:
+    """Each job in its own one-thread process, `parallel` at a time; benchmarks/rehearsal.json rewritten
+    after every one. Jobs it already holds at the same response length are kept (a run stopped for
+    time goes on with `--methods` the rest)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     done = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     if done.get("tokens") != tokens:
         done = {"tokens": tokens, "jobs": {}, "load": []}
-    for name in jobs:
-        done["load"].append(f"{name} {os.getloadavg()[0]:.1f}")
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--tokens", str(tokens)], capture_output=True, text=True, env=env)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-        if out.returncode or not lines:
-            print(f"{name} failed:\n{out.stderr[-2000:]}", flush=True)
-            continue
-        done["jobs"][name] = json.loads(lines[0][len("RESULT ") :])
-        RESULTS_JSON.write_text(json.dumps(done, indent=1) + "\n")
-        print(name, done["jobs"][name], flush=True)
+    done["parallel"] = parallel
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+
+    def run(name: str) -> tuple[str, subprocess.CompletedProcess, str]:
+        load = f"{name} {os.getloadavg()[0]:.1f}"
+        return name, subprocess.run([sys.executable, __file__, "--one", name, "--tokens", str(tokens)], capture_output=True, text=True, env=env), load
+
+    with ThreadPoolExecutor(parallel) as pool:
+        for name, out, load in pool.map(run, jobs):
+            lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+            if out.returncode or not lines:
+                print(f"{name} failed:\n{out.stderr[-2000:]}", flush=True)
+                continue
+            done["load"].append(load)
+            done["jobs"][name] = json.loads(lines[0][len("RESULT ") :])
+            RESULTS_JSON.write_text(json.dumps(done, indent=1) + "\n")
+            print(name, done["jobs"][name], flush=True)
 
 
 if __name__ == "__main__":
