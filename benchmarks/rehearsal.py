@@ -40,12 +40,13 @@ def build(root: Path, tokens: int):
     from benchmarks.harness import World, Workload, qwen2_5_vl_3b_config
     from tokencredit.params import DataParams, ModelParams
     from tokencredit.synthetic import corpus, write_splits
-    from tokencredit.tiny_vlm import build_processor, train_tokenizer
+    from tokencredit.families.qwen2_5_vl import QWEN2_5_VL
+    from tokencredit.tiny_vlm import train_tokenizer
 
     data = DataParams(n_train=8, n_validation=2, n_test=2, n_test_ood=2, image_size=448)
     model_params = ModelParams(min_pixels=PIXELS, max_pixels=PIXELS)
     write_splits(data, root / "data")
-    processor = build_processor(train_tokenizer(corpus(data), model_params.vocab_size), model_params)
+    processor = QWEN2_5_VL.processor(train_tokenizer(corpus(data), model_params.vocab_size, QWEN2_5_VL), model_params)
     processor.tokenizer.padding_side = "left"
     config = qwen2_5_vl_3b_config(processor.tokenizer)
     config.text_config.num_hidden_layers = 2

@@ -45,3 +45,13 @@ def test_tiny_check_runs_without_the_pipelines_packages(tmp_path):
     assert {"generation_prefill", "generation_decode", "train_micro_batch/sdpa", "train_micro_batch/eager"} <= set(checks)
     assert checks["scoring_fsdp_autocast"]["status"] == "skipped"  # needs CUDA
 
+
+
+def test_rehearsal_builds_the_real_width_inputs(tmp_path):
+    """benchmarks/rehearsal.py's data, processor and config (the model itself, 543 M parameters, is not built):
+    its imports go stale when a refactor moves what it uses, and only a benchmark run would notice."""
+    from benchmarks.rehearsal import PIXELS, build
+
+    world, model_params = build(tmp_path, tokens=8)
+    assert model_params.max_pixels == PIXELS and world.workload.completion_length == 8
+    assert (world.data_dir / "train.parquet").exists()
