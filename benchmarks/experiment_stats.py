@@ -17,12 +17,17 @@ This script recomputes what those numbers allow and prints the Markdown the doc 
    equal spread); p-values corrected by Holm over the table's comparisons. Approximate: both readings
    are printed, and a claim is made only where both agree.
 
-    python benchmarks/experiment_stats.py
+4. With `--agreement RESULTS`: a second run's differences from uniform against the doc's (item 5).
+
+    python benchmarks/experiment_stats.py [--agreement results]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -104,5 +109,32 @@ def old_table() -> list[str]:
     return lines
 
 
+def agreement(results: Path, seeds: list[int]) -> list[str]:
+    """Item 5 of issue 24: every method's test avg@k difference from uniform in a second run (`results`,
+    e.g. a fresh clone on another machine or kernel) against the doc's, and whether the two differ by
+    less than the second run's MDD (the report's comparison, stats.seed_difference)."""
+    from tokencredit.comparison import seed_scores
+
+    def scores(method: str) -> np.ndarray:
+        evals = [json.loads((results / f"eval/grpo-{method}-s{s}/test.json").read_text()) for s in seeds]
+        return seed_scores(evals, "avg_at_k")[1]
+
+    lines = ["| method | Δ vs uniform, doc (2026-12-04) | Δ vs uniform, this run [95 % CI] | |Δ − Δ| | this run's MDD | agree |", "|---|---|---|---|---|---|"]
+    for method, against, split, documented, *_ in OLD_TABLE:
+        if against != "uniform" or split != "test" or not all((results / f"eval/grpo-{method}-s{s}/test.json").exists() for s in seeds):
+            continue
+        r = {k: 100 * v for k, v in seed_difference(scores(method), scores("uniform")).items() if k in ("diff", "ci_low", "ci_high", "mdd")}
+        gap = abs(r["diff"] - documented)
+        lines.append(f"| {method} | {documented:+.1f} | {r['diff']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] | {gap:.1f} | {r['mdd']:.1f} | {'yes' if gap < r['mdd'] else 'no'} |")
+    return lines
+
+
 if __name__ == "__main__":
-    print("\n".join([*uniform_minus_sft(), "", *detectable(), "", *old_table()]))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--agreement", type=Path, help="a results/ directory of a second run: its differences from uniform against the doc's")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = p.parse_args()
+    if args.agreement:
+        print("\n".join(agreement(args.agreement, args.seeds)))
+    else:
+        print("\n".join([*uniform_minus_sft(), "", *detectable(), "", *old_table()]))
