@@ -133,7 +133,8 @@ def test_non_finite_signals_leave_the_weighting_and_empty_responses_weigh_zero()
     values = torch.rand(3, 4) * mask
     values[0, 1], values[1, :2], values[2, 3] = NAN, INF, -INF  # row 1 keeps no valid token
     scored = [name for name in SIGNALS if name not in LABEL_SIGNALS]  # every signal some weighting reads
-    raw = TokenSignals(mask=mask, role=torch.ones(3, 4) * mask, **{name: values.clone() for name in scored})
+    labels = {"role": torch.ones(3, 4) * mask, "on_target": torch.ones(3, 4) * mask}
+    raw = TokenSignals(mask=mask, **labels, **{name: values.clone() for name in scored})
     signals, guarded = finite_signals(raw)
     assert guarded == 4
     assert signals.mask.tolist() == [[True, False, True, False], [False] * 4, [True, True, True, False]]
