@@ -50,8 +50,9 @@ def test_tiny_check_runs_without_the_pipelines_packages(tmp_path):
 def test_rehearsal_builds_the_real_width_inputs(tmp_path):
     """benchmarks/rehearsal.py's data, processor and config (the model itself, 543 M parameters, is not built):
     its imports go stale when a refactor moves what it uses, and only a benchmark run would notice."""
-    from benchmarks.rehearsal import PIXELS, build
+    from benchmarks.rehearsal import build, visual_tokens
 
-    world, model_params = build(tmp_path, tokens=8)
-    assert model_params.max_pixels == PIXELS and world.workload.completion_length == 8
+    world, model_params = build(tmp_path, tokens=8, pixels=1_003_520)
+    assert (model_params.min_pixels, model_params.max_pixels) == (200_704, 1_003_520) and world.workload.completion_length == 8
     assert (world.data_dir / "train.parquet").exists()
+    assert (visual_tokens(200_704), visual_tokens(1_003_520)) == (256, 1225)
