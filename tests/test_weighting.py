@@ -42,7 +42,7 @@ def weigh(name, s, **hparams):
 def test_registry_lists_every_method_with_its_needs():
     assert registered() == [
         "atrl", "cgpo", "clip_cov", "entropy_topk", "oracle_first_error", "oracle_roles", "pepo", "pgpo", "random_first_error",
-        "random_tokens", "tor", "tor_top_p", "uniform", "vepo", "vgpo", "vppo",
+        "random_tokens", "tor", "tor_k3", "tor_top_p", "uniform", "vepo", "vgpo", "vppo",
     ]  # fmt: skip
     assert required_signals("vepo") == {"vis_jsd", "entropy", "entropy_cf"} and default_counterfactual("vepo") == "pixel_value_noise"
     assert required_signals("pepo") == {"hidden_sim", "entropy"} and required_signals("vgpo") == {"hidden_sim_last"}

@@ -156,6 +156,17 @@ def test_cgpo_scale_is_the_authors_and_lands_on_the_sets():
     assert ((w > 0) == (reasoning | perception)).all()
 
 
+# ToR as the fork's comparison runs it
+
+
+def test_tor_k3_selects_the_forks_tokens():
+    logp, logp_cf = torch.tensor(INPUTS["signals"]["logp"]), torch.tensor(INPUTS["tor_logp_cf"])
+    s = TokenSignals.from_logps(MASK, logp, logp_cf, entropy=torch.tensor(INPUTS["signals"]["entropy"]))
+    close(s.vis_k3, "tor_k3_scores", atol=1e-6)  # signals.k3 is the fork's compute_sampled_low_var_kl ("old")
+    close(build_weighting("tor_k3")(s, ADVANTAGES), "tor_k3_weights")
+    assert not torch.equal(build_weighting("tor")(s, ADVANTAGES), expected("tor_k3_weights"))  # |d| ranks T_p otherwise
+
+
 # Controls and params
 
 

@@ -215,6 +215,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "tor_reasoning_only": ("tor", {"gamma_p": 0.0}),
         "tor_perception_only": ("tor", {"rho_r": 0.0}),  # gamma_p on ALL of T_p; gamma_r = 0 would drop T_p ∩ T_r
         "tor_top_p": ("tor_top_p", {}),  # Eq. 5 as the fork reads it: T_r by the entropy of the top-p 0.95 set (issue 22)
+        "tor_k3": ("tor_k3", {}),  # the fork's comparison: T_p by the k3 estimate, its default metric (issue 22)
         "vppo": ("vppo", {}),
         "pgpo": ("pgpo", {}),
         "pgpo_suppression_only": ("pgpo", {"tau": 1.0}),

@@ -220,4 +220,4 @@ def conserve_mass(w: Tensor, mask: Tensor) -> Tensor:
 
 # Each import registers one method.
 from tokencredit.weighting import atrl, entropy_topk, oracle_first_error, oracle_roles, pgpo, random_first_error, random_tokens, tor, uniform, vppo  # noqa: E402, F401
-from tokencredit.weighting import cgpo, clip_cov, pepo, tor_top_p, vepo, vgpo  # noqa: E402, F401
+from tokencredit.weighting import cgpo, clip_cov, pepo, tor_k3, tor_top_p, vepo, vgpo  # noqa: E402, F401

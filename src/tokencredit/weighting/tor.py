@@ -14,6 +14,8 @@ ToR's Eq. 5 as the entropy of the top-p 0.95 set, renormalised, and notes the pa
 whether it renormalises; the paper's text could not be read here. `tor` keeps the full-vocabulary
 entropy; `tor_top_p` (weighting/tor_top_p.py, same weights) reads the `entropy_top_p` signal,
 whose p and renormalisation are scoring.entropy_top_p and scoring.renormalize_top_p.
+Perception score (issue 22): the fork's controlled comparison ranks T_p by its default k3 estimate;
+`tor_k3` (weighting/tor_k3.py, same weights) reads the `vis_k3` signal.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from tokencredit.weighting import Context, WeightFn, batch_top_fraction, check_r
 SCOPE = "global batch: both top-ρ sets over every valid token of the generated batch"
 
 
-def token_reweighting(entropy: str) -> Callable[..., WeightFn]:
-    """ToR's builder, its reasoning set ranked by the signal `entropy`."""
+def token_reweighting(entropy: str, sensitivity: str = "vis_absdiff") -> Callable[..., WeightFn]:
+    """ToR's builder, its reasoning set ranked by the signal `entropy`, its perception set by the signal `sensitivity`."""
 
     def tor(rho_r: float = 0.3, rho_p: float = 0.3, gamma_r: float = 1.0, gamma_p: float = 0.5) -> WeightFn:
         check_range("rho_r", rho_r, 0.0, 1.0)
@@ -41,7 +43,7 @@ def token_reweighting(entropy: str) -> Callable[..., WeightFn]:
         def weights(signals: TokenSignals, advantages: Tensor, context: Context) -> Tensor:
             mask, generator = signals.mask, context.tie_generator()
             reasoning = batch_top_fraction(signals.require(entropy), mask, rho_r, generator)
-            perception = batch_top_fraction(signals.require("vis_absdiff"), mask, rho_p, generator) & ~reasoning
+            perception = batch_top_fraction(signals.require(sensitivity), mask, rho_p, generator) & ~reasoning
             return gamma_r * reasoning.float() + gamma_p * perception.float()
 
         return weights
