@@ -395,6 +395,7 @@ def test_comparison_grid_is_the_forks_methods_on_the_qwen3_vl_4b_recipe(tmp_path
     assert {recipes[m].counterfactual for m in methods - {"uniform", "pepo", "cgpo"}} == {"harmonized_patches"}
     assert (recipes["pepo"].counterfactual, recipes["cgpo"].counterfactual) == (None, "gray")  # CGPO keeps its own view
     assert recipes["cfpo"].counterfactual == "salient_value_mean"  # CFPO's in-model counterfactual, as the fork's
+    assert params.methods["tor"].weighting == "tor_k3"  # tor.sh sets no visual_sensitivity_metric: T_p by the k3 estimate
     # The README's switches are our defaults, but PAPO's γ (0.01; the paper's GRPO scripts 0.02) and VPPO's TAS pools.
     for name in ("tor", "pgpo", "pepo", "vepo", "cgpo"):
         assert params.methods[name].hparams.items() <= METHODS[params.methods[name].weighting].defaults.items(), name
