@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "files",
     [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
-     ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml")],
+     ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml"),
+     ("params/default.yaml", "params/power.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
