@@ -3,8 +3,8 @@
 Qwen2.5-VL-3B's real widths (hidden 2048, vocabulary 151,936, the vision tower's 1280-wide blocks,
 its patch and merge sizes), random weights, depth cut to 2 decoder layers and 2 vision blocks (one
 windowed, one full-attention, as the real tower mixes them), the image processor at the 3B params'
-min_pixels (200,704) and max_pixels `--pixels` (default 200,704: 256 visual tokens; the params'
-1,003,520 gives a 1001 x 1001 image 1,225), 2 completions of one prompt, `--tokens` response tokens
+min_pixels (200,704) and max_pixels `--pixels` (default 200,704: 256 visual tokens; at the params'
+1,003,520 the 1001 x 1001 image becomes 1,225), 2 completions of one prompt, `--tokens` response tokens
 (random weights never sample eos, so every response has that length).
 
 Each method trains one step through the pipeline's own trainer (training.build_trainer, TRL's
@@ -136,8 +136,8 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=256, help="response tokens per completion (256-512)")
     p.add_argument("--pixels", type=int, default=MIN_PIXELS, help="the image processor's max_pixels (the 3B params': 1003520)")
     p.add_argument("--one", help=argparse.SUPPRESS)
-    p.add_argument("--report", action="store_true", help="only report the jobs benchmarks/rehearsal.json holds (e.g. after a run was stopped)")
-    p.add_argument("--parallel", type=int, default=1, help="jobs at a time, one thread each (memory: about 7 GB each)")
+    p.add_argument("--report", action="store_true", help="only report the jobs the results file holds (e.g. after a run was stopped)")
+    p.add_argument("--parallel", type=int, default=1, help="jobs at a time, one thread each (memory: about 7 GB each at 200,704 pixels, 10 GB at 1,003,520)")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     if args.one:
@@ -184,8 +184,8 @@ def visual_tokens(pixels: int) -> int:
 
 
 def run_jobs(jobs: list[str], tokens: int, pixels: int, parallel: int = 1) -> None:
-    """Each job in its own one-thread process, `parallel` at a time; benchmarks/rehearsal.json rewritten
-    after every one. Jobs it already holds at the same response length are kept (a run stopped for
+    """Each job in its own one-thread process, `parallel` at a time; the results file (results_json)
+    rewritten after every one. Jobs it already holds at the same response length are kept (a run stopped for
     time goes on with `--methods` the rest)."""
     from concurrent.futures import ThreadPoolExecutor
 
