@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     "files",
     [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
      ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml"),
-     ("params/default.yaml", "params/power.yaml")],
+     ("params/default.yaml", "params/power.yaml"), ("params/default.yaml", "params/grit.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
@@ -35,9 +35,16 @@ def test_dvc_params_file_is_the_default_set():
     assert yaml.safe_load((ROOT / "params.yaml").read_text()) == merged_params(ROOT / "params/default.yaml")
 
 
+def plain_target_methods(params) -> list[str]:
+    """Every method but those whose reward set needs other targets (GRIT: params/grit.yaml)."""
+    return sorted(m for m, spec in params.methods.items() if spec.reward is None)
+
+
 def test_methods_full_grid_covers_every_method_and_ablation():
     params = load_params(ROOT / "params/default.yaml", ROOT / "params/methods_full.yaml")
-    assert sorted(params.train.methods) == sorted(params.methods)
+    assert sorted(params.train.methods) == plain_target_methods(params)
+    grit = load_params(ROOT / "params/default.yaml", ROOT / "params/grit.yaml")
+    assert sorted(set(params.methods) - set(params.train.methods)) == ["grit"] and "grit" in grit.train.methods
     assert params.train.algos == ["grpo", "dapo"] and len(params.train.seeds) == 3
 
 
@@ -155,6 +162,6 @@ def test_default_grid_holds_the_methods_and_an_oracle_and_controls_add_the_twins
 
 def test_zoo_grid_trains_every_method_from_the_default_sft_model():
     default, zoo = load_params(ROOT / "params/default.yaml"), load_params(ROOT / "params/default.yaml", ROOT / "params/zoo.yaml")
-    assert sorted(zoo.train.methods) == sorted(zoo.methods)
+    assert sorted(zoo.train.methods) == plain_target_methods(zoo)  # GRIT has its own grid: params/grit.yaml
     assert zoo.sft == default.sft and zoo.data == default.data and zoo.model == default.model  # the same SFT model
     assert section_json(zoo, "train") == section_json(default, "train")  # grid keys only: the default's runs are reused

@@ -164,9 +164,9 @@ def test_summary_tables(report: tuple[dict, Path]) -> None:
     assert md.index("| sft |") < md.index("| grpo-uniform |") < md.index("| grpo-entropy_topk |")
     assert "![curves_reward](curves_reward.png)" in md
     # the methods table: every component, batch scope and tie rule from the registries
-    assert "| method | weighting | auxiliary loss | rollout transform | counterfactual input | batch scope | ties |" in md
-    assert "| entropy_topk | entropy_topk | none | none | none | global batch: top-ρ over every valid token of the generated batch | random among" in md
-    assert "| uniform | uniform | none | none | none | none: every valid token | none: no selection |" in md
+    assert "| method | weighting | auxiliary loss | rollout transform | reward | counterfactual input | batch scope | ties |" in md
+    assert "| entropy_topk | entropy_topk | none | none | task | none | global batch: top-ρ over every valid token of the generated batch | random among" in md
+    assert "| uniform | uniform | none | none | task | none | none: every valid token | none: no selection |" in md
 
 
 def test_curves_are_pngs(report: tuple[dict, Path]) -> None:

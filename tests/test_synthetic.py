@@ -14,6 +14,7 @@ from tokencredit.synthetic import (
     FILLER_WORDS,
     SHAPES,
     SPLITS,
+    box_text,
     completion_role_spans,
     corpus,
     make_examples,
@@ -146,6 +147,28 @@ def test_glue_words_precede_every_object_and_change_nothing_else():
         assert b.target.endswith(a.target[a.target.index(".") :])
         assert completion_role_spans(b.target) == [tuple(s) for s in b.role_spans]
     assert openers == set(FILLER_OPENERS)  # the opener is drawn, not fixed
+
+
+def test_grounded_targets_box_each_counted_object_and_rethink_the_derivation():
+    """GRIT's style (data.target_style: grounded): same scenes and answers; each object the question
+    counts gets its bounding box right after it, so a counting target has as many boxes as its answer."""
+    plain = make_examples(SMALL, "train")
+    grounded = make_examples(SMALL.model_copy(update={"target_style": "grounded"}), "train")
+    for a, b in zip(plain, grounded):
+        assert (a.question, a.answer, a.shapes) == (b.question, b.answer, b.shapes)
+        thinking, rethinking = b.target[len("<think>") :].split("</think><rethink>")
+        boxes = [w for w in thinking.split() if w.startswith("[")]
+        assert boxes == [box_text(s) for s in b.shapes if box_text(s) in boxes] and len(set(boxes)) == len(boxes)
+        assert [w for w in thinking.split() if not w.startswith("[")] == a.target[len("<think>") : a.target.index(".")].split()
+        assert rethinking == a.target[a.target.index(". ") + 2 :].replace("</think>", "</rethink>", 1)
+        if b.family in ("count_color", "count_shape", "sum_digits"):
+            assert len(boxes) == (len(b.shapes) if b.family == "sum_digits" else int(b.answer))
+        assert completion_role_spans(b.target) == [tuple(s) for s in b.role_spans]
+        roles = {b.target[s:e]: r for s, e, r in b.role_spans}
+        assert all(roles[box] == "perception" for box in boxes) and roles["<rethink>"] == "format"
+    shape = grounded[0].shapes[0]
+    left, top, right, bottom = (int(v) for v in box_text(shape)[1:-1].split(","))
+    assert abs((left + right) / 2 - shape.cx) <= 1 and abs(right - left - shape.size) <= 1
 
 
 def test_token_roles_rules():

@@ -56,6 +56,12 @@ class DataParams(Section):
         "Makes perception a minority of longer responses, as in the papers' rollouts; a testbed under study, not yet "
         "shown to let the perception oracle beat uniform (docs/experiment.md, issue 24); 0: none.",
     )
+    target_style: Literal["plain", "grounded"] = Field(
+        "plain",
+        description="Chain of thought of the targets. plain: '<think>listing. derivation</think><answer>..</answer>'; "
+        "grounded: GRIT's grounded reasoning (arXiv 2505.15879): each object the question counts is followed by its box "
+        "[x1,y1,x2,y2] in pixels and the derivation moves into <rethink>..</rethink> (params/grit.yaml).",
+    )
     n_train: int = Field(4000, ge=1, description="Examples in the train split.")
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
     n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
@@ -174,15 +180,15 @@ class SFTParams(Section):
 
 
 class ComponentSpec(Section):
-    """A registered component of a method (an auxiliary loss, a rollout transform) and its hyperparameters."""
+    """A registered component of a method (an auxiliary loss, a rollout transform, a reward set) and its hyperparameters."""
 
-    name: str = Field(description="Name in the component's registry (tokencredit.losses, tokencredit.transforms).")
+    name: str = Field(description="Name in the component's registry (tokencredit.losses, tokencredit.transforms, tokencredit.reward_sets).")
     hparams: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Keyword overrides of the component's defaults.")
 
 
 class MethodSpec(Section):
     """One entry of the method grid: a recipe of registered components (tokencredit.recipe), each with
-    its hyperparameters: token weights, an auxiliary loss, a rollout transform, a counterfactual input.
+    its hyperparameters: token weights, an auxiliary loss, a rollout transform, a reward set, a counterfactual input.
 
     Named variants (e.g. `tor_reasoning_only`) are specs with the same components and other
     hyperparameters: ablations are parameter settings, not copies of code.
@@ -197,6 +203,9 @@ class MethodSpec(Section):
     loss: ComponentSpec | None = Field(None, description="Auxiliary loss added to TRL's policy loss (tokencredit.losses), e.g. {name: papo}.")
     transform: ComponentSpec | None = Field(
         None, description="Rollout transform of the generation inputs (tokencredit.transforms), e.g. {name: noisy_rollout}; the update sees the clean inputs."
+    )
+    reward: ComponentSpec | None = Field(
+        None, description="Reward set replacing the task's reward in training (tokencredit.reward_sets), e.g. {name: grit}; evaluation still grades with the task's grader."
     )
 
 
@@ -246,7 +255,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "oracle_first_error": ("oracle_first_error", {}),
         "random_first_error": ("random_first_error", {}),
     }
-    # Methods of other kinds (issue 22): an auxiliary loss or a rollout transform, on uniform weights.
+    # Methods of other kinds (issue 22): an auxiliary loss, a rollout transform or a reward set, on uniform weights.
     recipes = {
         "papo": {"loss": {"name": "papo"}},  # the 3B GRPO scripts: gamma 0.02, no double entropy (losses/papo.py)
         "papo_double_entropy": {"loss": {"name": "papo", "hparams": {"ori_entropy_coef": 0.05, "aug_entropy_coef": 0.05}}},  # 7B GRPO
@@ -257,6 +266,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "kl_cov": {"loss": {"name": "kl_cov"}},
         "random_kl_cov": {"loss": {"name": "kl_cov", "hparams": {"random": True}}},  # its random twin
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
+        "grit": {"reward": {"name": "grit"}},  # GRIT's reward set; grounded targets only (params/grit.yaml)
     }
     built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
     return {**built, **{name: MethodSpec.model_validate(recipe) for name, recipe in recipes.items()}}
@@ -741,6 +751,13 @@ class Params(Section):
                 raise ValueError(
                     f"methods.{name} (weighting {self.methods[name].weighting!r}) reads ground-truth token roles, which only "
                     f"the synthetic task labels, but data.source is {self.data.source!r}: drop {name!r} from train.methods"
+                )
+            style = recipe.reward.target_style if recipe.reward is not None else None
+            if style is not None and (self.data.source != "synthetic" or self.data.target_style != style):
+                raise ValueError(
+                    f"methods.{name} (reward {self.methods[name].reward.name!r}) rewards responses in the synthetic task's "
+                    f"{style!r} style, which the SFT model learns only with data.source: synthetic and data.target_style: {style} "
+                    f"(params/grit.yaml); data is {self.data.source!r}, {self.data.target_style!r}: drop {name!r} from train.methods"
                 )
         return self
 

@@ -4,9 +4,10 @@
     recipe.weighting(signals, advantages, ctx)            # token weights (uniform when the spec names none)
     recipe.loss(LossInputs(...))                          # auxiliary loss added to TRL's, or None
     recipe.transform(prompts, TransformContext(...))      # rollout transform, or None
+    recipe.reward                                         # RewardSet replacing the task's reward, or None
 
-The components' registries are `tokencredit.weighting`, `tokencredit.losses` and
-`tokencredit.transforms`; the counterfactual input (`tokencredit.counterfactual`) is shared by the
+The components' registries are `tokencredit.weighting`, `tokencredit.losses`,
+`tokencredit.transforms` and `tokencredit.reward_sets`; the counterfactual input (`tokencredit.counterfactual`) is shared by the
 weighting and the loss: one per method. Errors name `methods.<name>.<component>...`.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokencredit.losses import LossFn, build_loss, loss_named
+from tokencredit.reward_sets import RewardSet, build_reward_set
 from tokencredit.transforms import TransformFn, build_transform
 from tokencredit.weighting import METHODS, WeightFn, build_weighting, default_counterfactual, registered, required_signals
 
@@ -26,6 +28,7 @@ class Recipe:
     weighting: WeightFn
     loss: LossFn | None
     transform: TransformFn | None
+    reward: RewardSet | None
     weight_needs: frozenset[str]  # signals the weighting reads
     loss_needs: frozenset[str]  # signals the loss reads (no grad, carried into each micro-batch)
     counterfactual: str | None
@@ -47,6 +50,8 @@ class Recipe:
             out["loss"] = named(self.spec.loss.name, self.spec.loss.hparams)
         if self.spec.transform is not None:
             out["transform"] = named(self.spec.transform.name, self.spec.transform.hparams)
+        if self.spec.reward is not None:
+            out["reward"] = named(self.spec.reward.name, self.spec.reward.hparams)
         out["counterfactual"] = self.counterfactual or "none"
         return out
 
@@ -74,6 +79,9 @@ def resolve(name: str, spec: Any) -> Recipe:
     transform = None
     if spec.transform is not None:
         transform = _component(name, "transform", build_transform, spec.transform.name, **spec.transform.hparams)
+    reward = None
+    if spec.reward is not None:
+        reward = _component(name, "reward", build_reward_set, spec.reward.name, **spec.reward.hparams)
     defaults = {c for c in (default_counterfactual(spec.weighting), loss_counterfactual) if c is not None}
     if spec.counterfactual is None and len(defaults) > 1:
         raise ValueError(f"methods.{name}: weighting and loss use different counterfactual inputs {sorted(defaults)}: set methods.{name}.counterfactual")
@@ -85,6 +93,7 @@ def resolve(name: str, spec: Any) -> Recipe:
         weighting=weighting,
         loss=loss,
         transform=transform,
+        reward=reward,
         weight_needs=frozenset(required_signals(spec.weighting)),
         loss_needs=loss_needs,
         counterfactual=counterfactual,

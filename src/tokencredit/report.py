@@ -430,8 +430,8 @@ def beside_papers_table(metrics: dict, evals: dict) -> Table | None:
 
 
 def methods_table(policies: Policies) -> Table | None:
-    """Each trained method's components (weighting, auxiliary loss, rollout transform, counterfactual
-    input, with their hyperparameters) and, from the weighting registry, its batch scope and tie rule
+    """Each trained method's components (weighting, auxiliary loss, rollout transform, reward set,
+    counterfactual input, with their hyperparameters) and, from the weighting registry, its batch scope and tie rule
     (None without training runs)."""
     from tokencredit.params import MethodSpec, _default_methods
     from tokencredit.recipe import resolve  # torch-backed: only with training runs
@@ -445,11 +445,11 @@ def methods_table(policies: Policies) -> Table | None:
         parts, facts = resolve(policy.method, spec).components(), describe(spec.weighting)
         rows[policy.method] = [
             policy.method, parts["weighting"], parts.get("loss", "none"), parts.get("transform", "none"),
-            parts["counterfactual"], facts["scope"], facts["ties"],
+            parts.get("reward", "task"), parts["counterfactual"], facts["scope"], facts["ties"],
         ]  # fmt: skip
     if not rows:
         return None
-    header = ["method", "weighting", "auxiliary loss", "rollout transform", "counterfactual input", "batch scope", "ties"]
+    header = ["method", "weighting", "auxiliary loss", "rollout transform", "reward", "counterfactual input", "batch scope", "ties"]
     return Table(header, [rows[m] for m in sorted(rows)])
 
 

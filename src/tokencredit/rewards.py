@@ -27,7 +27,7 @@ TAG_SPACES = re.compile(r"\s*(<|>|/)\s*")
 # Full-response format checks: tags as R1-style templates (the synthetic task's target format), boxed
 # as VPPO's and PGPO's format_reward (VPPO-RL examples/reward_function/math.py, after TAG_SPACES).
 FORMATS: dict[str, re.Pattern[str]] = {
-    "tags": re.compile(r"<think>.*</think><answer>.*</answer>", re.DOTALL),
+    "tags": re.compile(r"<think>.*</think>(<rethink>.*</rethink>)?<answer>.*</answer>", re.DOTALL),  # GRIT's <rethink>: data.target_style grounded
     "boxed": re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL),
 }
 

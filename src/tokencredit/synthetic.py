@@ -16,6 +16,13 @@ short derivation and the answer (shown here with `data.filler_words` 0):
     compare      "Are there more red shapes than blue shapes?"  <think>red blue red. red 2 blue 1</think><answer>yes</answer>
     sum_digits   "What is the sum of the digits?"        <think>3 5 1. sum 9</think><answer>9</answer>
 
+With `data.target_style: grounded` the targets follow GRIT's grounded reasoning (arXiv 2505.15879,
+eric-ai-lab/GRIT: "think ... while output necessary coordinates ... rethink ... answer"): each object
+the question counts is followed by its box [x1,y1,x2,y2] (pixels, the shape's bounding box), and the
+derivation moves from after the "." into <rethink>, so a counting target has as many boxes as its answer:
+
+    count_color  <think>red [5,6,24,25] blue red [61,4,79,22]</think><rethink>red 2</rethink><answer>2</answer>
+
 With `data.filler_words` n > 0 every listed object is introduced by n words of linguistic glue,
 the first drawn at random from FILLER_OPENERS, the others fixed (FILLER_GLUE): "<think>then i see
 red now i see blue. red 1</think>...". Real rollouts are long and mostly text that neither reads the
@@ -24,9 +31,9 @@ the tokens, and the random opener is a phrasing choice with entropy but no beari
 The glue comes from its own random stream: scenes, questions and answers do not depend on n.
 
 Role labelling rule (character spans over `target`, stored as JSON [start, end, role]):
-- perception: each object word of the listing (before the "."): it can only be read off the image.
-- reasoning: each word of the derivation (after the ".") and the answer value: derived content.
-- format: the tags <think>, </think>, <answer>, </answer>, the "." separator and the glue words.
+- perception: each object word of the listing (before the "."), boxes included: it can only be read off the image.
+- reasoning: each word of the derivation (after the ".", or in <rethink>) and the answer value: derived content.
+- format: the tags <think>, </think>, <rethink>, </rethink>, <answer>, </answer>, the "." separator and the glue words.
 Whitespace belongs to no span. A token takes the role of the first span it overlaps, i.e. the span
 of its first non-whitespace character; a token that overlaps no span is format (`token_roles`).
 """
@@ -159,21 +166,30 @@ def _scene(rng: np.random.Generator, n: int, grid: int, image_size: int, with_di
     return shapes
 
 
-def _question(rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]]) -> tuple[str, str, str, _Target]:
-    """Question, answer, answer type and target of one family on one scene, `filler` glue before each object."""
+def box_text(shape: Shape) -> str:
+    """A shape's bounding box as GRIT's models write one, x1,y1,x2,y2 in pixels: "[5,6,24,25]"."""
+    h = shape.size / 2
+    return "[" + ",".join(str(round(v)) for v in (shape.cx - h, shape.cy - h, shape.cx + h, shape.cy + h)) + "]"
+
+
+def _question(
+    rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]], style: str = "plain"
+) -> tuple[str, str, str, _Target]:
+    """Question, answer, answer type and target of one family on one scene, `filler` glue before each
+    object, in `style` (data.target_style: plain, or grounded with boxes and <rethink>)."""
     t = _Target()
     t.add("<think>", "format")
     colors = [s.color for s in shapes]
     if family == "count_color":
         color = COLOR_NAMES[rng.integers(len(COLOR_NAMES))]
         question, answer, answer_type = f"How many {color} shapes are there?", str(colors.count(color)), "integer"
-        t.listing([[c] for c in colors], filler)
+        listed, counted = [[c] for c in colors], [c == color for c in colors]
         derivation = [color, answer]
     elif family == "count_shape":
         shape = SHAPES[rng.integers(len(SHAPES))]
         kinds = [s.shape for s in shapes]
         question, answer, answer_type = f"How many {shape}s are there?", str(kinds.count(shape)), "integer"
-        t.listing([[k] for k in kinds], filler)
+        listed, counted = [[k] for k in kinds], [k == shape for k in kinds]
         derivation = [shape, answer]
     elif family == "exists":
         present = sorted({(s.color, s.shape) for s in shapes})
@@ -183,7 +199,7 @@ def _question(rng: np.random.Generator, family: str, shapes: list[Shape], filler
         color, shape = pool[rng.integers(len(pool))]
         count = sum(s.color == color and s.shape == shape for s in shapes)
         question, answer, answer_type = f"Is there a {color} {shape}?", "yes" if count else "no", "yes_no"
-        t.listing([[s.color, s.shape] for s in shapes], filler)
+        listed, counted = [[s.color, s.shape] for s in shapes], [s.color == color and s.shape == shape for s in shapes]
         derivation = [color, shape, str(count)]
     elif family == "compare":
         a, b = rng.choice(len(COLOR_NAMES), size=2, replace=False)
@@ -191,20 +207,28 @@ def _question(rng: np.random.Generator, family: str, shapes: list[Shape], filler
         n_first, n_second = colors.count(first), colors.count(second)
         question = f"Are there more {first} shapes than {second} shapes?"
         answer, answer_type = "yes" if n_first > n_second else "no", "yes_no"
-        t.listing([[c] for c in colors], filler)
+        listed, counted = [[c] for c in colors], [c in (first, second) for c in colors]
         derivation = [first, str(n_first), second, str(n_second)]
     elif family == "sum_digits":
         digits = [s.digit for s in shapes]
         answer = str(sum(digits))
         question, answer_type = "What is the sum of the digits?", "integer"
-        t.listing([[str(d)] for d in digits], filler)
+        listed, counted = [[str(d)] for d in digits], [True] * len(shapes)
         derivation = ["sum", answer]
     else:
         raise ValueError(f"unknown question family {family!r} (known: count_color, count_shape, exists, compare, sum_digits)")
-    t.add(".", "format")
-    t.add(" ")
-    t.words(derivation, "reasoning")
-    t.add("</think>", "format")
+    if style == "grounded":
+        t.listing([words + [box_text(s)] if c else words for words, s, c in zip(listed, shapes, counted)], filler)
+        t.add("</think>", "format")
+        t.add("<rethink>", "format")
+        t.words(derivation, "reasoning")
+        t.add("</rethink>", "format")
+    else:
+        t.listing(listed, filler)
+        t.add(".", "format")
+        t.add(" ")
+        t.words(derivation, "reasoning")
+        t.add("</think>", "format")
     t.add("<answer>", "format")
     t.add(answer, "reasoning")
     t.add("</answer>", "format")
@@ -235,7 +259,7 @@ def make_examples(params: DataParams, split: str) -> list[Example]:
         family = params.families[i % len(params.families)]  # round-robin keeps families balanced
         shapes = _scene(rng, int(rng.integers(lo, hi + 1)), grid, params.image_size, family == "sum_digits")
         filler = filler_phrases(glue_rng, len(shapes), params.filler_words)
-        question, answer, answer_type, target = _question(rng, family, shapes, filler)
+        question, answer, answer_type, target = _question(rng, family, shapes, filler, params.target_style)
         examples.append(
             Example(f"{split}-{i:06d}", split, family, question, answer, answer_type, target.text, target.spans, shapes)
         )
@@ -335,14 +359,15 @@ def token_roles(offsets: list[tuple[int, int]], role_spans: list[tuple[int, int,
 
 # Pieces of a completion, in the order the labelling rule tries them: a tag, the "." separator,
 # whitespace, a word (anything up to whitespace, "." or a tag), or a stray "<".
-_PIECE = re.compile(r"(?P<tag></?(?:think|answer)>)|(?P<dot>\.)|(?P<space>\s+)|(?P<word>[^\s.<]+|<)")
+_PIECE = re.compile(r"(?P<tag></?(?:think|rethink|answer)>)|(?P<dot>\.)|(?P<space>\s+)|(?P<word>[^\s.<]+|<)")
 
 
 def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
     """Role spans of ANY completion text (e.g. a sampled one), by the rule that labels the targets.
 
     Tags and the first "." inside <think> are format; words inside <think> before that "." are
-    perception (the object listing) unless they are glue words (FILLER_WORDS: format), words after it and inside <answer> are reasoning. Words
+    perception (the object listing, boxes included) unless they are glue words (FILLER_WORDS: format),
+    words after it and inside <rethink> (grounded targets) or <answer> are reasoning. Words
     outside both tags, and any later ".", get no span (format for `token_roles`), as do
     whitespace. On a generated target this returns exactly its `role_spans`.
     """
@@ -352,7 +377,7 @@ def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
         start, end = piece.span()
         if piece["tag"]:
             spans.append((start, end, "format"))
-            region = {"<think>": "listing", "<answer>": "answer"}.get(piece["tag"])
+            region = {"<think>": "listing", "<rethink>": "derivation", "<answer>": "answer"}.get(piece["tag"])
         elif piece["dot"] and region == "listing":
             spans.append((start, end, "format"))
             region = "derivation"

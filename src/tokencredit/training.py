@@ -38,6 +38,7 @@ from tokencredit.graders import accuracy_reward
 from tokencredit.repeated_images import encode_repeated_images_once
 from tokencredit.rewards import DEFAULT_ANSWER_FORMAT, format_reward, overlong_penalty
 from tokencredit.recipe import Recipe, resolve
+from tokencredit.reward_sets import RewardSet
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.vllm_settings import check_processor_bounds, sampling_kwargs
 
@@ -64,6 +65,8 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cac
             "choices": [list(c) for c in frame["choices"]] if "choices" in frame else [[] for _ in range(len(frame))],
             # The marker the prompt asks for, which the accuracy and format rewards read (synthetic task: tags).
             "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
+            # The synthetic task's question family: GRIT's counting bonus reads it (reward_sets/grit.py).
+            **({"family": frame["family"].tolist()} if "family" in frame else {}),
             # The synthetic task's one correct response: the `on_target` label of oracle_first_error reads it.
             **({"target": frame["target"].tolist()} if "target" in frame else {}),
         }
@@ -77,12 +80,16 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cac
     return table.with_transform(decode)
 
 
-def reward_functions(train: TrainParams, algo: Algorithm) -> tuple[list[Callable], list[float]]:
-    funcs: list[Callable] = [accuracy_reward]
-    weights = [1.0 - train.format_reward]
-    if train.format_reward > 0:
-        funcs.append(format_reward)
-        weights.append(train.format_reward)
+def reward_functions(train: TrainParams, algo: Algorithm, reward_set: RewardSet | None = None) -> tuple[list[Callable], list[float]]:
+    """The task's reward (accuracy, plus train.format_reward), or the method's reward set in its place;
+    DAPO's overlong shaping on top of either."""
+    if reward_set is not None:
+        funcs, weights = list(reward_set.funcs), list(reward_set.weights)
+    else:
+        funcs, weights = [accuracy_reward], [1.0 - train.format_reward]
+        if train.format_reward > 0:
+            funcs.append(format_reward)
+            weights.append(train.format_reward)
     if algo.overlong_shaping and train.overlong_cache is not None:
 
         def overlong_reward(completion_ids, **_: Any) -> list[float]:
@@ -427,7 +434,7 @@ def build_trainer(
     if train.use_vllm:
         check_processor_bounds(model.name_or_path, processor.image_processor)
     model = fp32_master_weights(model, train)
-    funcs, weights = reward_functions(train, algo)
+    funcs, weights = reward_functions(train, algo, recipe.reward)
     config = grpo_config(train, algo, weights, seed, checkpoint_dir, suppress_tokens=vision_token_ids(model))
     trainer = WeightedGRPOTrainer(
         model=model,

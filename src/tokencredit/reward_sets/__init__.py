@@ -1,0 +1,66 @@
+"""Reward sets (issue 22): a method's own verifiable rewards, replacing the task's, one module each.
+
+    rewards = build_reward_set("grit")      # RewardSet(funcs, weights): TRL's reward_funcs and reward_weights
+
+Every other method trains on the task's reward (the grader's accuracy, plus `train.format_reward`);
+a method whose contribution is the reward (GRIT's grounded-reasoning rewards) names a reward set in
+its `reward:` component, which replaces it. DAPO's overlong shaping still applies on top. Each
+function is a TRL reward function: `fn(prompts, completions, completion_ids, **dataset columns) ->
+list[float]`, one number per completion; TRL logs each under its `__name__` (`rewards/<name>/mean`)
+and the advantage reads their weighted sum. A reward set registers with `@register_reward_set(name)`;
+a new one is one new file imported at the bottom of this module. Evaluation never reads these: every
+method is graded by the task's grader.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RewardSet:
+    funcs: tuple[Callable[..., list[float]], ...]
+    weights: tuple[float, ...]
+    # The synthetic task's `data.target_style` whose responses it rewards (None: any); params validation
+    # refuses the method on other data, where the tiny model never learns the format it rewards.
+    target_style: str | None = None
+
+
+@dataclass(frozen=True)
+class RewardSetEntry:
+    build: Callable[..., RewardSet]
+    defaults: dict[str, Any]
+
+
+REWARD_SETS: dict[str, RewardSetEntry] = {}
+
+
+def register_reward_set(name: str) -> Callable:
+    def add(build: Callable[..., RewardSet]) -> Callable[..., RewardSet]:
+        if name in REWARD_SETS:
+            raise ValueError(f"reward set {name!r} is registered twice")
+        defaults = {p.name: p.default for p in inspect.signature(build).parameters.values()}
+        REWARD_SETS[name] = RewardSetEntry(build, defaults)
+        return build
+
+    return add
+
+
+def registered_reward_sets() -> list[str]:
+    return sorted(REWARD_SETS)
+
+
+def build_reward_set(name: str, **hparams: Any) -> RewardSet:
+    from tokencredit.weighting import _check_types
+
+    if name not in REWARD_SETS:
+        raise ValueError(f"unknown reward set {name!r}; registered: {registered_reward_sets()}")
+    _check_types(name, REWARD_SETS[name].defaults, hparams)
+    return REWARD_SETS[name].build(**hparams)
+
+
+# Each import registers one reward set.
+from tokencredit.reward_sets import grit  # noqa: E402, F401
