@@ -1,8 +1,10 @@
-"""GRIT's reward set (issue 22, reward_sets/grit.py) against the authors' own functions, and its place
-in the pipeline: grounded targets, the params check, TRL's reward functions.
+"""GRIT's reward sets (issue 22: reward_sets/grit.py, the released rewards; reward_sets/grit_fork.py, the
+fork's comparison) against their authors' own functions, and their place in the pipeline: grounded
+targets, the params checks, TRL's reward functions.
 
-tests/golden/grit_rewards.json holds fixed completions and the numbers GRIT's functions give on them
-(`_source` names repository, commit, file and functions; the scratch run is not committed).
+tests/golden/grit_rewards.json and grit_fork_rewards.json hold fixed completions and the numbers those
+functions give on them (`_source` names repository, commit, file and functions; the scratch runs are
+not committed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tokencredit.params import ParamsError, TrainParams, validate
 from tokencredit.recipe import resolve
 from tokencredit.reward_sets import build_reward_set
 from tokencredit.reward_sets.grit import grit_answer_format, grit_bleu, grit_grounded, grit_repetition, grit_think_rethink
+from tokencredit.reward_sets.grit_fork import grit_fork_bleu, grit_fork_boxes, grit_fork_structure
 from tokencredit.synthetic import make_examples
 from tokencredit.training import reward_functions
 
@@ -39,6 +42,20 @@ ANSWERS = [c["answer"] for c in CASES]
 )
 def test_each_term_matches_the_authors_function(term, ours):
     assert ours() == pytest.approx(GOLDEN["rewards"][term], abs=1e-12)
+
+
+FORK = json.loads((Path(__file__).parent / "golden" / "grit_fork_rewards.json").read_text())
+
+
+def test_the_fork_variant_matches_its_compute_score():
+    """Structure, boxes (raw and JSON evidence, image_idx checked against the row's images) and BLEU
+    as the fork's compute_score gives them; accuracy is the task's grader, not mathruler."""
+    responses = [c["response"] for c in FORK["cases"]]
+    answers = [c["ground_truth"] for c in FORK["cases"]]
+    images = [[None] * c["num_images"] for c in FORK["cases"]]
+    assert grit_fork_structure(responses) == [s["format_structure"] for s in FORK["scores"]]
+    assert grit_fork_boxes(responses, images=images) == [s["format_bbox"] for s in FORK["scores"]]
+    assert grit_fork_bleu(responses, answers) == pytest.approx([0.1 * s["bleu1"] for s in FORK["scores"]], abs=1e-12)
 
 
 def test_a_grounded_target_earns_every_term():
@@ -68,8 +85,20 @@ def test_the_reward_set_replaces_the_task_reward_and_keeps_dapo_shaping():
 
 
 def test_grit_on_plain_targets_is_refused_naming_the_keys():
-    with pytest.raises(ParamsError, match=r"methods\.grit \(reward 'grit'\).*data\.target_style: grounded"):
+    with pytest.raises(ParamsError, match=r"methods\.grit \(reward .grit.\) rewards a format the tiny model learns only from data\.target_style: grounded"):
         validate({"train": {"methods": ["uniform", "grit"]}})
+
+
+def test_grit_on_real_data_needs_a_prompt_asking_for_its_format(tmp_path):
+    copy = str(tmp_path)
+    real = {
+        "data": {"source": "geometry3k", "path": copy}, "model": {"path": copy},
+        "eval": {"splits": [], "benchmarks": ["b"]}, "benchmarks": {"b": {"source": "mathvista", "path": copy}},
+    }  # fmt: skip
+    with pytest.raises(ParamsError, match=r"methods\.grit_fork .* prompt\.template does not contain '<rethink>'"):
+        validate({**real, "train": {"methods": ["grit_fork"]}})
+    asked = validate({**real, "train": {"methods": ["grit_fork", "grit"]}, "prompt": {"template": "{question} then <rethink> </rethink>"}})
+    assert asked.train.methods == ["grit_fork", "grit"]
 
 
 def test_an_unknown_reward_set_is_refused_naming_the_method():

@@ -44,7 +44,7 @@ def test_methods_full_grid_covers_every_method_and_ablation():
     params = load_params(ROOT / "params/default.yaml", ROOT / "params/methods_full.yaml")
     assert sorted(params.train.methods) == plain_target_methods(params)
     grit = load_params(ROOT / "params/default.yaml", ROOT / "params/grit.yaml")
-    assert sorted(set(params.methods) - set(params.train.methods)) == ["grit"] and "grit" in grit.train.methods
+    assert sorted(set(params.methods) - set(params.train.methods)) == ["grit", "grit_fork"] and "grit" in grit.train.methods
     assert params.train.algos == ["grpo", "dapo"] and len(params.train.seeds) == 3
 
 

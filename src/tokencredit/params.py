@@ -266,7 +266,8 @@ def _default_methods() -> dict[str, MethodSpec]:
         "kl_cov": {"loss": {"name": "kl_cov"}},
         "random_kl_cov": {"loss": {"name": "kl_cov", "hparams": {"random": True}}},  # its random twin
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
-        "grit": {"reward": {"name": "grit"}},  # GRIT's reward set; grounded targets only (params/grit.yaml)
+        "grit": {"reward": {"name": "grit"}},  # the released GRIT rewards (params/grit.yaml; needs grounded targets)
+        "grit_fork": {"reward": {"name": "grit_fork"}},  # the fork's comparison GRIT (params/comparison_grit_qwen3_vl_4b.yaml)
     }
     built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
     return {**built, **{name: MethodSpec.model_validate(recipe) for name, recipe in recipes.items()}}
@@ -752,12 +753,19 @@ class Params(Section):
                     f"methods.{name} (weighting {self.methods[name].weighting!r}) reads ground-truth token roles, which only "
                     f"the synthetic task labels, but data.source is {self.data.source!r}: drop {name!r} from train.methods"
                 )
-            style = recipe.reward.target_style if recipe.reward is not None else None
-            if style is not None and (self.data.source != "synthetic" or self.data.target_style != style):
+            reward = recipe.reward
+            if reward is None:
+                continue
+            rewarded = f"methods.{name} (reward {self.methods[name].reward.name!r}) rewards a format"
+            if self.data.source == "synthetic" and reward.target_style not in (None, self.data.target_style):
                 raise ValueError(
-                    f"methods.{name} (reward {self.methods[name].reward.name!r}) rewards responses in the synthetic task's "
-                    f"{style!r} style, which the SFT model learns only with data.source: synthetic and data.target_style: {style} "
-                    f"(params/grit.yaml); data is {self.data.source!r}, {self.data.target_style!r}: drop {name!r} from train.methods"
+                    f"{rewarded} the tiny model learns only from data.target_style: {reward.target_style} (params/grit.yaml), "
+                    f"but data.target_style is {self.data.target_style!r}: set it, or drop {name!r} from train.methods"
+                )
+            if self.data.source != "synthetic" and reward.prompt_asks is not None and reward.prompt_asks not in self.prompt.template:
+                raise ValueError(
+                    f"{rewarded} the prompt must ask for, but prompt.template does not contain {reward.prompt_asks!r} "
+                    f"(params/comparison_grit_qwen3_vl_4b.yaml): ask for it, or drop {name!r} from train.methods"
                 )
         return self
 

@@ -24,9 +24,11 @@ from typing import Any
 class RewardSet:
     funcs: tuple[Callable[..., list[float]], ...]
     weights: tuple[float, ...]
-    # The synthetic task's `data.target_style` whose responses it rewards (None: any); params validation
-    # refuses the method on other data, where the tiny model never learns the format it rewards.
+    # The format it rewards must be one the policy learns or is asked for; params validation checks it:
+    # on the synthetic task, `data.target_style` (the tiny model learns only its SFT targets' format);
+    # on real data, a text `prompt.template` must contain (the instruction asking for the format).
     target_style: str | None = None
+    prompt_asks: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,4 +65,4 @@ def build_reward_set(name: str, **hparams: Any) -> RewardSet:
 
 
 # Each import registers one reward set.
-from tokencredit.reward_sets import grit  # noqa: E402, F401
+from tokencredit.reward_sets import grit, grit_fork  # noqa: E402, F401

@@ -48,18 +48,22 @@ def _texts(completions: list) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
-def grit_bleu(completions: list, answer: list[str], **_: Any) -> list[float]:
+def bleu1(prediction: str, truth: str) -> float:
+    """BLEU-1 (nltk's sentence_bleu, the authors' call) of the prediction's words against the truth's:
+    letters and digits, lower-cased; 0 when either has none."""
     from nltk.translate.bleu_score import sentence_bleu
 
-    def bleu(text: str, truth: str) -> float:
-        if "<answer>" not in text:
-            return 0.0
-        predicted = NON_ALNUM.sub(" ", text.split("<answer>", 1)[1]).lower().split()
-        with warnings.catch_warnings():  # nltk warns of zero 2- to 4-gram counts although their weights are 0
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"nltk\.translate\.bleu_score")
-            return sentence_bleu([NON_ALNUM.sub(" ", truth).lower().split()], predicted, weights=(1, 0, 0, 0))
+    predicted, reference = NON_ALNUM.sub(" ", prediction).lower().split(), NON_ALNUM.sub(" ", truth).lower().split()
+    if not predicted or not reference:
+        return 0.0
+    with warnings.catch_warnings():  # nltk warns of zero 2- to 4-gram counts although their weights are 0
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"nltk\.translate\.bleu_score")
+        return sentence_bleu([reference], predicted, weights=(1, 0, 0, 0))
 
-    return [0.1 * bleu(t, a) for t, a in zip(_texts(completions), answer, strict=True)]
+
+def grit_bleu(completions: list, answer: list[str], **_: Any) -> list[float]:
+    texts = _texts(completions)
+    return [0.1 * bleu1(t.split("<answer>", 1)[1], a) if "<answer>" in t else 0.0 for t, a in zip(texts, answer, strict=True)]
 
 
 def grit_answer_format(completions: list, **_: Any) -> list[float]:
@@ -113,4 +117,4 @@ def grit_repetition(completions: list, completion_ids: list[list[int]], **_: Any
 @register_reward_set("grit")
 def grit() -> RewardSet:
     funcs = (accuracy_reward, grit_bleu, grit_answer_format, grit_repetition, grit_grounded, grit_think_rethink)
-    return RewardSet(funcs=funcs, weights=(1.0,) * len(funcs), target_style="grounded")
+    return RewardSet(funcs=funcs, weights=(1.0,) * len(funcs), target_style="grounded", prompt_asks="<rethink>")
