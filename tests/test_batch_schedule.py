@@ -38,6 +38,7 @@ from tokencredit.sources import check_sources
 from tokencredit.trainer import WeightedGRPOTrainer
 from tokencredit.training import build_trainer, grpo_config, grpo_dataset
 from tokencredit.recipe import resolve
+from tokencredit.rollout_batch import mixed_groups
 from tokencredit.weighting import METHODS, Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,6 +379,23 @@ def test_qwen3_vl_params_are_the_forks_controlled_comparison(name, tmp_path):
     assert {params.methods[m].counterfactual for m in ("tor", "pgpo", "vppo")} == {"harmonized_patches"}
     assert params.eval.suite == "comparison" and len(params.eval.benchmarks) == 13
     check_sources(params)  # every adapter and split it names exists
+
+
+def test_comparison_dapo_baseline_is_dapo_sh(tmp_path):
+    """params/comparison_dapo_qwen3_vl_4b.yaml: dapo.sh (119b93f) on the 4B recipe: no KL, clip 0.2 / 0.28, groups
+    kept only with mixed accuracy, the shared entropy penalty kept."""
+    files = [ROOT / "params/default.yaml", ROOT / "params/qwen3_vl_4b.yaml"]
+    base = validate(local_copies(merged_params(*files), tmp_path), "qwen3_vl_4b")
+    params = validate(local_copies(merged_params(*files, ROOT / "params/comparison_dapo_qwen3_vl_4b.yaml"), tmp_path), "dapo")
+    assert (params.train.algos, params.train.methods, params.train.seeds) == (["dapo"], ["uniform"], [0])
+    config = grpo_config(params.train, get_algorithm("dapo"), [0.9, 0.1], seed=0, output_dir=tmp_path)
+    assert (config.beta, config.epsilon, config.epsilon_high, config.loss_type) == (0.0, 0.2, 0.28, "dapo")
+    assert config.entropy_coef == -0.005 and params.train.overlong_cache is None
+    # 0.9 accuracy + 0.1 format: groups of mixed accuracy, all right in mixed format, all wrong in mixed format
+    rewards = torch.tensor([0.9, 1.0, 0.0, 0.1, 0.9, 1.0, 1.0, 1.0, 0.0, 0.1, 0.1, 0.0])
+    assert mixed_groups(rewards, 4, params.train.dynamic_sampling_tolerance).tolist() == [True, False, False]
+    same = {s for s in ("data", "model", "rollouts", "eval") if section_json(params, s) == section_json(base, s)}
+    assert same == {"data", "model", "rollouts", "eval"} and params.train.entropy_penalty == base.train.entropy_penalty
 
 
 def test_comparison_grid_is_the_forks_methods_on_the_qwen3_vl_4b_recipe(tmp_path):
