@@ -14,10 +14,10 @@ method is graded by the task's grader.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from tokencredit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,37 +31,10 @@ class RewardSet:
     prompt_asks: str | None = None
 
 
-@dataclass(frozen=True)
-class RewardSetEntry:
-    build: Callable[..., RewardSet]
-    defaults: dict[str, Any]
-
-
-REWARD_SETS: dict[str, RewardSetEntry] = {}
-
-
-def register_reward_set(name: str) -> Callable:
-    def add(build: Callable[..., RewardSet]) -> Callable[..., RewardSet]:
-        if name in REWARD_SETS:
-            raise ValueError(f"reward set {name!r} is registered twice")
-        defaults = {p.name: p.default for p in inspect.signature(build).parameters.values()}
-        REWARD_SETS[name] = RewardSetEntry(build, defaults)
-        return build
-
-    return add
-
-
-def registered_reward_sets() -> list[str]:
-    return sorted(REWARD_SETS)
-
-
-def build_reward_set(name: str, **hparams: Any) -> RewardSet:
-    from tokencredit.weighting import _check_types
-
-    if name not in REWARD_SETS:
-        raise ValueError(f"unknown reward set {name!r}; registered: {registered_reward_sets()}")
-    _check_types(name, REWARD_SETS[name].defaults, hparams)
-    return REWARD_SETS[name].build(**hparams)
+REWARD_SETS: Registry[RewardSet] = Registry("reward set")
+register_reward_set = REWARD_SETS.register
+registered_reward_sets = REWARD_SETS.names
+build_reward_set = REWARD_SETS.build
 
 
 # Each import registers one reward set.

@@ -12,12 +12,13 @@ Pixel changes go through `tokencredit.counterfactual`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from tokencredit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -33,37 +34,13 @@ class TransformContext:
 TransformFn = Callable[[list[list[dict[str, Any]]], TransformContext], list[list[dict[str, Any]]]]
 
 
-@dataclass(frozen=True)
-class Transform:
-    build: Callable[..., TransformFn]
-    defaults: dict[str, Any]
-
-
-TRANSFORMS: dict[str, Transform] = {}
-
-
-def register_transform(name: str) -> Callable:
-    def add(build: Callable[..., TransformFn]) -> Callable[..., TransformFn]:
-        if name in TRANSFORMS:
-            raise ValueError(f"transform {name!r} is registered twice")
-        defaults = {p.name: p.default for p in inspect.signature(build).parameters.values()}
-        TRANSFORMS[name] = Transform(build, defaults)
-        return build
-
-    return add
-
-
-def registered_transforms() -> list[str]:
-    return sorted(TRANSFORMS)
+TRANSFORMS: Registry[TransformFn] = Registry("transform")
+register_transform = TRANSFORMS.register
+registered_transforms = TRANSFORMS.names
 
 
 def build_transform(name: str, **hparams: Any) -> TransformFn:
-    from tokencredit.weighting import _check_types
-
-    if name not in TRANSFORMS:
-        raise ValueError(f"unknown transform {name!r}; registered: {registered_transforms()}")
-    _check_types(name, TRANSFORMS[name].defaults, hparams)
-    fn = TRANSFORMS[name].build(**hparams)
+    fn = TRANSFORMS.build(name, **hparams)
     fn.__name__ = name
     return fn
 
