@@ -10,7 +10,10 @@ writes it) and prints the Markdown the doc quotes:
    every method, so the runs of one seed may move together);
 3. the correlation between methods of the per-seed means (paired by seed), pooled over the arms;
 4. power: the seeds per method that bring the MDD (alpha 0.05, 80 % power) to `--target` points, with
-   and without pairing, at the measured seed SD and correlation.
+   and without pairing, at the measured seed SD and correlation;
+5. the report's MDD on every window of n consecutive seeds (n = 3 ...), arms against uniform: what a grid
+   of n seeds would have shown, measured rather than projected;
+6. the share of the seed variance that is the evaluation's own sampling noise (k samples per example).
 
     python benchmarks/positive_control.py --results results --confirm 1 2 3 4
 """
@@ -50,6 +53,27 @@ def seeds_for_mdd(sd: float, correlation: float, target: float, paired: bool) ->
         if (stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se <= target:
             return n
     return 200
+
+
+def sampling_sd(results: Path, method: str, seeds: list[int]) -> float:
+    """SD (points) of one run's test avg@k from its k samples alone, root mean square over the seeds:
+    the per-example variance of a mean of k draws, estimated without bias by p(1 − p)/(k − 1)."""
+    variances = []
+    for s in seeds:
+        record = json.loads((results / f"eval/grpo-{method}-s{s}/test.json").read_text())
+        p, k = np.array([e["avg_at_k"] for e in record["per_example"]]), record["k"]
+        variances.append(np.sum(p * (1 - p) / (k - 1)) / len(p) ** 2)
+    return 100 * float(np.sqrt(np.mean(variances)))
+
+
+def mdd_windows(results: Path, arms: list[str], seeds: list[int]) -> dict[int, list[float]]:
+    """The report's MDD (points) of each arm against uniform on every window of n consecutive seeds."""
+    base = load(results, BASELINE, seeds)
+    others = [load(results, m, seeds) for m in arms]
+    return {
+        n: [100 * seed_difference(base[i : i + n], other[i : i + n])["mdd"] for other in others for i in range(len(seeds) - n + 1)]
+        for n in range(3, len(seeds) + 1)
+    }
 
 
 def row(name: str, result: dict) -> str:
@@ -103,6 +127,19 @@ def main() -> None:
         for paired in (False, True):
             n = seeds_for_mdd(sd, r if paired else 0.0, args.target, paired)
             print(f"seeds per method for an MDD of {args.target:g} points, {'paired' if paired else 'unpaired'}: {n}")
+
+    common = [s for s in seeds[BASELINE] if all(s in seeds[m] for m in args.arms)]
+    if len(common) >= 4:
+        print(f"\nthe report's MDD on windows of n consecutive seeds of {common} (points; every arm against uniform)\n")
+        print(f"| seeds per method | windows | median | range | share ≤ {args.target:g} |\n|---|---|---|---|---|")
+        for n, mdds in mdd_windows(args.results, args.arms, common).items():
+            print(f"| {n} | {len(mdds)} | {np.median(mdds):.1f} | {min(mdds):.1f}–{max(mdds):.1f} | {np.mean(np.array(mdds) <= args.target):.0%} |")
+    print("\n| method | seed SD (points) | of it, the evaluation's sampling SD | sampling share of the variance |\n|---|---|---|---|")
+    for m in methods:
+        if len(seeds[m]) >= 3:
+            total = 100 * float(load(args.results, m, seeds[m]).mean(-1).std(ddof=1))
+            sampled = sampling_sd(args.results, m, seeds[m])
+            print(f"| {m} ({len(seeds[m])} seeds) | {total:.2f} | {sampled:.2f} | {(sampled / total) ** 2:.0%} |")
 
 
 if __name__ == "__main__":
