@@ -153,11 +153,11 @@ def test_oracle_roles_on_real_data_names_the_method_and_the_source(tmp_path):
 
 def test_default_grid_holds_the_methods_and_an_oracle_and_controls_add_the_twins():
     default = load_params(ROOT / "params/default.yaml").train
-    assert {"uniform", "tor", "pgpo", "vppo", "oracle_perception"} <= set(default.methods)
-    assert len(default.seeds) >= 6  # a 4-point difference needs 6-7 seeds per method (docs/experiment.md)
+    assert {"uniform", "entropy_topk", "tor", "pgpo", "vppo", "atrl", "oracle_perception"} <= set(default.methods)
+    assert len(default.seeds) >= 3
     controls = load_params(ROOT / "params/default.yaml", ROOT / "params/controls.yaml").train
-    assert set(default.methods) < set(controls.methods) and controls.seeds == default.seeds
-    assert {"entropy_topk", "atrl", "random_entropy_topk", "random_tor", "random_vppo", "random_atrl", "oracle_reasoning"} <= set(controls.methods)
+    assert set(default.methods) < set(controls.methods)
+    assert {"random_entropy_topk", "random_tor", "random_vppo", "random_atrl", "oracle_reasoning"} <= set(controls.methods)
 
 
 def test_zoo_grid_trains_every_method_from_the_default_sft_model():
