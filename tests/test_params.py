@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
     "files",
     [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
      ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml"),
-     ("params/default.yaml", "params/power.yaml"), ("params/default.yaml", "params/grit.yaml")],
+     ("params/default.yaml", "params/power.yaml"), ("params/default.yaml", "params/grit.yaml"),
+     ("params/default.yaml", "params/ranking.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
