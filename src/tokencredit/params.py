@@ -267,7 +267,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "random_kl_cov": {"loss": {"name": "kl_cov", "hparams": {"random": True}}},  # its random twin
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
         "grit": {"reward": {"name": "grit"}},  # the released GRIT rewards (params/grit.yaml; needs grounded targets)
-        "grit_fork": {"reward": {"name": "grit_fork"}},  # the fork's comparison GRIT (params/comparison_grit_qwen3_vl_4b.yaml)
+        "grit_fork": {"reward": {"name": "grit_fork"}},  # the fork's comparison GRIT (reward_sets/grit_fork.py; real data)
     }
     built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
     return {**built, **{name: MethodSpec.model_validate(recipe) for name, recipe in recipes.items()}}
@@ -764,8 +764,8 @@ class Params(Section):
                 )
             if self.data.source != "synthetic" and reward.prompt_asks is not None and reward.prompt_asks not in self.prompt.template:
                 raise ValueError(
-                    f"{rewarded} the prompt must ask for, but prompt.template does not contain {reward.prompt_asks!r} "
-                    f"(params/comparison_grit_qwen3_vl_4b.yaml): ask for it, or drop {name!r} from train.methods"
+                    f"{rewarded} the prompt must ask for, but prompt.template does not contain {reward.prompt_asks!r}: "
+                    f"ask for it (GRIT's instruction, e.g. the fork's examples/system_prompt/grit_GR.txt), or drop {name!r} from train.methods"
                 )
         return self
 
