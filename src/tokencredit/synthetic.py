@@ -173,7 +173,7 @@ def box_text(shape: Shape) -> str:
 
 
 def _question(
-    rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]], style: str = "plain"
+    rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]], style: str
 ) -> tuple[str, str, str, _Target]:
     """Question, answer, answer type and target of one family on one scene, `filler` glue before each
     object, in `style` (data.target_style: plain, or grounded with boxes and <rethink>)."""

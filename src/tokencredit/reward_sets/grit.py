@@ -48,6 +48,11 @@ def _texts(completions: list) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
+def before_rethink(text: str) -> str:
+    """The text before the first <rethink> (all of it without one): where GRIT looks for boxes."""
+    return text.split("<rethink>", 1)[0]
+
+
 def bleu1(prediction: str, truth: str) -> float:
     """BLEU-1 (nltk's sentence_bleu, the authors' call) of the prediction's words against the truth's:
     letters and digits, lower-cased; 0 when either has none."""
@@ -91,7 +96,7 @@ def grit_grounded(completions: list, answer: list[str], family: list[str] | None
     def grounded(text: str, truth: str, kind: str | None) -> float:
         if "<rethink>" not in text:
             return 0.0
-        boxes = RAW_BOX.findall(text.split("<rethink>")[0])
+        boxes = RAW_BOX.findall(before_rethink(text))
         return 0.5 * bool(boxes) + float(kind in COUNTING_FAMILIES and len(boxes) == int(truth))
 
     return [grounded(t, a, k) for t, a, k in zip(_texts(completions), answer, families, strict=True)]
@@ -109,7 +114,7 @@ def grit_repetition(completions: list, completion_ids: list[list[int]], **_: Any
         if len(words) < NGRAM or len(ids) < 2 * NGRAM:
             return 0.5
         # Their word loop stops one pair early (range(len - n)); their id loop does not (range(len - 2n + 1)).
-        return 0.5 * (_repeat_free_share(list(ids), len(ids) - 2 * NGRAM + 1) - (1.0 - _repeat_free_share(words, len(words) - NGRAM)))
+        return 0.5 * (_repeat_free_share(ids, len(ids) - 2 * NGRAM + 1) - (1.0 - _repeat_free_share(words, len(words) - NGRAM)))
 
     return [repetition(t, list(i)) for t, i in zip(_texts(completions), completion_ids, strict=True)]
 

@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from tokencredit.graders import accuracy_reward
 from tokencredit.reward_sets import RewardSet, register_reward_set
-from tokencredit.reward_sets.grit import RAW_BOX, bleu1
-from tokencredit.rewards import completion_text
-
-ANSWER = re.compile(r"<answer>(?P<answer>.*?)</answer>", re.DOTALL)
+from tokencredit.reward_sets.grit import RAW_BOX, before_rethink, bleu1
+from tokencredit.rewards import ANSWER_TAG, completion_text
 
 
 def _once_in_order(text: str, opening: str, closing: str) -> bool:
@@ -88,7 +85,7 @@ def grit_fork_boxes(completions: list, images: list | None = None, **_: Any) -> 
     counts = [len(own) for own in images] if images is not None else [None] * len(completions)
 
     def boxes(text: str, n_images: int | None) -> float:
-        before = text[: text.find("<rethink>")] if "<rethink>" in text else text
+        before = before_rethink(text)
         return 0.25 * bool(RAW_BOX.search(before)) + 0.25 * has_evidence(before, n_images)
 
     return [boxes(completion_text(c), n) for c, n in zip(completions, counts, strict=True)]
@@ -96,8 +93,8 @@ def grit_fork_boxes(completions: list, images: list | None = None, **_: Any) -> 
 
 def grit_fork_bleu(completions: list, answer: list[str], **_: Any) -> list[float]:
     def bleu(text: str, truth: str) -> float:
-        match = ANSWER.search(text)
-        return 0.1 * bleu1(match["answer"].strip(), truth) if match else 0.0
+        match = ANSWER_TAG.search(text)  # the first, as theirs
+        return 0.1 * bleu1(match[1].strip(), truth) if match else 0.0
 
     return [bleu(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
 
