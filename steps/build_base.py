@@ -16,11 +16,13 @@ def main() -> None:
     args = p.parse_args()
     import pandas as pd
 
+    from tokencredit.claim_probes import parse_claims, probe_corpus
     from tokencredit.manifest import write_manifest
     from tokencredit.tiny_vlm import build_base
 
-    train = pd.read_parquet(args.train, columns=["question", "target"])
-    corpus = [*train["question"], *train["target"]]
+    train = pd.read_parquet(args.train)
+    claims = [parse_claims(cell) for cell in train["claims"]] if "claims" in train else []
+    corpus = [*train["question"], *train["target"], *probe_corpus(claims)]
     params = {"model": args.params.model_dump()}
     with job_run("build_base", params=params, tags={"policy": "base"}, run_name="base") as run:
         build_base(args.params, corpus, args.out)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
      ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml"),
      ("params/default.yaml", "params/power.yaml"), ("params/default.yaml", "params/grit.yaml"),
-     ("params/default.yaml", "params/ranking.yaml")],
+     ("params/default.yaml", "params/ranking.yaml"), ("params/default.yaml", "params/vapo.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))
@@ -37,7 +37,7 @@ def test_dvc_params_file_is_the_default_set():
 
 
 def plain_target_methods(params) -> list[str]:
-    """Every method but those whose reward set needs other targets (GRIT: params/grit.yaml)."""
+    """Every method but the reward sets, which need their own data and SFT model (params/grit.yaml, params/vapo.yaml)."""
     return sorted(m for m, spec in params.methods.items() if spec.reward is None)
 
 
@@ -45,7 +45,9 @@ def test_methods_full_grid_covers_every_method_and_ablation():
     params = load_params(ROOT / "params/default.yaml", ROOT / "params/methods_full.yaml")
     assert sorted(params.train.methods) == plain_target_methods(params)
     grit = load_params(ROOT / "params/default.yaml", ROOT / "params/grit.yaml")
-    assert sorted(set(params.methods) - set(params.train.methods)) == ["grit", "grit_fork"] and "grit" in grit.train.methods
+    vapo = load_params(ROOT / "params/default.yaml", ROOT / "params/vapo.yaml")
+    assert sorted(set(params.methods) - set(params.train.methods)) == ["grit", "grit_fork", "vapo"]
+    assert "grit" in grit.train.methods and "vapo" in vapo.train.methods
     assert params.train.algos == ["grpo", "dapo"] and len(params.train.seeds) == 3
 
 

@@ -33,13 +33,15 @@ def prompt_text(processor: ProcessorMixin, question: str, n_images: int) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def encode_prompts(processor: ProcessorMixin, questions: Sequence[str], images: Images) -> BatchFeature:
-    """Left-padded prompts with their images, ready for `model.generate`."""
+def encode_prompts(processor: ProcessorMixin, questions: Sequence[str], images: Images, continuations: Sequence[str] | None = None) -> BatchFeature:
+    """Left-padded prompts with their images, ready for `model.generate`; each prompt's `continuations`
+    text (the assistant's, e.g. a claim probe) appended and encoded with it."""
     images = [None] * len(questions) if images is None else list(images)
     if len(images) != len(questions):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions")
+    continuations = [""] * len(questions) if continuations is None else continuations
     per_prompt = [[] if image is None else [image] if isinstance(image, Image.Image) else list(image) for image in images]
-    texts = [prompt_text(processor, q, len(own)) for q, own in zip(questions, per_prompt)]
+    texts = [prompt_text(processor, q, len(own)) + more for q, own, more in zip(questions, per_prompt, continuations, strict=True)]
     present = [image for own in per_prompt for image in own]
     kwargs = {"images": present} if present else {}
     return processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs)

@@ -62,6 +62,14 @@ class DataParams(Section):
         "grounded: GRIT's grounded reasoning (arXiv 2505.15879): each object the question counts is followed by its box "
         "[x1,y1,x2,y2] in pixels and the derivation moves into <rethink>..</rethink> (params/grit.yaml).",
     )
+    claims_per_image: int = Field(
+        0,
+        ge=0,
+        le=40,
+        multiple_of=2,
+        description="VAPO's visual claims (arXiv 2509.25848: 20 per image, half true): statements about each synthetic "
+        "scene in a `claims` column, which its claim probes ask the policy (params/vapo.yaml); 0: no column.",
+    )
     n_train: int = Field(4000, ge=1, description="Examples in the train split.")
     n_validation: int = Field(200, ge=1, description="Examples in the validation split.")
     n_test: int = Field(300, ge=1, description="Examples in the in-distribution test split.")
@@ -176,6 +184,14 @@ class SFTParams(Section):
         description="Share of training prompts shown without their image, so that the policy answers sensibly "
         "(a guess) when the image is removed instead of collapsing; image-removed counterfactuals stay in distribution.",
     )
+    claim_probe_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of training rows turned into VAPO claim probes (data.claims_per_image): the target cut at a "
+        "punctuation mark, a claim asked, the loss on the one answer token. Qwen answers such questions untaught; the "
+        "tiny model must learn to, else every probe is chance and VAPO's perception reward 0. 0: none.",
+    )
     seed: int = Field(0, description="Seed of data order and initial state.")
 
 
@@ -268,6 +284,7 @@ def _default_methods() -> dict[str, MethodSpec]:
         "noisy_rollout": {"transform": {"name": "noisy_rollout"}},
         "grit": {"reward": {"name": "grit"}},  # the released GRIT rewards (params/grit.yaml; needs grounded targets)
         "grit_fork": {"reward": {"name": "grit_fork"}},  # the fork's comparison GRIT (reward_sets/grit_fork.py; real data)
+        "vapo": {"reward": {"name": "vapo"}},  # VAPO's claim probes (reward_sets/vapo.py; params/vapo.yaml: claims, probe SFT)
     }
     built = {name: MethodSpec(weighting=w, hparams=h) for name, (w, h) in specs.items()}
     return {**built, **{name: MethodSpec.model_validate(recipe) for name, recipe in recipes.items()}}
@@ -727,6 +744,12 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _probe_sft_needs_claims(self) -> Params:
+        if self.sft.claim_probe_fraction > 0 and self.data.claims_per_image == 0:
+            raise ValueError(f"sft.claim_probe_fraction ({self.sft.claim_probe_fraction}) asks claims of the SFT targets, but data.claims_per_image is 0: set it (params/vapo.yaml)")
+        return self
+
+    @model_validator(mode="after")
     def _one_gpu_per_process(self) -> Params:
         gpus, processes = self.resources.train.gpus, self.train.num_processes
         if gpus and gpus != processes:
@@ -756,6 +779,8 @@ class Params(Section):
             reward = recipe.reward
             if reward is None:
                 continue
+            if "claims" in reward.columns:
+                self._check_claim_probes(name)
             rewarded = f"methods.{name} (reward {self.methods[name].reward.name!r}) rewards a format"
             if self.data.source == "synthetic" and reward.target_style not in (None, self.data.target_style):
                 raise ValueError(
@@ -768,6 +793,19 @@ class Params(Section):
                     f"ask for it (GRIT's instruction, e.g. the fork's examples/system_prompt/grit_GR.txt), or drop {name!r} from train.methods"
                 )
         return self
+
+    def _check_claim_probes(self, name: str) -> None:
+        """VAPO's claim probes need claims in the data, a policy taught to answer them, and equal forwards on every process."""
+        uses = f"methods.{name} (reward {self.methods[name].reward.name!r}) asks the policy claims about each image"
+        if self.data.source != "synthetic":
+            raise ValueError(f"{uses}, but no adapter of data.source {self.data.source!r} reads claims (only the synthetic task has them): drop {name!r} from train.methods")
+        probes = int(self.methods[name].reward.hparams.get("probes", 20))
+        if self.data.claims_per_image < probes:
+            raise ValueError(f"{uses}, {probes} per response, each a different claim, but data.claims_per_image is {self.data.claims_per_image}: set it to at least {probes} (params/vapo.yaml)")
+        if self.sft.claim_probe_fraction == 0:
+            raise ValueError(f"{uses}, which the tiny model answers at chance unless taught: set sft.claim_probe_fraction (params/vapo.yaml)")
+        if self.train.distributed == "fsdp":
+            raise ValueError(f"{uses}: the probes run as many forwards as a process has correct responses, which FSDP's per-block gathers cannot: use ddp or deepspeed")
 
 
 class ParamsError(ValueError):

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
-from tokencredit.batching import Images, encode_for_loss
+from tokencredit.batching import IGNORE_INDEX, Images, encode_for_loss
+from tokencredit.claim_probes import NO, QUESTION, YES, cut_positions, draw_probes, parse_claims, policy_answers, reasoning_part, single_token_ids
 from tokencredit.dataset import load_images
 from tokencredit.graders import score
 from tokencredit.rewards import DEFAULT_ANSWER_FORMAT
 from tokencredit.params import SFTParams
 from tokencredit.sampling import sample
 
+PROBES_PER_ROW = 4  # claim probes per validation row in the SFT check
 EvalFn = Callable[[PreTrainedModel, ProcessorMixin, pd.DataFrame], dict[str, float]]
 LogFn = Callable[[dict, int], None]
 
@@ -46,10 +50,20 @@ def greedy_correct(model: PreTrainedModel, processor: ProcessorMixin, frame: pd.
 def validation_accuracy(
     model: PreTrainedModel, processor: ProcessorMixin, frame: pd.DataFrame, data_dir: Path, max_new_tokens: int = 48, batch_size: int = 64
 ) -> dict[str, float]:
-    """Greedy accuracy on `frame` with and without the image (the SFT check)."""
-    with_image = greedy_correct(model, processor, frame, load_images(frame, data_dir, processor), max_new_tokens, batch_size)
+    """Greedy accuracy on `frame` with and without the image (the SFT check); with claims, also the
+    share of claim probes answered right (`val_probe_accuracy`, PROBES_PER_ROW per row, on its target)."""
+    images = load_images(frame, data_dir, processor)
+    with_image = greedy_correct(model, processor, frame, images, max_new_tokens, batch_size)
     no_image = greedy_correct(model, processor, frame, None, max_new_tokens, batch_size)
-    return {"val_accuracy": sum(with_image) / len(frame), "val_accuracy_no_image": sum(no_image) / len(frame)}
+    record = {"val_accuracy": sum(with_image) / len(frame), "val_accuracy_no_image": sum(no_image) / len(frame)}
+    if "claims" in frame:
+        drawn = draw_probes(list(frame["target"]), [parse_claims(c) for c in frame["claims"]], PROBES_PER_ROW, np.random.default_rng(0))
+        answers = policy_answers(
+            model, processor, [q for q in frame["question"] for _ in range(PROBES_PER_ROW)],
+            [i for i in images for _ in range(PROBES_PER_ROW)], [t for p in drawn for t in p.texts], batch_size,
+        )  # fmt: skip
+        record["val_probe_accuracy"] = float(np.mean(np.array(answers) == np.array([label for p in drawn for label in p.labels])))
+    return record
 
 
 def train_sft(
@@ -80,6 +94,7 @@ def train_sft(
     val_rows = val_df.head(p.eval_examples)
     torch.manual_seed(p.seed)
     drop_image = torch.Generator().manual_seed(p.seed)
+    probe_draws = np.random.default_rng([p.seed, 1])  # its own stream: without probes, SFT draws what it drew before
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate)
     history: list[dict] = []
     losses: list[float] = []
@@ -88,8 +103,13 @@ def train_sft(
     for step, rows in enumerate(batches(len(train_df), p.batch_size, p.seed), start=1):
         chunk = train_df.iloc[rows]
         drop = (torch.rand(len(rows), generator=drop_image) < p.text_only_fraction).tolist()
-        images = [None if d else image for d, image in zip(drop, load_images(chunk, data_dir, processor))]
-        batch = encode_for_loss(processor, list(chunk["question"]), images, list(chunk["target"]))
+        completions, probed = list(chunk["target"]), []
+        if p.claim_probe_fraction > 0:
+            completions, probed = claim_probe_targets(chunk, processor.tokenizer, probe_draws, p.claim_probe_fraction)
+        # A probe keeps its image: its answer cannot be known without it.
+        images = [None if d and i not in probed else image for i, (d, image) in enumerate(zip(drop, load_images(chunk, data_dir, processor)))]
+        batch = encode_for_loss(processor, list(chunk["question"]), images, completions)
+        answer_only(batch, probed)
         batch.pop("completion_mask")  # labels already carry -100 outside completions
         loss = model(**batch.to(model.device)).loss
         optimizer.zero_grad(set_to_none=True)
@@ -112,6 +132,30 @@ def train_sft(
             break
     model.eval()
     return history
+
+
+def claim_probe_targets(chunk: pd.DataFrame, tokenizer: Any, rng: np.random.Generator, fraction: float) -> tuple[list, list[int]]:
+    """The chunk's completions with `fraction` of its rows (drawn from `rng`) turned into VAPO claim probes,
+    and those rows' indices. A probe is its target cut at a random cut position (claim_probes' rule), one
+    of its claims asked, and the answer token: the token ids, so that the answer is exactly one token."""
+    completions: list = list(chunk["target"])
+    probed = [i for i in range(len(chunk)) if rng.random() < fraction]
+    for i in probed:
+        target, claims = completions[i], parse_claims(chunk["claims"].iloc[i])
+        cuts = cut_positions(reasoning_part(target))
+        cut = int(rng.choice(cuts)) if len(cuts) else len(target) - 1
+        claim, label = claims[rng.integers(len(claims))]
+        prefix = tokenizer(target[: cut + 1] + QUESTION.format(claim=claim), add_special_tokens=False)["input_ids"]
+        completions[i] = prefix + single_token_ids(tokenizer, [YES if label else NO])
+    return completions, probed
+
+
+def answer_only(batch: Any, rows: list[int]) -> None:
+    """Leave the loss of `rows` on their last completion token only (the probe's answer)."""
+    mask = batch["completion_mask"]
+    start = batch["labels"].shape[1] - mask.shape[1]
+    for row in rows:
+        batch["labels"][row, start : start + int(mask[row].sum()) - 1] = IGNORE_INDEX
 
 
 def history_jsonl(history: list[dict]) -> str:

@@ -51,6 +51,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from tokencredit.atomic import atomic_path, write_parquet
+from tokencredit.claim_probes import probe_corpus
 from tokencredit.params import DataParams
 
 SPLITS = ("train", "validation", "test", "test_ood")
@@ -101,6 +102,7 @@ class Example:
     target: str
     role_spans: list[tuple[int, int, str]]
     shapes: list[Shape]
+    claims: list[tuple[str, bool]]
 
 
 class _Target:
@@ -235,6 +237,30 @@ def _question(
     return question, answer, answer_type, t
 
 
+def scene_claims(rng: np.random.Generator, shapes: list[Shape], n: int) -> list[tuple[str, bool]]:
+    """`n` claims about the scene, half of them true, in random order: VAPO's visual claims (20 per image,
+    half true, about the image and not the question; their dataset's were written by GPT-5). The pools
+    hold 20 true and 20 false claims on every scene: each colour-shape pair present or absent, and the
+    number of shapes of each colour, of each kind and in all (a wrong number is the true one ± 1)."""
+    present = {(s.color, s.shape) for s in shapes}
+    true, false = [], []
+    for color in COLOR_NAMES:
+        for shape in SHAPES:
+            there, not_there = f"there is a {color} {shape}", f"there is no {color} {shape}"
+            true.append(there if (color, shape) in present else not_there)
+            false.append(not_there if (color, shape) in present else there)
+    counts = [(f"{c} shapes", sum(s.color == c for s in shapes)) for c in COLOR_NAMES]
+    counts += [(f"{k}s", sum(s.shape == k for s in shapes)) for k in SHAPES] + [("shapes", len(shapes))]
+    for what, count in counts:
+        wrong = count + 1 if count == 0 or rng.random() < 0.5 else count - 1
+        true.append(f"there are {count} {what}")
+        false.append(f"there are {wrong} {what}")
+    half = n // 2
+    claims = [(true[i] + ".", True) for i in rng.choice(len(true), half, replace=False)]
+    claims += [(false[i] + ".", False) for i in rng.choice(len(false), half, replace=False)]
+    return [claims[i] for i in rng.permutation(len(claims))]
+
+
 def object_range(params: DataParams, split: str) -> tuple[int, int]:
     if split == "test_ood":
         return params.ood_min_objects, params.ood_max_objects
@@ -253,6 +279,7 @@ def make_examples(params: DataParams, split: str) -> list[Example]:
     rng = np.random.default_rng([params.seed, SPLITS.index(split)])
     lo, hi = object_range(params, split)
     glue_rng = np.random.default_rng([params.seed, SPLITS.index(split), 1])  # its own stream: scenes do not depend on the glue
+    claim_rng = np.random.default_rng([params.seed, SPLITS.index(split), 2])  # and none on the claims
     grid = grid_side(params)
     examples = []
     for i in range(n):
@@ -260,8 +287,9 @@ def make_examples(params: DataParams, split: str) -> list[Example]:
         shapes = _scene(rng, int(rng.integers(lo, hi + 1)), grid, params.image_size, family == "sum_digits")
         filler = filler_phrases(glue_rng, len(shapes), params.filler_words)
         question, answer, answer_type, target = _question(rng, family, shapes, filler, params.target_style)
+        claims = scene_claims(claim_rng, shapes, params.claims_per_image) if params.claims_per_image else []
         examples.append(
-            Example(f"{split}-{i:06d}", split, family, question, answer, answer_type, target.text, target.spans, shapes)
+            Example(f"{split}-{i:06d}", split, family, question, answer, answer_type, target.text, target.spans, shapes, claims)
         )
     return examples
 
@@ -299,8 +327,8 @@ def image_relpath(split: str, example_id: str) -> str:
     return f"images/{split}/{example_id}.png"
 
 
-def _frame(examples: list[Example]) -> pd.DataFrame:
-    return pd.DataFrame(
+def _frame(examples: list[Example], with_claims: bool) -> pd.DataFrame:
+    frame = pd.DataFrame(
         {
             "id": [e.id for e in examples],
             "split": [e.split for e in examples],
@@ -315,6 +343,9 @@ def _frame(examples: list[Example]) -> pd.DataFrame:
         },
         columns=list(COLUMNS),
     )
+    if with_claims:  # only then: the default task's files stay byte-identical
+        frame["claims"] = [json.dumps([list(c) for c in e.claims]) for e in examples]
+    return frame
 
 
 def write_splits(params: DataParams, data_dir: Path) -> None:
@@ -329,12 +360,13 @@ def write_splits(params: DataParams, data_dir: Path) -> None:
         with atomic_path(data_dir / "images" / split, directory=True) as tmp:
             for e in examples:
                 render(e.shapes, params.image_size).save(tmp / f"{e.id}.png", format="PNG")
-        write_parquet(data_dir / f"{split}.parquet", _frame(examples))
+        write_parquet(data_dir / f"{split}.parquet", _frame(examples, params.claims_per_image > 0))
 
 
 def corpus(params: DataParams) -> list[str]:
-    """Questions and targets of the train split: the text a tokenizer is trained on."""
-    return [text for e in make_examples(params, "train") for text in (e.question, e.target)]
+    """Questions and targets of the train split, and its claim probes when it has claims: the text a tokenizer is trained on."""
+    examples = make_examples(params, "train")
+    return [text for e in examples for text in (e.question, e.target)] + probe_corpus([e.claims for e in examples])
 
 
 def token_roles(offsets: list[tuple[int, int]], role_spans: list[tuple[int, int, str]]) -> list[str]:

@@ -56,10 +56,13 @@ from torch import Tensor
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
+from tokencredit.batching import encode_prompts
+from tokencredit.claim_probes import policy_answers
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.families import family_of
 from tokencredit.losses import LossInputs
 from tokencredit.recipe import Recipe
+from tokencredit.reward_sets import PolicyReward
 from tokencredit.rollout_batch import generation_rows, merge_rows, mixed_groups
 from tokencredit.scoring import label_signals
 from tokencredit.signals import (
@@ -139,6 +142,10 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._nonfinite: dict[str, int] = defaultdict(int)  # per generation batch: guarded rewards, signal tokens
         self._rewards: Tensor | None = None  # the last round's total reward per row of the global batch
         self._last_logps: Tensor | None = None
+        self.probe_rng = np.random.default_rng()  # claim probes' draws (PolicyReward), reseeded every step
+        for func in self.reward_funcs:
+            if isinstance(func, PolicyReward):
+                func.bind(self)
 
     def _check_whole_groups_per_process(self) -> None:
         """TRL splits the global batch across processes in contiguous rows; DAPO judges groups locally."""
@@ -245,6 +252,12 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._rewards = total.masked_fill(rewards.isnan().all(dim=1), torch.nan)
         return rewards
 
+    def claim_answers(self, questions: list[str], images: list, texts: list[str]) -> list[bool]:
+        """VAPO's claim probes answered by the policy (claim_probes.policy_answers), a micro-batch of rows
+        per forward. Every process calls this once per reward round, with or without rows (ZeRO-3 gathers in it)."""
+        with self._timed("claim_probes"), self._whole_policy() as policy:
+            return policy_answers(policy, self.processing_class, questions, images, texts, self.args.per_device_train_batch_size)
+
     def _reseed_streams(self) -> None:
         """Seed the trainer's own streams from (seed, step): no generator state to checkpoint.
 
@@ -257,6 +270,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
         self._tie_breaks.manual_seed(_derived_seed(self.args.seed, step, 2))
         self._rollout_noise.manual_seed(_derived_seed(self.args.seed, step, 3, rank))
         self._loss_noise.manual_seed(_derived_seed(self.args.seed, step, 4, rank))
+        self.probe_rng = np.random.default_rng(_derived_seed(self.args.seed, step, 5, rank))
 
     def _draw_inputs(self, num_prompts: int) -> list[dict[str, Any]]:
         """This process's share of fresh prompts for the global batch, each repeated G times like TRL's sampler."""

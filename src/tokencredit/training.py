@@ -67,6 +67,9 @@ def grpo_dataset(frame: pd.DataFrame, data_dir: Path, processor: Any = None, cac
             "answer_format": list(frame["answer_format"]) if "answer_format" in frame else [DEFAULT_ANSWER_FORMAT] * len(frame),
             # The synthetic task's question family: GRIT's counting bonus reads it (reward_sets/grit.py).
             **({"family": frame["family"].tolist()} if "family" in frame else {}),
+            # VAPO's claim probes read the question (to rebuild the prompt) and the image's claims (reward_sets/vapo.py).
+            "question": frame["question"].tolist(),
+            **({"claims": frame["claims"].tolist()} if "claims" in frame else {}),
             # The synthetic task's one correct response: the `on_target` label of oracle_first_error reads it.
             **({"target": frame["target"].tolist()} if "target" in frame else {}),
         }

@@ -10,12 +10,17 @@ list[float]`, one number per completion; TRL logs each under its `__name__` (`re
 and the advantage reads their weighted sum. A reward set registers with `@register_reward_set(name)`;
 a new one is one new file imported at the bottom of this module. Evaluation never reads these: every
 method is graded by the task's grader.
+
+A reward that asks the policy being trained (VAPO's claim probes) is a `PolicyReward`: the trainer
+hands itself to it once, at construction (`bind`), and the reward calls its `claim_answers` and draws
+from its `probe_rng`, seeded per step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tokencredit.registry import Registry
 
@@ -29,6 +34,17 @@ class RewardSet:
     # on real data, a text `prompt.template` must contain (the instruction asking for the format).
     target_style: str | None = None
     prompt_asks: str | None = None
+    # Dataset columns its functions read beyond the task's (VAPO: `claims`); params validation checks the data has them.
+    columns: tuple[str, ...] = ()
+
+
+class PolicyReward:
+    """A reward function that runs the policy being trained; `policy` is the trainer, bound before training."""
+
+    policy: Any = None
+
+    def bind(self, trainer: Any) -> None:
+        self.policy = trainer
 
 
 REWARD_SETS: Registry[RewardSet] = Registry("reward set")
@@ -38,4 +54,4 @@ build_reward_set = REWARD_SETS.build
 
 
 # Each import registers one reward set.
-from tokencredit.reward_sets import grit, grit_fork  # noqa: E402, F401
+from tokencredit.reward_sets import grit, grit_fork, vapo  # noqa: E402, F401
