@@ -18,7 +18,7 @@ from tokencredit.dataset import load_images, load_split
 from tokencredit.models import load_policy
 from tokencredit.params import DataParams, MethodSpec, ModelParams, ParamsError, TrainParams, validate
 from tokencredit.recipe import resolve
-from tokencredit.sft import answer_only, claim_probe_targets
+from tokencredit.sft import answer_only, claim_probe_targets, probe_mixture_loss
 from tokencredit.synthetic import COLOR_NAMES, SHAPES, corpus, make_examples, write_splits
 from tokencredit.tiny_vlm import build_base
 from tokencredit.trainer import WeightedGRPOTrainer
@@ -102,6 +102,26 @@ def test_sft_probes_carry_the_loss_on_their_answer_only(claims_world):
         claim = re.search(r"<anchor>(.*) Is this claim correct\? Answer \(Yes/No\):$", text)[1]
         assert chunk["target"].iloc[row].startswith(text.split("\n<anchor>")[0])
         assert kept.tolist() == [completions[row][-1]] and answers[completions[row][-1]] == dict(parse_claims(chunk["claims"].iloc[row]))[claim]
+
+
+def test_the_probe_mixture_loss_is_the_targets_mean_plus_the_answers_mean(claims_world):
+    data_dir, base_dir = claims_world
+    model, processor = load_policy(base_dir, ModelParams())
+    chunk = load_split(data_dir, "train").head(6)
+    completions, probed = claim_probe_targets(chunk, processor.tokenizer, np.random.default_rng(0), 0.5)
+    images = load_images(chunk, data_dir, processor)
+
+    def batch(rows):
+        encoded = encode_for_loss(processor, [chunk["question"].iloc[r] for r in rows], [images[r] for r in rows], [completions[r] for r in rows])
+        answer_only(encoded, [i for i, r in enumerate(rows) if r in probed])
+        encoded.pop("completion_mask")
+        return encoded
+
+    targets = [r for r in range(len(chunk)) if r not in probed]
+    with torch.no_grad():
+        mixed = probe_mixture_loss(model, batch(range(len(chunk))), probed)
+        separate = model(**batch(targets)).loss + model(**batch(probed)).loss  # the model's own per-token means
+    assert mixed.item() == pytest.approx(separate.item(), rel=1e-5)
 
 
 def test_the_policy_answers_probes_and_vapo_scores_correct_responses_only(claims_world, tmp_path):
