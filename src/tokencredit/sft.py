@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,15 +103,14 @@ def train_sft(
     for step, rows in enumerate(batches(len(train_df), p.batch_size, p.seed), start=1):
         chunk = train_df.iloc[rows]
         drop = (torch.rand(len(rows), generator=drop_image) < p.text_only_fraction).tolist()
-        completions, probed = list(chunk["target"]), []
-        if p.claim_probe_fraction > 0:
-            completions, probed = claim_probe_targets(chunk, processor.tokenizer, probe_draws, p.claim_probe_fraction)
+        completions, probed = claim_probe_targets(chunk, processor.tokenizer, probe_draws, p.claim_probe_fraction)
         # A probe keeps its image: its answer cannot be known without it.
-        images = [None if d and i not in probed else image for i, (d, image) in enumerate(zip(drop, load_images(chunk, data_dir, processor)))]
+        images = [None if drop[i] and i not in probed else image for i, image in enumerate(load_images(chunk, data_dir, processor))]
         batch = encode_for_loss(processor, list(chunk["question"]), images, completions)
         answer_only(batch, probed)
         batch.pop("completion_mask")  # labels already carry -100 outside completions
-        loss = probe_mixture_loss(model, batch.to(model.device), probed) if probed else model(**batch.to(model.device)).loss
+        batch = batch.to(model.device)
+        loss = probe_mixture_loss(model, batch, probed) if probed else model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -56,7 +56,6 @@ from torch import Tensor
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
-from tokencredit.batching import encode_prompts
 from tokencredit.claim_probes import policy_answers
 from tokencredit.counterfactual import counterfactual_batch
 from tokencredit.families import family_of

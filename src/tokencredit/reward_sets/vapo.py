@@ -12,7 +12,9 @@ model learns to from sft.claim_probe_fraction). Accuracy and format are the task
 check (the released code checks `<think>...</think>...\\boxed{}`: the task's `boxed` format).
 
 As the fork's reproduction, only correct responses are probed: the score enters only their reward,
-so every reward is what probing all responses gives, at a fraction of the forwards.
+so every reward is what probing all responses gives, at a fraction of the forwards. With DAPO's
+dynamic sampling the probes run in every generation round, before the filter, which so sees the
+perception reward, as the released script's filter on the overall reward does.
 
 Note: the released trainer (verl/trainer/ray_trainer.py @ 67687cf) has its call of `generate_anchors`
 commented out, so `compute_score` never receives anchors and the released code trains on
