@@ -278,6 +278,16 @@ def papo_train(root: Path, name: str = "virl39k") -> None:
     write_parquet(root / "data/train-00000-of-00001.parquet", rows)
 
 
+def vapo_thinker(root: Path) -> None:
+    # xytian1008/VAPO-Thinker-train36k: PAPO's ViRL39K rows (EasyR1's layout, as papo_train) with claim_1..claim_20 and
+    # label_1..label_20 ("CORRECT"/"WRONG"), the fields VAPO's generate_anchors reads (vllm_rollout_spmd.py @ 67687cf);
+    # data/train-*.parquet as the Hub lays out a parquet dataset (assumed: the card was not at hand).
+    claims = {f"claim_{j}": f"The figure shows {j} lines." for j in range(1, 21)}
+    labels = {f"label_{j}": "CORRECT" if j % 2 else "WRONG" for j in range(1, 21)}
+    rows = [{"images": [embedded()], "problem": f"<image>How many lines? ({i})", "answer": str(i + 1), **claims, **labels} for i in range(2)]
+    write_parquet(root / "data/train-00000-of-00001.parquet", rows)
+
+
 # adapter -> (builder, split, rows kept, rows the release publishes broken)
 FIXTURES = {
     "geometry3k": (geometry3k, "test", 3, 0), "virl39k": (virl39k, "train", 5, 0), "mmk12": (mmk12, "test", 2, 0),
@@ -286,6 +296,7 @@ FIXTURES = {
     "hallusionbench": (hallusionbench, "all", 3, 0), "mmmu_pro_vision": (mmmu_pro_vision, "test", 1, 0),
     "papo_eval": (papo_eval, "BUAADreamer_clevr_count_70k", 2, 0), "vppo_eval": (vppo_eval, "DynaMath_DynaMath_Sample", 2, 0),
     "pope": (pope, "test", 6, 0), "papo_virl39k": (papo_train, "train", 3, 0), "papo_mmk12": (papo_train, "test", 3, 0),
+    "vapo_thinker": (vapo_thinker, "train", 2, 0),
 }  # fmt: skip
 
 
@@ -310,7 +321,7 @@ def test_every_adapter_has_a_fixture():
 def test_adapter_converts_its_published_format(name, tmp_path):
     frame, skipped = converted(name, tmp_path / "release", template="{question} Box it.")  # default on_bad_row
     assert (len(frame), len(skipped)) == FIXTURES[name][2:]
-    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame.columns) == [*COLUMNS, *get_adapter(name).columns]
     assert frame["id"].is_unique and set(frame["source"]) == {name}
     assert set(frame["answer_type"]) <= set(ANSWER_TYPES)
     assert all(q.endswith(" Box it.") and "<image" not in q for q in frame["question"])
@@ -456,6 +467,20 @@ def test_training_sets_unbox_answers_and_infer_types(tmp_path):
     geo = converted("geometry3k", tmp_path / "g")[0]
     assert geo["id"].tolist() == ["test-00000", "test-00001", "test-00002"]
     assert geo["question"].tolist()[0] == "Find x. (0)"
+
+
+def test_vapo_thinker_claims_keep_their_labels_and_vapo_needs_them(tmp_path):
+    frame = converted("vapo_thinker", tmp_path / "v")[0]
+    claims = json.loads(frame["claims"].iloc[0])
+    assert claims[:2] == [["The figure shows 1 lines.", True], ["The figure shows 2 lines.", False]] and len(claims) == 20
+    write_parquet(tmp_path / "bad/data/train-0.parquet", [{**next(read_rows(next((tmp_path / "v/data").glob("*.parquet")))), "label_3": "TRUE"}])
+    with pytest.raises(SourceError, match="label_3 is 'TRUE', not CORRECT or WRONG"):
+        convert(get_adapter("vapo_thinker"), tmp_path / "bad", "train", tmp_path / "out", "images")
+    real = {"data": {"source": "papo_virl39k", "path": str(tmp_path)}, "model": {"path": str(tmp_path)}, "train": {"methods": ["vapo"]},
+            "eval": {"splits": [], "benchmarks": ["mv"]}, "benchmarks": {"mv": {"source": "mathvista", "path": str(tmp_path)}}}
+    with pytest.raises(ValueError, match=r"methods.vapo \(reward 'vapo'\) reads the column\(s\) \['claims'\].*'papo_virl39k'.*\['vapo_thinker'\]"):
+        check_sources(validate(real))
+    check_sources(validate(deep_merge(real, {"data": {"source": "vapo_thinker"}})))
 
 
 # Malformed rows: an error naming file, row and field, or a counted, logged skip.

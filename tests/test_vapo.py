@@ -189,3 +189,16 @@ def test_vapo_is_refused_without_claims_or_probe_sft_naming_the_keys():
     with pytest.raises(ParamsError, match="FSDP"):
         validate({"train": {"methods": ["vapo"], "distributed": "fsdp"}, "data": {"claims_per_image": 20}, "sft": {"claim_probe_fraction": 0.2}})
     validate({**base, "data": {"claims_per_image": 20}, "sft": {"claim_probe_fraction": 0.2}})
+
+
+def test_the_papers_setting_reads_vapo_thinker(tmp_path):
+    from tokencredit.params import deep_merge, merged_params
+    from tokencredit.sources import check_sources
+
+    root = Path(__file__).resolve().parents[1]
+    raw = merged_params(root / "params/default.yaml", root / "params/qwen2_5_vl_7b.yaml", root / "params/vapo_qwen2_5_vl_7b.yaml")
+    local = {"model": {"path": str(tmp_path)}, "data": {"path": str(tmp_path)}, "benchmarks": {b: {"path": str(tmp_path)} for b in raw["benchmarks"]}}
+    params = validate(deep_merge(raw, local))
+    check_sources(params)
+    assert params.data.source == "vapo_thinker" and params.train.methods == ["uniform", "vapo"]
+    assert "<think>" in params.prompt.template and params.train.distributed == "deepspeed_zero3"

@@ -795,17 +795,18 @@ class Params(Section):
         return self
 
     def _check_claim_probes(self, name: str) -> None:
-        """VAPO's claim probes need claims in the data, a policy taught to answer them, and equal forwards on every process."""
+        """VAPO's claim probes need equal forwards on every process, and on the synthetic task claims in the
+        data and a policy taught to answer them (a real training set's claims: tokencredit.sources.check_sources)."""
         uses = f"methods.{name} (reward {self.methods[name].reward.name!r}) asks the policy claims about each image"
+        if self.train.distributed == "fsdp":
+            raise ValueError(f"{uses}: the probes run as many forwards as a process has correct responses, which FSDP's per-block gathers cannot: use ddp or deepspeed")
         if self.data.source != "synthetic":
-            raise ValueError(f"{uses}, but no adapter of data.source {self.data.source!r} reads claims (only the synthetic task has them): drop {name!r} from train.methods")
+            return
         probes = int(self.methods[name].reward.hparams.get("probes", 20))
         if self.data.claims_per_image < probes:
             raise ValueError(f"{uses}, {probes} per response, each a different claim, but data.claims_per_image is {self.data.claims_per_image}: set it to at least {probes} (params/vapo.yaml)")
         if self.sft.claim_probe_fraction == 0:
             raise ValueError(f"{uses}, which the tiny model answers at chance unless taught: set sft.claim_probe_fraction (params/vapo.yaml)")
-        if self.train.distributed == "fsdp":
-            raise ValueError(f"{uses}: the probes run as many forwards as a process has correct responses, which FSDP's per-block gathers cannot: use ddp or deepspeed")
 
 
 class ParamsError(ValueError):

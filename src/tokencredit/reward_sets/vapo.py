@@ -43,9 +43,11 @@ class ClaimProbeReward(PolicyReward):
 
     def __call__(self, completions: list, claims: list[str], question: list[str], images: list, **columns: Any) -> list[float]:
         texts = [completion_text(c) for c in completions]
-        correct = [i for i, a in enumerate(accuracy_reward(completions, **columns)) if a == 1.0]
+        own = [parse_claims(cell) for cell in claims]
+        # A row without claims (VAPO's data has none for multi-image problems) is not probed: 0, as a wrong one.
+        correct = [i for i, a in enumerate(accuracy_reward(completions, **columns)) if a == 1.0 and len(own[i]) >= self.probes]
         scores = [0.0] * len(texts)
-        drawn = draw_probes([texts[i] for i in correct], [parse_claims(claims[i]) for i in correct], self.probes, self.policy.probe_rng)
+        drawn = draw_probes([texts[i] for i in correct], [own[i] for i in correct], self.probes, self.policy.probe_rng)
         answers = self.policy.claim_answers(
             [question[i] for i in correct for _ in range(self.probes)],
             [images[i] for i in correct for _ in range(self.probes)],

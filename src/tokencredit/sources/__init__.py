@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from tokencredit.params import Params
 from tokencredit.sources.records import Layout, RowRef
-from tokencredit.sources.schema import Item
+from tokencredit.sources.schema import EXTRA_COLUMNS, Item
 
 ConvertRow = Callable[[dict, RowRef], Item]
 
@@ -34,13 +34,18 @@ class Adapter:
     default_split: str  # what a benchmark reads when its params name no split
     required: tuple[str, ...]  # fields every published row must have (not null)
     convert: ConvertRow
+    columns: tuple[str, ...] = ()  # schema.EXTRA_COLUMNS it writes (VAPO-Thinker: claims)
 
 
 ADAPTERS: dict[str, Adapter] = {}
 
 
 def register(
-    name: str, splits: Mapping[str, Iterable[str | Layout]], required: Iterable[str], default_split: str | None = None
+    name: str,
+    splits: Mapping[str, Iterable[str | Layout]],
+    required: Iterable[str],
+    default_split: str | None = None,
+    columns: Iterable[str] = (),
 ) -> Callable[[ConvertRow], ConvertRow]:
     """Register the decorated row converter as adapter `name`."""
 
@@ -51,7 +56,10 @@ def register(
         if default not in splits:
             raise ValueError(f"adapter {name!r}: default split {default!r} is not one of its splits {list(splits)}")
         layouts = {s: tuple((g,) if isinstance(g, str) else tuple(g) for g in gs) for s, gs in splits.items()}
-        ADAPTERS[name] = Adapter(name, layouts, default, tuple(required), convert)
+        unknown = set(columns) - set(EXTRA_COLUMNS)
+        if unknown:
+            raise ValueError(f"adapter {name!r}: columns {sorted(unknown)} are not among the schema's extra columns {EXTRA_COLUMNS}")
+        ADAPTERS[name] = Adapter(name, layouts, default, tuple(required), convert, tuple(columns))
         return convert
 
     return add
@@ -83,6 +91,23 @@ def check_sources(params: Params) -> None:
             raise ValueError(f"{key}: {err}") from None
         if split is not None and split not in adapter.splits:
             raise ValueError(f"{key}: dataset adapter {name!r} has no published split {split!r} (published: {list(adapter.splits)})")
+    if named and named[0][0] == "data.source":
+        _check_reward_columns(params, get_adapter(params.data.source))
+
+
+def _check_reward_columns(params: Params, adapter: Adapter) -> None:
+    """A method's reward set reads only columns the training set's adapter writes (VAPO: claims)."""
+    from tokencredit.reward_sets import build_reward_set
+
+    for method in params.train.methods:
+        spec = params.methods[method].reward
+        missing = set(build_reward_set(spec.name, **spec.hparams).columns) - set(adapter.columns) if spec else set()
+        if missing:
+            raise ValueError(
+                f"methods.{method} (reward {spec.name!r}) reads the column(s) {sorted(missing)} of each training row, which "
+                f"data.source {adapter.name!r} does not publish (adapters with claims: "
+                f"{sorted(a.name for a in ADAPTERS.values() if 'claims' in a.columns)}): drop {method!r} from train.methods"
+            )
 
 
 # Each import registers one adapter.
@@ -99,6 +124,7 @@ from tokencredit.sources import (  # noqa: E402, F401
     papo_eval,
     papo_train,
     pope,
+    vapo_thinker,
     virl39k,
     vppo_eval,
     wemath,

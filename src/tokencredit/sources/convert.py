@@ -32,7 +32,7 @@ def convert(
     on_bad_row: str = "error",
     answer_format: str = DEFAULT_ANSWER_FORMAT,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The rows of published `split` under `root` as a frame of COLUMNS, and the rows skipped
+    """The rows of published `split` under `root` as a frame of COLUMNS (and the adapter's extra columns), and the rows skipped
     ("<file> row <n>: <reason>").
 
     Rows keep their published order; `where` keeps rows whose field has a listed value, `limit`
@@ -65,14 +65,15 @@ def convert(
             skipped.append(f"{ref}: {err}")
             continue
         first_seen[item.id] = ref
-        rows.append(_record(adapter.name, split, item, [f"{image_prefix}/{name}" for name in names], template, answer_format))
+        record = _record(adapter.name, split, item, [f"{image_prefix}/{name}" for name in names], template, answer_format)
+        rows.append({**record, "claims": json.dumps([list(c) for c in item.claims])} if "claims" in adapter.columns else record)
         if limit is not None and len(rows) == limit:
             break
     if not rows:
         raise SourceError(f"{adapter.name}/{split} under {root}: no rows left ({len(skipped)} skipped as malformed)")
     if skipped:
         log.warning("%s/%s: skipped %d malformed rows, kept %d", adapter.name, split, len(skipped), len(rows))
-    return pd.DataFrame(rows, columns=list(COLUMNS)), skipped
+    return pd.DataFrame(rows, columns=[*COLUMNS, *adapter.columns]), skipped
 
 
 def _published_rows(root: Path, layouts: Sequence[Layout], split: str) -> Iterator[tuple[RowRef, Any]]:

@@ -6,6 +6,8 @@ the option texts of a multiple-choice item (letters A, B, ... in order), `metada
 of the published fields worth keeping, `source` the adapter and `family` its per-item group
 (subject, problem version, category...) for per-family accuracies, `answer_format` the marker the
 prompt asks the answer in (prompt.answer_format: boxed or tags), which rewards and grading read.
+An adapter may write EXTRA_COLUMNS besides: `claims`, VAPO's visual claims of the row's image (JSON
+[[claim, true or false], ...], as the synthetic task writes them), which its claim probes ask.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 ANSWER_TYPES = ("integer", "number", "expression", "multiple_choice", "yes_no", "free_form")
 COLUMNS = ("id", "split", "source", "family", "question", "image", "images", "answer", "answer_type", "choices", "metadata", "answer_format")
+EXTRA_COLUMNS = ("claims",)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Item:
     choices: tuple[str, ...] = ()
     family: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    claims: tuple[tuple[str, bool], ...] = ()  # VAPO's visual claims and whether each is true (adapters with a `claims` column)
 
 
 class BadRow(ValueError):
