@@ -21,6 +21,8 @@ Every method's peak is bounded by these operations: what a method adds over unif
 forwards of a scoring or training micro-batch, run one after another (the counterfactual, DVRP's
 noised view; benchmarks/forward_budget.py counts them), or per-layer reductions of hidden states
 (PEPO's similarity keeps no layer's states); no auxiliary loss keeps a second graph alive.
+VAPO's claim probes are no-grad forwards of a training micro-batch of rows, each the prompt and a prefix
+of its response, with one logit kept: below the scoring forward's peak.
 CFPO's counterfactual forward (salient_values.py) adds, one layer, response and image at a time,
 float32 weights [heads, queries after the image, image tokens] and one chunk of scores [heads,
 chunk_size, sequence]: about 0.2 + 0.2 GB at the 3B params' lengths (16 heads, 2,150 x 1,280 and
