@@ -283,7 +283,7 @@ def test_training_images_are_decoded_lazily_and_give_the_rollout_pixel_values(ti
     _, processor = load_policy(base_dir, ModelParams(min_pixels=min_pixels, max_pixels=84 * 84))
     frame = two_image_frame(data_dir, tmp_path)
     dataset = grpo_dataset(frame, data_dir, processor)
-    assert dataset.column_names == ["prompt", "image_paths", "answer", "answer_type", "choices", "answer_format"]  # no pixels stored
+    assert dataset.column_names == ["prompt", "image_paths", "answer", "answer_type", "choices", "answer_format", "question"]  # no pixels stored
     rows = [dataset[i] for i in range(len(frame))]
     assert [len(row["images"]) for row in rows] == [2, 1] and rows[0]["images"][1] is rows[1]["images"][0]  # decoded once
     # multiples of 28 (patch 14 x merge 2) within 84 x 84 pixels, or whole
