@@ -288,6 +288,16 @@ def vapo_thinker(root: Path) -> None:
     write_parquet(root / "data/train-00000-of-00001.parquet", rows)
 
 
+def virl39k_claims(root: Path) -> None:
+    # The awesome-perception-aware-rlvr fork's virl39k_claims/train.parquet (examples/comparison/qwen3_vl_4b/vapo.sh):
+    # PAPO's ViRL39K rows with `visual_claims`, "a JSON list of {"claim", "correct"}; [] for rows without claims"
+    # (its docs/algorithm_parameters.md, "Visual-Claim Probes"): the multi-image problems have none.
+    claims = json.dumps([{"claim": "The triangle is red.", "correct": True}, {"claim": "There are 4 circles.", "correct": False}])
+    rows = [{"images": [embedded()], "problem": "<image>Find x.", "answer": "3", "visual_claims": claims},
+            {"images": [embedded("a.png"), embedded("b.png")], "problem": "<image><image>Which differs?", "answer": "B", "visual_claims": "[]"}]
+    write_parquet(root / "train.parquet", rows)
+
+
 # adapter -> (builder, split, rows kept, rows the release publishes broken)
 FIXTURES = {
     "geometry3k": (geometry3k, "test", 3, 0), "virl39k": (virl39k, "train", 5, 0), "mmk12": (mmk12, "test", 2, 0),
@@ -296,7 +306,7 @@ FIXTURES = {
     "hallusionbench": (hallusionbench, "all", 3, 0), "mmmu_pro_vision": (mmmu_pro_vision, "test", 1, 0),
     "papo_eval": (papo_eval, "BUAADreamer_clevr_count_70k", 2, 0), "vppo_eval": (vppo_eval, "DynaMath_DynaMath_Sample", 2, 0),
     "pope": (pope, "test", 6, 0), "papo_virl39k": (papo_train, "train", 3, 0), "papo_mmk12": (papo_train, "test", 3, 0),
-    "vapo_thinker": (vapo_thinker, "train", 2, 0),
+    "vapo_thinker": (vapo_thinker, "train", 2, 0), "virl39k_claims": (virl39k_claims, "train", 2, 0),
 }  # fmt: skip
 
 
@@ -478,9 +488,14 @@ def test_vapo_thinker_claims_keep_their_labels_and_vapo_needs_them(tmp_path):
         convert(get_adapter("vapo_thinker"), tmp_path / "bad", "train", tmp_path / "out", "images")
     real = {"data": {"source": "papo_virl39k", "path": str(tmp_path)}, "model": {"path": str(tmp_path)}, "train": {"methods": ["vapo"]},
             "eval": {"splits": [], "benchmarks": ["mv"]}, "benchmarks": {"mv": {"source": "mathvista", "path": str(tmp_path)}}}
-    with pytest.raises(ValueError, match=r"methods.vapo \(reward 'vapo'\) reads the column\(s\) \['claims'\].*'papo_virl39k'.*\['vapo_thinker'\]"):
+    with pytest.raises(ValueError, match=r"methods.vapo \(reward 'vapo'\) reads the column\(s\) \['claims'\].*'papo_virl39k'.*\['vapo_thinker', 'virl39k_claims'\]"):
         check_sources(validate(real))
     check_sources(validate(deep_merge(real, {"data": {"source": "vapo_thinker"}})))
+    fork = converted("virl39k_claims", tmp_path / "f")[0]
+    assert [json.loads(c) for c in fork["claims"]] == [[["The triangle is red.", True], ["There are 4 circles.", False]], []]
+    write_parquet(tmp_path / "bad2/train.parquet", [{"images": [embedded()], "problem": "<image>?", "answer": "1", "visual_claims": '[{"claim": "x"}]'}])
+    with pytest.raises(SourceError, match="visual_claims is not a JSON list of \\{claim, correct\\} objects"):
+        convert(get_adapter("virl39k_claims"), tmp_path / "bad2", "train", tmp_path / "out2", "images")
 
 
 # Malformed rows: an error naming file, row and field, or a counted, logged skip.

@@ -191,14 +191,17 @@ def test_vapo_is_refused_without_claims_or_probe_sft_naming_the_keys():
     validate({**base, "data": {"claims_per_image": 20}, "sft": {"claim_probe_fraction": 0.2}})
 
 
-def test_the_papers_setting_reads_vapo_thinker(tmp_path):
-    from tokencredit.params import deep_merge, merged_params
+@pytest.mark.parametrize(
+    ("files", "source"),
+    [(("qwen2_5_vl_7b.yaml", "vapo_qwen2_5_vl_7b.yaml"), "vapo_thinker"), (("qwen3_vl_4b.yaml", "comparison_vapo_qwen3_vl_4b.yaml"), "virl39k_claims")],
+)
+def test_the_gpu_settings_read_data_with_claims(tmp_path, files, source):
+    from tests.test_batch_schedule import local_copies
+    from tokencredit.params import merged_params
     from tokencredit.sources import check_sources
 
     root = Path(__file__).resolve().parents[1]
-    raw = merged_params(root / "params/default.yaml", root / "params/qwen2_5_vl_7b.yaml", root / "params/vapo_qwen2_5_vl_7b.yaml")
-    local = {"model": {"path": str(tmp_path)}, "data": {"path": str(tmp_path)}, "benchmarks": {b: {"path": str(tmp_path)} for b in raw["benchmarks"]}}
-    params = validate(deep_merge(raw, local))
+    params = validate(local_copies(merged_params(root / "params/default.yaml", *(root / "params" / f for f in files)), tmp_path))
     check_sources(params)
-    assert params.data.source == "vapo_thinker" and params.train.methods == ["uniform", "vapo"]
+    assert params.data.source == source and params.train.methods == ["uniform", "vapo"]
     assert "<think>" in params.prompt.template and params.train.distributed == "deepspeed_zero3"

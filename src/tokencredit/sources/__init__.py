@@ -124,7 +124,7 @@ from tokencredit.sources import (  # noqa: E402, F401
     papo_eval,
     papo_train,
     pope,
-    vapo_thinker,
+    vapo_claims,
     virl39k,
     vppo_eval,
     wemath,
