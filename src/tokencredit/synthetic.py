@@ -30,6 +30,10 @@ image nor decides the answer (issue 24; docs/experiment.md): the glue makes perc
 the tokens, and the random opener is a phrasing choice with entropy but no bearing on the reward.
 The glue comes from its own random stream: scenes, questions and answers do not depend on n.
 
+With `data.claims_per_image` n > 0 every example also carries n claims about its scene, half true, in a
+`claims` column (JSON [[claim, true or false], ...]): VAPO's visual claims, which its probes ask the
+policy ("there is a red circle.", "there are 2 squares."; `scene_claims`), from their own random stream.
+
 Role labelling rule (character spans over `target`, stored as JSON [start, end, role]):
 - perception: each object word of the listing (before the "."), boxes included: it can only be read off the image.
 - reasoning: each word of the derivation (after the ".", or in <rethink>) and the answer value: derived content.
