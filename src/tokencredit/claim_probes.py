@@ -104,6 +104,17 @@ def perception_score(right: np.ndarray, cuts: np.ndarray, response_length: int, 
     return max((share - 0.5) / 0.5, 0.0)
 
 
+def answered_right(answer: Any, questions: list[str], images: list, drawn: list[ResponseProbes]) -> list[np.ndarray]:
+    """Whether each probe of each response is answered right by `answer(questions, images, texts)` (one
+    call for all, each response's question and images repeated for its probes)."""
+    sizes = [len(p.texts) for p in drawn]
+    answers = answer(
+        [q for q, n in zip(questions, sizes) for _ in range(n)], [i for i, n in zip(images, sizes) for _ in range(n)], [t for p in drawn for t in p.texts]
+    )
+    ends = np.cumsum(sizes)
+    return [np.array(answers[end - n : end]) == np.array(p.labels) for p, n, end in zip(drawn, sizes, ends)]
+
+
 def probe_corpus(claims: list[list[tuple[str, bool]]]) -> list[str]:
     """Every claim asked and answered: tokenizer text, so that the tiny model's tokenizer knows the probes."""
     return [QUESTION.format(claim=text) + (YES if label else NO) for own in claims for text, label in own]

@@ -780,7 +780,7 @@ class Params(Section):
             if reward is None:
                 continue
             if "claims" in reward.columns:
-                self._check_claim_probes(name)
+                self._check_claim_probes(name, reward)
             rewarded = f"methods.{name} (reward {self.methods[name].reward.name!r}) rewards a format"
             if self.data.source == "synthetic" and reward.target_style not in (None, self.data.target_style):
                 raise ValueError(
@@ -794,7 +794,7 @@ class Params(Section):
                 )
         return self
 
-    def _check_claim_probes(self, name: str) -> None:
+    def _check_claim_probes(self, name: str, reward: Any) -> None:
         """VAPO's claim probes need equal forwards on every process, and on the synthetic task claims in the
         data and a policy taught to answer them (a real training set's claims: tokencredit.sources.check_sources)."""
         uses = f"methods.{name} (reward {self.methods[name].reward.name!r}) asks the policy claims about each image"
@@ -802,7 +802,9 @@ class Params(Section):
             raise ValueError(f"{uses}: the probes run as many forwards as a process has correct responses, which FSDP's per-block gathers cannot: use ddp or deepspeed")
         if self.data.source != "synthetic":
             return
-        probes = int(self.methods[name].reward.hparams.get("probes", 20))
+        from tokencredit.reward_sets.vapo import ClaimProbeReward
+
+        probes = next(f.probes for f in reward.funcs if isinstance(f, ClaimProbeReward))  # K, the reward set's own default or hparam
         if self.data.claims_per_image < probes:
             raise ValueError(f"{uses}, {probes} per response, each a different claim, but data.claims_per_image is {self.data.claims_per_image}: set it to at least {probes} (params/vapo.yaml)")
         if self.sft.claim_probe_fraction == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
 from tokencredit.batching import IGNORE_INDEX, Images, encode_for_loss
-from tokencredit.claim_probes import NO, QUESTION, YES, cut_positions, draw_probes, parse_claims, policy_answers, reasoning_part, single_token_ids
+from tokencredit.claim_probes import NO, QUESTION, YES, answered_right, cut_positions, draw_probes, parse_claims, policy_answers, reasoning_part, single_token_ids
 from tokencredit.dataset import load_images
 from tokencredit.graders import score
 from tokencredit.rewards import DEFAULT_ANSWER_FORMAT
@@ -58,11 +59,8 @@ def validation_accuracy(
     record = {"val_accuracy": sum(with_image) / len(frame), "val_accuracy_no_image": sum(no_image) / len(frame)}
     if "claims" in frame:
         drawn = draw_probes(list(frame["target"]), [parse_claims(c) for c in frame["claims"]], PROBES_PER_ROW, np.random.default_rng(0))
-        answers = policy_answers(
-            model, processor, [q for q in frame["question"] for _ in range(PROBES_PER_ROW)],
-            [i for i in images for _ in range(PROBES_PER_ROW)], [t for p in drawn for t in p.texts], batch_size,
-        )  # fmt: skip
-        record["val_probe_accuracy"] = float(np.mean(np.array(answers) == np.array([label for p in drawn for label in p.labels])))
+        answer = functools.partial(policy_answers, model, processor, batch_size=batch_size)
+        record["val_probe_accuracy"] = float(np.concatenate(answered_right(answer, list(frame["question"]), images, drawn)).mean())
     return record
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from tokencredit.claim_probes import draw_probes, parse_claims, perception_score
+from tokencredit.claim_probes import answered_right, draw_probes, parse_claims, perception_score
 from tokencredit.graders import accuracy_reward
 from tokencredit.reward_sets import PolicyReward, RewardSet, register_reward_set
 from tokencredit.rewards import completion_text, format_reward
@@ -48,13 +46,9 @@ class ClaimProbeReward(PolicyReward):
         correct = [i for i, a in enumerate(accuracy_reward(completions, **columns)) if a == 1.0 and len(own[i]) >= self.probes]
         scores = [0.0] * len(texts)
         drawn = draw_probes([texts[i] for i in correct], [own[i] for i in correct], self.probes, self.policy.probe_rng)
-        answers = self.policy.claim_answers(
-            [question[i] for i in correct for _ in range(self.probes)],
-            [images[i] for i in correct for _ in range(self.probes)],
-            [text for probes in drawn for text in probes.texts],
-        )  # called even without correct responses: every process must enter the policy's gathers alike
-        for n, (i, probes) in enumerate(zip(correct, drawn)):
-            right = np.array(answers[n * self.probes : (n + 1) * self.probes]) == np.array(probes.labels)
+        # Asked even without correct responses: every process must enter the policy's gathers alike.
+        rights = answered_right(self.policy.claim_answers, [question[i] for i in correct], [images[i] for i in correct], drawn)
+        for i, probes, right in zip(correct, drawn, rights):
             scores[i] = perception_score(right, probes.cuts, len(texts[i]), self.late_emphasis)
         return scores
 

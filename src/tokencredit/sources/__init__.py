@@ -91,7 +91,7 @@ def check_sources(params: Params) -> None:
             raise ValueError(f"{key}: {err}") from None
         if split is not None and split not in adapter.splits:
             raise ValueError(f"{key}: dataset adapter {name!r} has no published split {split!r} (published: {list(adapter.splits)})")
-    if named and named[0][0] == "data.source":
+    if params.data.source != "synthetic":
         _check_reward_columns(params, get_adapter(params.data.source))
 
 
@@ -105,8 +105,8 @@ def _check_reward_columns(params: Params, adapter: Adapter) -> None:
         if missing:
             raise ValueError(
                 f"methods.{method} (reward {spec.name!r}) reads the column(s) {sorted(missing)} of each training row, which "
-                f"data.source {adapter.name!r} does not publish (adapters with claims: "
-                f"{sorted(a.name for a in ADAPTERS.values() if 'claims' in a.columns)}): drop {method!r} from train.methods"
+                f"data.source {adapter.name!r} does not publish (adapters that do: "
+                f"{sorted(a.name for a in ADAPTERS.values() if missing <= set(a.columns))}): drop {method!r} from train.methods"
             )
 
 
