@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import harness
+from tokencredit.families import family_named
 from tokencredit.params import Params, merged_params
 from tokencredit.synthetic import ROLES, corpus, make_examples, token_roles
 from tokencredit.tiny_vlm import train_tokenizer
@@ -28,7 +29,7 @@ def main() -> None:
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args()
     params = Params.model_validate(merged_params(*args.params))
-    tokenizer = train_tokenizer(corpus(params.data), params.model.vocab_size)
+    tokenizer = train_tokenizer(corpus(params.data), params.model.vocab_size, family_named(params.model.family))
     lengths, counts = [], Counter()
     for e in make_examples(params.data, args.split):
         offsets = tokenizer(e.target, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from PIL import Image
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -12,6 +13,7 @@ from tokencredit.synthetic import (
     COLUMNS,
     FILLER_OPENERS,
     FILLER_WORDS,
+    NOISE_WORDS,
     SHAPES,
     SPLITS,
     box_text,
@@ -118,7 +120,7 @@ def test_role_spans_cover_non_whitespace_exactly():
     for e in make_examples(SMALL, "test_ood"):
         covered = [None] * len(e.target)
         for start, end, role in e.role_spans:
-            assert role in ("perception", "reasoning", "format")
+            assert role in ("perception", "reasoning", "format")  # "noise" only with data.noise_words
             for i in range(start, end):
                 assert covered[i] is None, (e.id, i)
                 covered[i] = role
@@ -147,6 +149,26 @@ def test_glue_words_precede_every_object_and_change_nothing_else():
         assert b.target.endswith(a.target[a.target.index(".") :])
         assert completion_role_spans(b.target) == [tuple(s) for s in b.role_spans]
     assert openers == set(FILLER_OPENERS)  # the opener is drawn, not fixed
+
+
+def test_noise_words_open_the_thinking_at_random_and_change_nothing_else():
+    plain = make_examples(SMALL, "train")
+    noisy = make_examples(SMALL.model_copy(update={"noise_words": 4}), "train")
+    drawn = []
+    for a, b in zip(plain, noisy):
+        assert (a.question, a.answer, a.shapes) == (b.question, b.answer, b.shapes)
+        words = b.target[len("<think>") :].split()[:4]
+        assert all(w in NOISE_WORDS for w in words) and b.target == "<think>" + " ".join(words) + " " + a.target[len("<think>") :]
+        roles = [(b.target[s:e], r) for s, e, r in b.role_spans]
+        assert roles[1:5] == [(w, "noise") for w in words] and "noise" not in {r for _, r in roles[5:]}
+        assert completion_role_spans(b.target) == [tuple(s) for s in b.role_spans]
+        drawn += words
+    counts = np.bincount([NOISE_WORDS.index(w) for w in drawn], minlength=len(NOISE_WORDS))
+    assert stats.chisquare(counts).pvalue > 1e-3  # uniform over the eight words
+    # the label follows the word, wherever a sampled completion puts it inside the tags
+    assert [r for *_, r in completion_role_spans("<think>red kilo. red 1 echo</think><answer>1</answer> lima")] == [
+        "format", "perception", "noise", "format", "reasoning", "reasoning", "noise", "format", "format", "reasoning", "format"
+    ]
 
 
 def test_grounded_targets_box_each_counted_object_and_rethink_the_derivation():

@@ -461,7 +461,7 @@ def test_random_twins_match_their_methods_sparsity_and_mass(method, twin):
 
 
 def test_oracle_roles_weights_by_ground_truth_role():
-    # synthetic.ROLES: 0 perception, 1 reasoning, 2 format
+    # synthetic.ROLES: 0 perception, 1 reasoning, 2 format, 3 noise
     s = signals([[1, 1, 1, 1, 0]], role=[[0, 0, 1, 2, 0]])
     perception = _default_methods()["oracle_perception"]
     w = build_weighting(perception.weighting, **perception.hparams)(s, torch.zeros(1))
@@ -471,6 +471,11 @@ def test_oracle_roles_weights_by_ground_truth_role():
     assert torch.equal(w, T_([[0.0, 0.0, 1.0, 0.0, 0.0]]))
     with pytest.raises(MissingSignalError, match="'role' is missing"):
         weigh("oracle_roles", signals([[1]], entropy=[[0.5]]))
+    # 3 noise: weighted as format unless told otherwise (oracle_reasoning drops it with format)
+    s = signals([[1, 1, 1, 1]], role=[[0, 1, 2, 3]])
+    assert torch.equal(build_weighting(reasoning.weighting, **reasoning.hparams)(s, torch.zeros(1)), T_([[0.0, 1.0, 0.0, 0.0]]))
+    denoise = build_weighting("oracle_roles", perception_weight=1.0, noise_weight=0.0, normalize=False)(s, torch.zeros(1))
+    assert torch.equal(denoise, T_([[1.0, 1.0, 1.0, 0.0]]))
 
 
 def test_oracle_first_error_pushes_down_only_errors_and_reinforces_only_correct_prefixes():

@@ -35,6 +35,7 @@ import pandas as pd
 
 from tokencredit.params import AnalysisParams
 from tokencredit.score_columns import SIGNAL_PREFIX, WEIGHT_PREFIX
+from tokencredit.synthetic import ROLES
 
 TARGET_ROLES = ("perception", "reasoning")
 REFERENCE = "sft"
@@ -208,7 +209,7 @@ def token_roles_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
         for family, sub in _subsets(part):
             shares = sub["role"].value_counts(normalize=True)
             rows.append({"policy": policy, "split": split, "family": family, "n_tokens": len(sub), "n_responses": int(sub["response"].nunique()),
-                         **{role: float(shares.get(role, 0.0)) for role in ("perception", "reasoning", "format")}})  # fmt: skip
+                         **{role: float(shares.get(role, 0.0)) for role in ROLES}})  # fmt: skip
     return rows
 
 
@@ -268,7 +269,7 @@ def shift_table(frame: pd.DataFrame, auroc: list[dict[str, Any]], params: Analys
             signal = column.removeprefix(SIGNAL_PREFIX)
             values = part[column]
             row = {"policy": policy, "split": split, "signal": signal, "mean": float(values.mean())}
-            for role in ("perception", "reasoning", "format"):
+            for role in ROLES:
                 row[f"mean_{role}"] = _float(float(values[part["role"] == role].mean()))
             row["concentration"] = _float(concentration(part, column, params.top_fraction)) if values.min() >= 0 else None
             for role in TARGET_ROLES:

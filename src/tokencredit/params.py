@@ -56,6 +56,14 @@ class DataParams(Section):
         "Makes perception a minority of longer responses, as in the papers' rollouts; a testbed under study, not yet "
         "shown to let the perception oracle beat uniform (docs/experiment.md, issue 24); 0: none.",
     )
+    noise_words: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Words opening each chain of thought, drawn uniformly from 8 (role noise): entropy that nothing "
+        "depends on, in a fixed number, so that credit on them is pure gradient noise (issue 24's positive control, "
+        "docs/experiment.md); 0: none.",
+    )
     target_style: Literal["plain", "grounded"] = Field(
         "plain",
         description="Chain of thought of the targets. plain: '<think>listing. derivation</think><answer>..</answer>'; "

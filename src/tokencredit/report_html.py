@@ -22,7 +22,7 @@ from tokencredit.document import Image, Section, Table, Viewer
 from tokencredit.params import AnalysisParams
 from tokencredit.synthetic import ROLES
 
-ROLE_COLORS = {"perception": "#1f77b4", "reasoning": "#ff7f0e", "format": "#b0b0b0"}
+ROLE_COLORS = {"perception": "#1f77b4", "reasoning": "#ff7f0e", "format": "#b0b0b0", "noise": "#2ca02c"}
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -209,13 +209,14 @@ def accuracy_section(analysis: dict) -> Section:
 
 
 def roles_section(analysis: dict) -> Section:
-    body = [[r["policy"], r["split"], r["family"], str(r["n_responses"]), str(r["n_tokens"]), _num(r["perception"]), _num(r["reasoning"]), _num(r["format"])]
+    roles = [role for role in ROLES if any(r.get(role) for r in analysis["roles"])]  # noise only on a task with noise words
+    body = [[r["policy"], r["split"], r["family"], str(r["n_responses"]), str(r["n_tokens"]), *(_num(r[role]) for role in roles)]
             for r in analysis["roles"]]  # fmt: skip
     section = _section("roles", "token roles", "Scored tokens and their ground-truth roles",
                        "The sampled text is labelled by the rule that labels the synthetic targets: words of the object "
                        "listing in <think> before its “.” are perception, words after it and the answer are reasoning, "
-                       "tags are format.")  # fmt: skip
-    section.blocks.append(Table(["policy", "split", "family", "responses", "tokens", "perception", "reasoning", "format"], body))
+                       "tags are format, noise words (data.noise_words) noise.")  # fmt: skip
+    section.blocks.append(Table(["policy", "split", "family", "responses", "tokens", *roles], body))
     return section
 
 

@@ -30,6 +30,14 @@ image nor decides the answer (issue 24; docs/experiment.md): the glue makes perc
 the tokens, and the random opener is a phrasing choice with entropy but no bearing on the reward.
 The glue comes from its own random stream: scenes, questions and answers do not depend on n.
 
+With `data.noise_words` n > 0 the chain of thought opens with n words drawn independently and uniformly
+from NOISE_WORDS ("<think>kilo echo golf alpha red blue red. red 2</think>..."), role "noise": tokens
+with entropy (log 8 nats each) whose identity nothing depends on, neither the scene nor the answer, and
+whose number is fixed. Unlike the glue's openers, which also decide whether the listing goes on (design 3
+of docs/experiment.md), they are reward-irrelevant by construction: under uniform credit each adds
+gradient noise A · grad log pi(y) and nothing else, which the oracle `oracle_roles(noise_weight=0)`
+removes (issue 24's positive control). Their own random stream again.
+
 With `data.claims_per_image` n > 0 every example also carries n claims about its scene, half true, in a
 `claims` column (JSON [[claim, true or false], ...]): VAPO's visual claims, which its probes ask the
 policy ("there is a red circle.", "there are 2 squares."; `scene_claims`), from their own random stream.
@@ -38,6 +46,7 @@ Role labelling rule (character spans over `target`, stored as JSON [start, end, 
 - perception: each object word of the listing (before the "."), boxes included: it can only be read off the image.
 - reasoning: each word of the derivation (after the ".", or in <rethink>) and the answer value: derived content.
 - format: the tags <think>, </think>, <rethink>, </rethink>, <answer>, </answer>, the "." separator and the glue words.
+- noise: the noise words (NOISE_WORDS), wherever they stand inside the tags.
 Whitespace belongs to no span. A token takes the role of the first span it overlaps, i.e. the span
 of its first non-whitespace character; a token that overlaps no span is format (`token_roles`).
 """
@@ -62,12 +71,13 @@ SPLITS = ("train", "validation", "test", "test_ood")
 COLORS = {"red": (220, 50, 50), "green": (50, 180, 70), "blue": (60, 100, 235), "yellow": (235, 205, 40)}
 COLOR_NAMES = tuple(COLORS)
 SHAPES = ("circle", "square", "triangle")
-ROLES = ("perception", "reasoning", "format")
+ROLES = ("perception", "reasoning", "format", "noise")
 BACKGROUND = (64, 64, 64)
 DIGIT_INK = (0, 0, 0)
 FILLER_OPENERS = ("then", "next", "also", "now")
 FILLER_GLUE = ("i", "see")
 FILLER_WORDS = frozenset(FILLER_OPENERS + FILLER_GLUE)
+NOISE_WORDS = ("alpha", "bravo", "delta", "echo", "golf", "hotel", "kilo", "lima")
 COLUMNS = ("id", "split", "family", "question", "image", "answer", "answer_type", "target", "role_spans", "n_objects")
 
 # 3x5 bitmap glyphs of the digits 1-9: drawn pixel by pixel, so images never depend on a font file.
@@ -143,6 +153,11 @@ def filler_phrases(rng: np.random.Generator, n_objects: int, filler_words: int) 
     return [[FILLER_OPENERS[rng.integers(len(FILLER_OPENERS))], *FILLER_GLUE[: filler_words - 1]] for _ in range(n_objects)]
 
 
+def noise_phrase(rng: np.random.Generator, noise_words: int) -> list[str]:
+    """`noise_words` words drawn independently and uniformly from NOISE_WORDS."""
+    return [NOISE_WORDS[i] for i in rng.integers(len(NOISE_WORDS), size=noise_words)]
+
+
 def grid_side(params: DataParams) -> int:
     """Cells per side: at least 3, enough for the largest scene of any split."""
     return max(3, math.ceil(math.sqrt(max(params.max_objects, params.ood_max_objects))))
@@ -179,12 +194,16 @@ def box_text(shape: Shape) -> str:
 
 
 def _question(
-    rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]], style: str
+    rng: np.random.Generator, family: str, shapes: list[Shape], filler: list[list[str]], noise: list[str], style: str
 ) -> tuple[str, str, str, _Target]:
-    """Question, answer, answer type and target of one family on one scene, `filler` glue before each
-    object, in `style` (data.target_style: plain, or grounded with boxes and <rethink>)."""
+    """Question, answer, answer type and target of one family on one scene, `noise` words opening the
+    chain of thought, `filler` glue before each object, in `style` (data.target_style: plain, or grounded
+    with boxes and <rethink>)."""
     t = _Target()
     t.add("<think>", "format")
+    if noise:
+        t.words(noise, "noise")
+        t.add(" ")
     colors = [s.color for s in shapes]
     if family == "count_color":
         color = COLOR_NAMES[rng.integers(len(COLOR_NAMES))]
@@ -284,13 +303,15 @@ def make_examples(params: DataParams, split: str) -> list[Example]:
     lo, hi = object_range(params, split)
     glue_rng = np.random.default_rng([params.seed, SPLITS.index(split), 1])  # its own stream: scenes do not depend on the glue
     claim_rng = np.random.default_rng([params.seed, SPLITS.index(split), 2])  # and none on the claims
+    noise_rng = np.random.default_rng([params.seed, SPLITS.index(split), 3])  # nor on the noise words
     grid = grid_side(params)
     examples = []
     for i in range(n):
         family = params.families[i % len(params.families)]  # round-robin keeps families balanced
         shapes = _scene(rng, int(rng.integers(lo, hi + 1)), grid, params.image_size, family == "sum_digits")
         filler = filler_phrases(glue_rng, len(shapes), params.filler_words)
-        question, answer, answer_type, target = _question(rng, family, shapes, filler, params.target_style)
+        noise = noise_phrase(noise_rng, params.noise_words)
+        question, answer, answer_type, target = _question(rng, family, shapes, filler, noise, params.target_style)
         claims = scene_claims(claim_rng, shapes, params.claims_per_image) if params.claims_per_image else []
         examples.append(
             Example(f"{split}-{i:06d}", split, family, question, answer, answer_type, target.text, target.spans, shapes, claims)
@@ -403,7 +424,8 @@ def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
 
     Tags and the first "." inside <think> are format; words inside <think> before that "." are
     perception (the object listing, boxes included) unless they are glue words (FILLER_WORDS: format),
-    words after it and inside <rethink> (grounded targets) or <answer> are reasoning. Words
+    words after it and inside <rethink> (grounded targets) or <answer> are reasoning; a noise word
+    (NOISE_WORDS) is noise wherever it stands inside the tags. Words
     outside both tags, and any later ".", get no span (format for `token_roles`), as do
     whitespace. On a generated target this returns exactly its `role_spans`.
     """
@@ -417,6 +439,8 @@ def completion_role_spans(text: str) -> list[tuple[int, int, str]]:
         elif piece["dot"] and region == "listing":
             spans.append((start, end, "format"))
             region = "derivation"
+        elif piece["word"] in NOISE_WORDS and region is not None:
+            spans.append((start, end, "noise"))
         elif piece["word"] and region is not None:
             perceived = region == "listing" and piece["word"] not in FILLER_WORDS
             spans.append((start, end, "perception" if perceived else "format" if region == "listing" else "reasoning"))

@@ -1,9 +1,10 @@
 """Control (no paper): weights from the synthetic task's ground-truth token roles, the ceiling for any signal.
 
 Every sampled token is labelled perception (the object listing in <think>), reasoning (the
-derivation and the answer) or format (tags, separators), by the rule that labels the synthetic
-targets (synthetic.completion_role_spans, as the score step labels them). w = `perception_weight`,
-`reasoning_weight` or `format_weight` by role; with `normalize` each response's weights are rescaled to sum to
+derivation and the answer), format (tags, separators) or noise (`data.noise_words`), by the rule that
+labels the synthetic targets (synthetic.completion_role_spans, as the score step labels them).
+w = `perception_weight`, `reasoning_weight`, `format_weight` or `noise_weight` (by default the format
+weight: noise words are glue that nothing depends on) by role; with `normalize` each response's weights are rescaled to sum to
 its length (mean 1, as PGPO and AT-RL do). Variants (params.py): `oracle_perception` boosts
 perception tokens (2 : 1 : 1, normalized), the ceiling of PGPO, VPPO and AT-RL's visual signals;
 `oracle_reasoning` trains on reasoning tokens only (0 : 1 : 0), the ceiling of the entropy-based
@@ -25,9 +26,14 @@ from tokencredit.weighting import Context, WeightFn, check_range, conserve_mass,
 
 @register("oracle_roles", needs=("role",), scope="per response: each token's ground-truth role", ties="none: no selection")
 def oracle_roles(
-    perception_weight: float = 2.0, reasoning_weight: float = 1.0, format_weight: float = 1.0, normalize: bool = True
+    perception_weight: float = 2.0,
+    reasoning_weight: float = 1.0,
+    format_weight: float = 1.0,
+    noise_weight: float | None = None,
+    normalize: bool = True,
 ) -> WeightFn:
-    by_role = {"perception": perception_weight, "reasoning": reasoning_weight, "format": format_weight}
+    noise_weight = format_weight if noise_weight is None else noise_weight
+    by_role = {"perception": perception_weight, "reasoning": reasoning_weight, "format": format_weight, "noise": noise_weight}
     for role, value in by_role.items():
         check_range(f"{role}_weight", value, 0.0)
     table = torch.tensor([float(by_role[role]) for role in ROLES])
