@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
     [("params/default.yaml",), ("params/default.yaml", "params/smoke.yaml"), ("params/default.yaml", "params/methods_full.yaml"),
      ("params/default.yaml", "params/controls.yaml"), ("params/default.yaml", "params/zoo.yaml"),
      ("params/default.yaml", "params/power.yaml"), ("params/default.yaml", "params/grit.yaml"),
-     ("params/default.yaml", "params/ranking.yaml"), ("params/default.yaml", "params/vapo.yaml")],
+     ("params/default.yaml", "params/ranking.yaml"), ("params/default.yaml", "params/vapo.yaml"),
+     ("params/default.yaml", "params/noise_words.yaml")],
 )
 def test_shipped_params_are_valid(files):
     params = load_params(*(ROOT / f for f in files))

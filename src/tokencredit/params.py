@@ -61,8 +61,8 @@ class DataParams(Section):
         ge=0,
         le=16,
         description="Words opening each chain of thought, drawn uniformly from 8 (role noise): entropy that nothing "
-        "depends on, in a fixed number, so that credit on them is pure gradient noise (issue 24's positive control, "
-        "docs/experiment.md); 0: none.",
+        "depends on, in a fixed number, so that credit on them is pure gradient noise. At 4, dropping that credit "
+        "(oracle_roles with noise_weight 0) did not beat uniform (docs/experiment.md, issue 24); 0: none.",
     )
     target_style: Literal["plain", "grounded"] = Field(
         "plain",
