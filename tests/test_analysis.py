@@ -138,6 +138,8 @@ def test_families_shift_and_accuracy():
     result = analyze(frame, evals, AnalysisParams(n_bootstrap=20))
     assert {r["family"] for r in result["auroc"]} == {"all", "count_color", "exists"}
     assert {r["family"] for r in result["precision"]} == {"all", "count_color", "exists"}
+    assert {r["policy"] for r in result["precision"]} == {"sft"}  # the reference, which the report shows
+    assert {r["policy"] for r in result["selection"]} == {"sft", "grpo-uniform-s0"}
     shift = {(r["policy"], r["signal"]): r for r in result["shift"]}
     # the trained policy's entropy on reasoning tokens (2 of 7) is 1.5 instead of 1.0, plus noise
     trained, sft = shift["grpo-uniform-s0", "entropy"], shift["sft", "entropy"]

@@ -9,7 +9,9 @@ lists (analysis.json; the HTML report renders it).
   ranks every such token above every other token, 0.5 = chance, < 0.5 = inversely), with a
   percentile bootstrap interval over responses (tokens of one response are not independent).
 - precision: share of perception / reasoning tokens among the top-r tokens of each signal, at each
-  method's selection ratio r (the base rate is what a random choice gets).
+  method's selection ratio r (the base rate is what a random choice gets); for the reference policy
+  only (the SFT model when it is scored), the one the report shows: signals x methods x roles rows
+  for every policy made 88 MB of the zoo's analysis.json.
 - selection: per method, the share of tokens with w > 0, with w > 1, and its selected set: the
   tokens it weights above its own average weight (entropy top-k's kept tokens, ToR's T_r ∪ T_p,
   VPPO's gated tokens, PGPO's boosted tokens, AT-RL's anchors; every token when all weights are
@@ -225,8 +227,13 @@ def auroc_table(frame: pd.DataFrame, params: AnalysisParams) -> list[dict[str, A
     return rows
 
 
-def selection_and_precision(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(selection rows per method, precision rows per signal x method ratio)."""
+def reference_policy(policies: list[str]) -> str:
+    """The policy the report's per-token tables show: the SFT model when it is scored, else the first."""
+    return REFERENCE if REFERENCE in policies else policies[0]
+
+
+def selection_and_precision(frame: pd.DataFrame, reference: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(selection rows per method, precision rows per signal x method ratio, of the `reference` policy)."""
     selection, precision = [], []
     signals, weights = signal_columns(frame), weight_columns(frame)
     for policy, split, part in _groups(frame):
@@ -241,7 +248,7 @@ def selection_and_precision(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], 
                 ratios[method] = float(chosen.mean())
                 selection.append({**key, "method": method, "selected": ratios[method], "positive": float((w > 0).mean()), "boosted": float((w > 1).mean()),
                                   **{f"precision_{role}": _float(float(p[chosen].mean())) for role, p in positives.items()}})  # fmt: skip
-            for signal in signals:
+            for signal in signals if policy == reference else ():
                 scores = sub[signal].to_numpy(dtype=np.float64)
                 for role, p in positives.items():
                     for (method, ratio), value in zip(ratios.items(), precision_at(scores, p, list(ratios.values()))):
@@ -298,9 +305,10 @@ def accuracy_table(frame: pd.DataFrame, evals: list[dict[str, Any]]) -> list[dic
 
 def analyze(frame: pd.DataFrame, evals: list[dict[str, Any]], params: AnalysisParams) -> dict[str, Any]:
     auroc = auroc_table(frame, params)
-    selection, precision = selection_and_precision(frame)
+    policies = sorted(frame["policy"].unique().tolist(), key=policy_order)
+    selection, precision = selection_and_precision(frame, reference_policy(policies))
     return {
-        "policies": sorted(frame["policy"].unique().tolist(), key=policy_order),
+        "policies": policies,
         "splits": sorted(frame["split"].unique().tolist()),
         "signals": [c.removeprefix(SIGNAL_PREFIX) for c in signal_columns(frame)],
         "methods": [c.removeprefix(WEIGHT_PREFIX) for c in weight_columns(frame)],

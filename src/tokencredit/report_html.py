@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokencredit.analysis import REFERENCE, policy_order, signal_columns, weight_columns
+from tokencredit.analysis import REFERENCE, policy_order, reference_policy, signal_columns, weight_columns
 from tokencredit.document import Image, Section, Table, Viewer
 from tokencredit.params import AnalysisParams
 from tokencredit.synthetic import ROLES
@@ -87,8 +87,6 @@ def heatmap_figure(matrix: list[list[float | None]], rows: list[str], columns: l
 # -- sections ----------------------------------------------------------------------------------------
 
 
-def _reference(analysis: dict) -> str:
-    return REFERENCE if REFERENCE in analysis["policies"] else analysis["policies"][0]
 
 
 def _section(anchor: str, nav: str, title: str, text: str) -> Section:
@@ -109,7 +107,7 @@ def auroc_section(analysis: dict) -> Section:
             section.blocks.append(Table(["signal", *policies], rows, f"{split}: AUROC for {role} tokens"))
         families = sorted({r["family"] for r in analysis["auroc"] if r["split"] == split} - {"all"})
         if families:
-            reference = _reference(analysis)
+            reference = reference_policy(analysis["policies"])
             for role in ("perception", "reasoning"):
                 found = {(r["signal"], r["family"]): r for r in analysis["auroc"] if r["split"] == split and r["role"] == role and r["policy"] == reference}
                 rows = [[signal, *(_auroc_cell(found.get((signal, f))) for f in families)] for signal in analysis["signals"]]
@@ -124,7 +122,7 @@ def _auroc_cell(row: dict | None) -> str:
 
 
 def precision_section(analysis: dict) -> Section:
-    reference = _reference(analysis)
+    reference = reference_policy(analysis["policies"])
     section = _section("precision", "precision", "Precision at each method's selection ratio",
              f"Policy {reference}. For each method, r is the share of tokens it selects (weights above its "
              "average weight); each cell is the share of perception (or reasoning) tokens among the top r tokens of the signal. "
@@ -145,7 +143,7 @@ def precision_section(analysis: dict) -> Section:
 
 
 def selection_section(analysis: dict) -> Section:
-    reference = _reference(analysis)
+    reference = reference_policy(analysis["policies"])
     section = _section("selection", "sparsity", "Sparsity: what each method selects",
              "Share of tokens with weight > 0, with weight > 1 (boosted), and selected (weight above the method's "
              "average: its kept, boosted or anchor tokens), and the share of perception and reasoning tokens among the "
@@ -162,7 +160,7 @@ def selection_section(analysis: dict) -> Section:
 
 
 def jaccard_section(analysis: dict) -> Section:
-    reference = _reference(analysis)
+    reference = reference_policy(analysis["policies"])
     section = _section("overlap", "overlap", "Overlap between the methods' selected tokens (Jaccard)",
                        f"|A ∩ B| / |A ∪ B| of the selected sets on the same tokens, policy {reference}.")
     for entry in analysis["jaccard"]:
