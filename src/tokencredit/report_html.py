@@ -87,8 +87,6 @@ def heatmap_figure(matrix: list[list[float | None]], rows: list[str], columns: l
 # -- sections ----------------------------------------------------------------------------------------
 
 
-
-
 def _section(anchor: str, nav: str, title: str, text: str) -> Section:
     return Section(title, [text], anchor=anchor, nav=nav, html_only=True)
 

@@ -36,7 +36,8 @@ with entropy (log 8 nats each) whose identity nothing depends on, neither the sc
 whose number is fixed. Unlike the glue's openers, which also decide whether the listing goes on (design 3
 of docs/experiment.md), they are reward-irrelevant by construction: under uniform credit each adds
 gradient noise A · grad log pi(y) and nothing else, which the oracle `oracle_roles(noise_weight=0)`
-removes (issue 24's positive control). Their own random stream again.
+removes (issue 24's positive control; at n = 4 it did not beat uniform, docs/experiment.md, design 4).
+Their own random stream again.
 
 With `data.claims_per_image` n > 0 every example also carries n claims about its scene, half true, in a
 `claims` column (JSON [[claim, true or false], ...]): VAPO's visual claims, which its probes ask the
