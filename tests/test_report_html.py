@@ -40,6 +40,7 @@ def test_index_is_one_self_contained_page(report_dir: Path):
     for anchor in ("roles", "auroc", "precision", "selection", "overlap", "shift", "accuracy", "viewer"):
         assert f'id="{anchor}"' in page
     assert "<h1>tokencredit report</h1>" in page and "<td>grpo-uniform</td>" in page  # summary.md, rendered
+    assert "role-perception" in page and "role-noise" not in page  # the viewer's legend: the roles the scores have
     assert page.count("data:image/png;base64,") >= 3  # AUROC, Jaccard and concentration plots
     assert "AUROC for perception tokens" in page and "per question family" in page
     viewer = json.loads(re.search(r'<script type="application/json" id="viewer-data">(.*?)</script>', page, re.S)[1])

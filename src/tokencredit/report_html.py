@@ -249,7 +249,8 @@ def viewer_data(scores: pd.DataFrame, n_responses: int, seed: int) -> dict[str, 
 
 def analysis_sections(analysis: dict, scores: pd.DataFrame, params: AnalysisParams) -> list[Section]:
     """index.html's sections after the summary: the token analysis, then the token viewer."""
-    viewer = Viewer(viewer_data(scores, params.viewer_responses, params.seed), ROLE_COLORS)
+    present = set(scores["role"].unique())  # the legend shows the noise role only on a task with noise words
+    viewer = Viewer(viewer_data(scores, params.viewer_responses, params.seed), {r: c for r, c in ROLE_COLORS.items() if r in present})
     sections = [roles_section, auroc_section, precision_section, selection_section, jaccard_section, shift_section, accuracy_section]
     return [
         Section("Token analysis", level=1, html_only=True),
