@@ -248,7 +248,9 @@ def selection_and_precision(frame: pd.DataFrame, reference: str) -> tuple[list[d
                 ratios[method] = float(chosen.mean())
                 selection.append({**key, "method": method, "selected": ratios[method], "positive": float((w > 0).mean()), "boosted": float((w > 1).mean()),
                                   **{f"precision_{role}": _float(float(p[chosen].mean())) for role, p in positives.items()}})  # fmt: skip
-            for signal in signals if policy == reference else ():
+            if policy != reference:
+                continue
+            for signal in signals:
                 scores = sub[signal].to_numpy(dtype=np.float64)
                 for role, p in positives.items():
                     for (method, ratio), value in zip(ratios.items(), precision_at(scores, p, list(ratios.values()))):

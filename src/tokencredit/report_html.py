@@ -204,8 +204,13 @@ def accuracy_section(analysis: dict) -> Section:
     return section
 
 
+def present_roles(analysis: dict) -> list[str]:
+    """The roles the scored tokens have (noise only on a task with noise words)."""
+    return [role for role in ROLES if any(r[role] for r in analysis["roles"])]
+
+
 def roles_section(analysis: dict) -> Section:
-    roles = [role for role in ROLES if any(r.get(role) for r in analysis["roles"])]  # noise only on a task with noise words
+    roles = present_roles(analysis)
     body = [[r["policy"], r["split"], r["family"], str(r["n_responses"]), str(r["n_tokens"]), *(_num(r[role]) for role in roles)]
             for r in analysis["roles"]]  # fmt: skip
     section = _section("roles", "token roles", "Scored tokens and their ground-truth roles",
@@ -249,8 +254,8 @@ def viewer_data(scores: pd.DataFrame, n_responses: int, seed: int) -> dict[str, 
 
 def analysis_sections(analysis: dict, scores: pd.DataFrame, params: AnalysisParams) -> list[Section]:
     """index.html's sections after the summary: the token analysis, then the token viewer."""
-    present = set(scores["role"].unique())  # the legend shows the noise role only on a task with noise words
-    viewer = Viewer(viewer_data(scores, params.viewer_responses, params.seed), {r: c for r, c in ROLE_COLORS.items() if r in present})
+    legend = {role: ROLE_COLORS[role] for role in present_roles(analysis)}
+    viewer = Viewer(viewer_data(scores, params.viewer_responses, params.seed), legend)
     sections = [roles_section, auroc_section, precision_section, selection_section, jaccard_section, shift_section, accuracy_section]
     return [
         Section("Token analysis", level=1, html_only=True),
